@@ -1,0 +1,441 @@
+"""Figures of training runs, predictions and network internals.
+
+Every function draws into the ``ax`` (one panel) or ``fig`` (a grid) it is
+given, creating one when None, and returns the matplotlib Figure. Library
+code never picks a backend: scripts and CI choose Agg. ``save_figure``
+writes a PNG atomically and closes the figure. Accuracies passed in are
+fractions in [0, 1]; figures show them in percent. An optional ``caption``
+says how the figure was made (e.g. "minivgg-bn, seed 0, 15 epochs").
+"""
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+from core.errors import UserError
+from core.eval import misclassified
+
+SPLITS = ("train", "val")
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
+SWEEP_COLUMNS = ("config", "mean", "std", "n")
+WRONG_COLOUR = "tab:red"
+
+
+def save_figure(fig, path, dpi=120):
+    """Write ``fig`` to a PNG file atomically, then close the figure.
+
+    fig:  a matplotlib Figure.
+    path: destination ending in ``.png``; its folder is created if missing.
+    dpi:  resolution in dots per inch.
+    Returns the Path written. The image goes to a temporary file in the same
+    folder first and is renamed over ``path``, so a crash never leaves a
+    half-written PNG behind.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise UserError(f"save_figure: '{path}' does not end in .png; figures are saved as PNG.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    finally:
+        plt.close(fig)
+    return path
+
+
+def plot_history(log_df, axes=None, caption=None):
+    """Loss and accuracy per epoch, train and validation, in two panels.
+
+    log_df:  DataFrame with columns epoch, train_loss, train_acc, val_loss,
+             val_acc (accuracies as fractions; other columns such as lr,
+             seconds, images_per_s are ignored; NaN values leave gaps).
+    axes:    two Axes (loss, accuracy) to draw into, or None for a new figure.
+    caption: optional line under the figure title.
+    Returns the Figure. Loss uses a log scale. Accuracy uses a log scale of
+    the error rate (100 - accuracy), labelled in accuracy %, so 99.3 % and
+    99.6 % are far apart while 90 % still fits. Epochs at 100 % (error 0,
+    which a log axis cannot show) are drawn on a dotted line above the best
+    error. The best validation accuracy is marked.
+    """
+    missing = [col for col in HISTORY_COLUMNS if col not in log_df.columns]
+    if missing:
+        raise UserError(
+            f"plot_history: the log has no column(s) {missing}; it needs {HISTORY_COLUMNS}."
+        )
+    _check_fractions("plot_history", log_df[["train_acc", "val_acc"]].to_numpy())
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    loss_ax, acc_ax = axes
+    fig = loss_ax.figure
+    epoch = log_df["epoch"].to_numpy()
+
+    errors = {split: 100 * (1 - log_df[f"{split}_acc"].to_numpy(np.float64)) for split in SPLITS}
+    all_errors = np.concatenate(list(errors.values()))
+    floor = _zero_error_floor(all_errors)
+    shown = {split: np.where(error == 0, floor, error) for split, error in errors.items()}
+    for split, style in zip(SPLITS, ("--", "-"), strict=True):
+        loss_ax.plot(epoch, log_df[f"{split}_loss"], style, marker=".", label=split)
+        acc_ax.plot(epoch, shown[split], style, marker=".", label=split)
+    loss_ax.set_yscale("log")
+    loss_ax.set(title="Loss (log scale)", xlabel="epoch", ylabel="cross-entropy loss")
+
+    if np.any(all_errors == 0):
+        acc_ax.axhline(floor, ls=":", color="grey", label="100 % (no error) drawn on this line")
+    val_acc = log_df["val_acc"].to_numpy(dtype=np.float64)
+    if np.isfinite(val_acc).any():
+        best = np.nanargmax(val_acc)
+        acc_ax.plot(
+            epoch[best],
+            shown["val"][best],
+            "*",
+            color="black",
+            markersize=12,
+            label=f"best val {100 * val_acc[best]:.2f} % (epoch {epoch[best]})",
+        )
+    # Error rate on a log axis, inverted so that better is higher, ticks named as accuracy.
+    acc_ax.set_yscale("log")
+    acc_ax.invert_yaxis()
+    acc_ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    acc_ax.yaxis.set_minor_formatter(NullFormatter())
+    acc_ax.yaxis.set_major_formatter(FuncFormatter(lambda err, _: f"{100 - err:.6g}"))
+    acc_ax.set(
+        title="Accuracy (log scale of the error rate)", xlabel="epoch", ylabel="accuracy (%)"
+    )
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend()
+    if caption:
+        fig.suptitle(caption)
+    return fig
+
+
+def plot_confusion_matrix(cm, class_names, ax=None, normalize=False, caption=None):
+    """Confusion matrix with every cell annotated; colour shows only the mistakes.
+
+    cm:          (K, K) integer counts, rows true class, columns predicted.
+    class_names: K names for the axes.
+    ax:          Axes to draw into, or None for a new figure.
+    normalize:   False: print counts. True: print each row as % of its true
+                 class (a row's diagonal cell is then that class's recall).
+    caption:     optional second line of the title.
+    Returns the Figure. The diagonal (correct predictions, much larger than
+    the rest) is left out of the colour scale and drawn grey with bold text,
+    so the off-diagonal mistakes get the full colour range and stay visible.
+    """
+    cm = np.asarray(cm)
+    n = len(class_names)
+    if cm.shape != (n, n):
+        raise UserError(
+            f"plot_confusion_matrix: cm has shape {cm.shape} but there are {n} class names; "
+            f"pass the ({n}, {n}) matrix from core.eval.confusion."
+        )
+    if normalize:
+        row_sums = cm.sum(axis=1, keepdims=True)
+        values = 100 * np.divide(cm, row_sums, out=np.zeros(cm.shape), where=row_sums > 0)
+        text, unit = "{:.1f}", "% of true class"
+    else:
+        values, text, unit = cm, "{:.0f}", "count"
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.6 * n + 3, 0.6 * n + 2), layout="constrained")
+    fig = ax.figure
+
+    diagonal = np.eye(n, dtype=bool)
+    mistakes = np.ma.masked_array(values, mask=diagonal)
+    top = max(float(values[~diagonal].max(initial=0)), 1.0)  # colour range at least 0..1
+    cmap = plt.get_cmap("Reds").with_extremes(bad="lightgrey")
+    image = ax.imshow(mistakes, cmap=cmap, vmin=0, vmax=top)
+    fig.colorbar(image, ax=ax, label=f"mistakes ({unit})")
+    for (i, j), value in np.ndenumerate(values):
+        ax.text(
+            j,
+            i,
+            text.format(value),
+            ha="center",
+            va="center",
+            fontsize=8,
+            fontweight="bold" if i == j else "normal",
+            color=_cell_text_colour(value, top, on_diagonal=diagonal[i, j]),
+        )
+    words = max(len(str(name)) for name in class_names) > 3  # digits stay upright
+    ax.set_xticks(
+        range(n),
+        labels=class_names,
+        rotation=45 if words else 0,
+        ha="right" if words else "center",
+        rotation_mode="anchor",
+    )
+    ax.set_yticks(range(n), labels=class_names)
+    ax.set(xlabel="predicted class", ylabel="true class")
+    title = f"Confusion matrix ({unit}); colour: mistakes only, diagonal grey"
+    ax.set_title(title + (f"\n{caption}" if caption else ""))
+    return fig
+
+
+def plot_predictions(
+    images, y_true, y_pred, class_names, probs=None, n=25, fig=None, caption=None, title=None
+):
+    """A grid of images titled "true/pred (p)", wrong predictions in red.
+
+    images:      (N, C, H, W) with C = 1 or 3, or (N, H, W); any value range
+                 (each image is min-max scaled; C = 1 is drawn grey).
+    y_true:      (N,) integer labels.
+    y_pred:      (N,) integer predicted labels.
+    class_names: K names.
+    probs:       optional (N, K) class probabilities; adds the probability of
+                 the predicted class to each title.
+    n:           how many images to show (the first n; fewer if N < n).
+    fig:         Figure to draw into (should be empty), or None for a new one.
+    caption:     optional line under the figure title.
+    title:       figure title (default explains the panel titles).
+    Returns the Figure, with one Axes per image shown.
+    """
+    images, y_true, y_pred = np.asarray(images), np.asarray(y_true), np.asarray(y_pred)
+    count = min(n, len(images))
+    axes = _grid(fig, count, panel_size=1.5)
+    fig = axes[0].figure if axes else _empty_figure(fig, "nothing to show")
+    for i, ax in enumerate(axes):
+        _show_image(ax, images[i])
+        label = f"{class_names[y_true[i]]}/{class_names[y_pred[i]]}"
+        if probs is not None:
+            label += f" ({probs[i][y_pred[i]]:.2f})"
+        colour = WRONG_COLOUR if y_true[i] != y_pred[i] else "black"
+        ax.set_title(label, color=colour, fontsize=9)
+    title = title or "true/predicted (probability); wrong in red"
+    fig.suptitle(title + (f"\n{caption}" if caption else ""))
+    return fig
+
+
+def plot_misclassified(images, y_true, probs, class_names, n=25, fig=None, caption=None):
+    """A grid of the most confident mistakes (see ``plot_predictions``).
+
+    images:      (N, C, H, W) or (N, H, W), as for ``plot_predictions``.
+    y_true:      (N,) integer labels.
+    probs:       (N, K) class probabilities; the prediction is the argmax.
+    class_names: K names.
+    n:           how many mistakes to show at most.
+    fig:         Figure to draw into, or None for a new one.
+    caption:     optional line under the figure title.
+    Returns the Figure, one Axes per mistake shown (a note if there is none).
+    """
+    wrong = misclassified(y_true, probs).head(n)
+    idx = wrong["index"].to_numpy()
+    return plot_predictions(
+        np.asarray(images)[idx],
+        wrong["true"].to_numpy(),
+        wrong["predicted"].to_numpy(),
+        class_names,
+        probs=np.asarray(probs)[idx],
+        n=n,
+        fig=fig,
+        caption=caption,
+        title=f"Most confident mistakes ({len(idx)} shown): true/predicted (probability)",
+    )
+
+
+def plot_filters(W, fig=None, caption=None):
+    """First convolution layer filters as a grid of small images.
+
+    W:       (F, C, KH, KW) weights with C = 1 (drawn grey) or C = 3 (RGB).
+    fig:     Figure to draw into, or None for a new one.
+    caption: optional line under the figure title.
+    Returns the Figure, one Axes per filter; each filter is min-max scaled
+    on its own, so the panels show patterns, not magnitudes.
+    """
+    W = np.asarray(W)
+    if W.ndim != 4 or W.shape[1] not in (1, 3):
+        raise UserError(
+            f"plot_filters: W has shape {W.shape}; it needs (F, C, KH, KW) with C = 1 or 3 "
+            f"(the first convolution layer's weights)."
+        )
+    axes = _grid(fig, len(W), panel_size=0.8)
+    fig = axes[0].figure
+    for ax, w in zip(axes, W, strict=True):
+        _show_image(ax, w)
+    F, C, KH, KW = W.shape
+    title = f"First conv layer filters ({F} x {C} x {KH} x {KW})\neach min-max scaled"
+    fig.suptitle(title + (f"\n{caption}" if caption else ""))
+    return fig
+
+
+def plot_feature_maps(activations, fig=None, max_channels=8, caption=None):
+    """Activations of one image through the network: one row per layer.
+
+    activations:  list of (layer_name, array) with array (C, H, W) for a
+                  convolutional map or (D,) for a vector (a leading batch
+                  axis of size 1 is dropped).
+    fig:          Figure to draw into, or None for a new one.
+    max_channels: how many channels of a (C, H, W) map to show (the first ones).
+    caption:      optional line under the figure title.
+    Returns the Figure: a map gets one Axes per shown channel (sharing one
+    colour scale per layer, so weak channels look weak); a vector gets one
+    Axes, a bar chart if D <= 64, otherwise a one-row image.
+    """
+    arrays = [_drop_batch_axis(name, a) for name, a in activations]
+    if fig is None:
+        fig = plt.figure(figsize=(1.6 * max_channels, 1.7 * len(arrays)), layout="constrained")
+    grid = fig.add_gridspec(len(arrays), max_channels)
+    for row, ((name, _), a) in enumerate(zip(activations, arrays, strict=True)):
+        label = f"{name}\n{a.shape}"
+        if a.ndim == 1:
+            ax = fig.add_subplot(grid[row, :])
+            _show_vector(ax, a)
+            ax.set_ylabel(label)
+            continue
+        shown = a[:max_channels]
+        low, high = float(shown.min()), float(shown.max())
+        for ch, channel in enumerate(shown):
+            ax = fig.add_subplot(grid[row, ch])
+            ax.imshow(channel, cmap="viridis", vmin=low, vmax=high)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"ch {ch}", fontsize=8)
+            if ch == 0:
+                ax.set_ylabel(label)
+    title = f"Feature maps of one image (first {max_channels} channels per layer)"
+    fig.suptitle(title + (f"\n{caption}" if caption else ""))
+    return fig
+
+
+def plot_sweep(summary_df, ax=None, caption=None):
+    """Mean ± std test error of each configuration of a sweep, as horizontal bars.
+
+    summary_df: DataFrame with columns config (name), mean and std (of the
+                final accuracy over seeds, fractions; std may be NaN when
+                n == 1) and n (number of runs); one bar per row, in order.
+    ax:         Axes to draw into, or None for a new figure.
+    caption:    optional second line of the title.
+    Returns the Figure. Bars show the error rate (100 - accuracy %), which
+    starts at zero honestly and keeps 99.3 % and 99.6 % visibly apart; each
+    bar is labelled with its accuracy, std and n.
+    """
+    missing = [col for col in SWEEP_COLUMNS if col not in summary_df.columns]
+    if missing:
+        raise UserError(
+            f"plot_sweep: the summary has no column(s) {missing}; it needs {SWEEP_COLUMNS}."
+        )
+    mean = summary_df["mean"].to_numpy(dtype=np.float64)
+    std = np.nan_to_num(summary_df["std"].to_numpy(dtype=np.float64))  # one run: no spread
+    _check_fractions("plot_sweep", mean)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 1 + 0.5 * len(mean)), layout="constrained")
+    fig = ax.figure
+    rows = np.arange(len(mean))
+    ax.barh(rows, 100 * (1 - mean), xerr=100 * std, capsize=4, color="tab:blue", alpha=0.8)
+    ax.set_yticks(rows, labels=summary_df["config"].astype(str))
+    ax.invert_yaxis()  # first row on top, as in the table
+    labels = [
+        f"{100 * m:.2f} ± {100 * s:.2f} % (n={k})" if k > 1 else f"{100 * m:.2f} % (n={k})"
+        for m, s, k in zip(mean, std, summary_df["n"], strict=True)
+    ]
+    for row, error, spread, label in zip(rows, 100 * (1 - mean), 100 * std, labels, strict=True):
+        ax.text(error + spread, row, f"  {label}", va="center", fontsize=8)
+    ax.margins(x=0.35)  # room for the labels right of the bars
+    ax.set_xlabel("test error (%) = 100 - accuracy; lower is better")
+    title = "Sweep: mean ± std over seeds"
+    ax.set_title(title + (f"\n{caption}" if caption else ""))
+    return fig
+
+
+def _zero_error_floor(errors):
+    """Where to draw an error of 0 on a log axis: a third of the smallest positive error.
+
+    errors: 1-D error rates in % (NaN allowed). Returns a float; 0.01 (% error,
+    i.e. 99.99 % accuracy) when no error is positive.
+    """
+    positive = errors[errors > 0]
+    # A third, not a half: 1/2 of a 1-2-5 value often lands on a labelled tick (0.4 -> "99.8").
+    return float(positive.min()) / 3 if positive.size else 0.01
+
+
+def _check_fractions(where, values):
+    """Raise UserError if accuracies (any shape, NaN allowed) are not fractions in [0, 1]."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if finite.size and (finite.min() < 0 or finite.max() > 1):
+        raise UserError(
+            f"{where}: accuracies must be fractions in [0, 1]; found values in "
+            f"[{finite.min():g}, {finite.max():g}] (divide percentages by 100)."
+        )
+
+
+def _grid(fig, count, panel_size):
+    """``count`` Axes in a near-square grid on ``fig`` (new if None); unused cells removed."""
+    if count == 0:
+        return []
+    cols = math.ceil(math.sqrt(count))
+    rows = math.ceil(count / cols)
+    if fig is None:
+        fig = plt.figure(figsize=(panel_size * cols, panel_size * rows + 0.8), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax in axes[count:]:
+        ax.remove()
+    return list(axes[:count])
+
+
+def _empty_figure(fig, message):
+    """``fig`` (new if None) with ``message`` in the middle, for a grid with nothing in it."""
+    fig = fig or plt.figure(figsize=(4, 2), layout="constrained")
+    fig.text(0.5, 0.5, message, ha="center", va="center")
+    return fig
+
+
+def _show_image(ax, image):
+    """Draw one (H, W), (1, H, W) or (3, H, W) image min-max scaled, without ticks."""
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim == 3 and image.shape[0] == 1:
+        image = image[0]
+    if image.ndim == 3 and image.shape[0] == 3:
+        image = image.transpose(1, 2, 0)
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+        raise UserError(
+            f"plots: an image has shape {image.shape}; use (H, W), (1, H, W) or (3, H, W)."
+        )
+    span = image.max() - image.min()
+    scaled = (image - image.min()) / (span if span > 0 else 1.0)  # a constant image stays black
+    ax.imshow(scaled, cmap="gray" if scaled.ndim == 2 else None, vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _show_vector(ax, vector):
+    """Draw a (D,) activation: bars when short enough to read, else a one-row image."""
+    if len(vector) <= 64:
+        ax.bar(np.arange(len(vector)), vector, color="tab:blue")
+        ax.set_xlabel("unit")
+    else:
+        ax.imshow(vector[None, :], aspect="auto", cmap="viridis")
+        ax.set_yticks([])
+        ax.set_xlabel("unit")
+
+
+def _drop_batch_axis(name, array):
+    """``array`` as (C, H, W) or (D,), dropping a leading batch axis of size 1."""
+    array = np.asarray(array)
+    if array.ndim in (2, 4) and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim not in (1, 3):
+        raise UserError(
+            f"plot_feature_maps: layer '{name}' has activation shape {array.shape}; "
+            f"pass one image's activation, (C, H, W) or (D,)."
+        )
+    return array
+
+
+def _cell_text_colour(value, top, on_diagonal):
+    """Text colour of a confusion-matrix cell: white on dark red, grey for zero mistakes."""
+    if on_diagonal:
+        return "black"
+    if value == 0:
+        return "darkgrey"  # fades the many empty cells so the mistakes stand out
+    return "white" if value > 0.6 * top else "black"

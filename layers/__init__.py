@@ -1,0 +1,66 @@
+"""Stateless layer function pairs: ``*_forward(...) -> (out, cache)``, ``*_backward(dout, cache)``.
+
+Each module holds one kind of layer; the ``*_naive`` functions are the plain-loop
+references the fast versions are tested against.
+"""
+
+from layers.activations import (
+    leaky_relu_backward,
+    leaky_relu_forward,
+    relu_backward,
+    relu_forward,
+    sigmoid_backward,
+    sigmoid_forward,
+    tanh_backward,
+    tanh_forward,
+)
+from layers.batchnorm import batchnorm_backward, batchnorm_forward
+from layers.conv import conv_backward, conv_forward
+from layers.conv_naive import conv_backward_naive, conv_forward_naive
+from layers.dropout import dropout_backward, dropout_forward
+from layers.fc import fc_backward, fc_forward
+from layers.flatten import flatten_backward, flatten_forward
+from layers.parallel import get_threads, set_threads
+from layers.pool import (
+    avgpool_backward,
+    avgpool_backward_naive,
+    avgpool_forward,
+    avgpool_forward_naive,
+    maxpool_backward,
+    maxpool_backward_naive,
+    maxpool_forward,
+    maxpool_forward_naive,
+)
+
+__all__ = [
+    "avgpool_backward",
+    "avgpool_backward_naive",
+    "avgpool_forward",
+    "avgpool_forward_naive",
+    "batchnorm_backward",
+    "batchnorm_forward",
+    "conv_backward",
+    "conv_backward_naive",
+    "conv_forward",
+    "conv_forward_naive",
+    "dropout_backward",
+    "dropout_forward",
+    "fc_backward",
+    "fc_forward",
+    "flatten_backward",
+    "flatten_forward",
+    "get_threads",
+    "leaky_relu_backward",
+    "leaky_relu_forward",
+    "maxpool_backward",
+    "maxpool_backward_naive",
+    "maxpool_forward",
+    "maxpool_forward_naive",
+    "relu_backward",
+    "relu_forward",
+    "set_threads",
+    "sigmoid_backward",
+    "sigmoid_forward",
+    "tanh_backward",
+    "tanh_forward",
+]

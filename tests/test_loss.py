@@ -1,0 +1,101 @@
+"""Softmax cross-entropy and mean squared error: values, gradients, stability, errors."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from core.errors import UserError
+from core.gradcheck import numerical_gradient, rel_error
+from core.loss import mse, softmax_cross_entropy
+
+
+def numerical_loss_gradient(loss_fn, x, *args):
+    """Finite-difference gradient of a (loss, grad) function's scalar loss w.r.t. x."""
+    return numerical_gradient(lambda x: np.array(loss_fn(x, *args)[0]), x, np.array(1.0))
+
+
+# ---------------------------------------------------------- softmax cross-entropy
+
+
+@pytest.mark.parametrize("n,k,scale", [(1, 3, 1.0), (5, 10, 1.0), (4, 7, 30.0)])
+def test_cross_entropy_gradient_matches_finite_differences(n, k, scale):
+    rng = np.random.default_rng(0)
+    scores, y = scale * rng.standard_normal((n, k)), rng.integers(0, k, n)
+    _, dscores = softmax_cross_entropy(scores, y)
+    numeric = numerical_loss_gradient(softmax_cross_entropy, scores, y)
+    assert rel_error(dscores, numeric) < 1e-7
+
+
+def test_cross_entropy_matches_the_textbook_formula():
+    rng = np.random.default_rng(1)
+    scores, y = rng.standard_normal((6, 4)), rng.integers(0, 4, 6)
+    probs = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
+    loss, dscores = softmax_cross_entropy(scores, y)
+    assert isinstance(loss, float)
+    assert loss == pytest.approx(-np.mean(np.log(probs[np.arange(6), y])), rel=1e-12)
+    np.testing.assert_allclose(dscores, (probs - np.eye(4)[y]) / 6, rtol=1e-12)
+
+
+@pytest.mark.parametrize("k", [2, 10, 1000])
+def test_uniform_scores_give_log_k(k):
+    for value in (0.0, 123.0):
+        loss, _ = softmax_cross_entropy(np.full((3, k), value), np.array([0, k - 1, k // 2]))
+        assert loss == pytest.approx(np.log(k), rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_is_finite_and_silent_at_huge_logits(dtype):
+    scores = np.array([[1e4, -1e4, 0.0], [1e4, -1e4, 0.0]], dtype=dtype)
+    with warnings.catch_warnings(), np.errstate(over="raise", invalid="raise", divide="raise"):
+        warnings.simplefilter("error")
+        loss, dscores = softmax_cross_entropy(scores, np.array([0, 1]))
+    assert loss == pytest.approx((0.0 + 2e4) / 2, rel=1e-6)  # -log p: 0 for row 0, 2e4 row 1
+    assert np.all(np.isfinite(dscores))
+    np.testing.assert_allclose(dscores, [[0, 0, 0], [0.5, -0.5, 0]], atol=1e-7)
+
+
+def test_cross_entropy_float32_stays_float32():
+    scores = np.random.default_rng(2).standard_normal((4, 5)).astype(np.float32)
+    loss, dscores = softmax_cross_entropy(scores, np.array([0, 1, 2, 4]))
+    assert isinstance(loss, float) and dscores.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "scores_shape,y,match",
+    [
+        ((3, 4), [0, 4, 1], r"\[0, 4\)"),
+        ((3, 4), [0, -1, 1], r"\[0, 4\)"),
+        ((3, 4), [0, 1], r"\(3, 4\).*\(2,\)"),
+        ((3,), [0, 1, 2], r"\(3,\)"),
+        ((2, 4), [0.0, 1.0], "integers"),
+    ],
+)
+def test_cross_entropy_bad_labels_raise_user_error(scores_shape, y, match):
+    with pytest.raises(UserError, match=match):
+        softmax_cross_entropy(np.zeros(scores_shape), np.array(y))
+
+
+# ----------------------------------------------------------------------------- mse
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (4, 3), (2, 3, 2)])
+def test_mse_value_and_gradient(shape):
+    rng = np.random.default_rng(3)
+    pred, target = rng.standard_normal(shape), rng.standard_normal(shape)
+    loss, dpred = mse(pred, target)
+    assert isinstance(loss, float)
+    assert loss == pytest.approx(np.sum((pred - target) ** 2) / pred.size, rel=1e-12)
+    assert rel_error(dpred, numerical_loss_gradient(mse, pred, target)) < 1e-7
+
+
+def test_mse_float32_stays_float32():
+    pred = np.ones((2, 3), dtype=np.float32)
+    loss, dpred = mse(pred, np.zeros((2, 3)))  # float64 target does not upcast
+    assert loss == 1.0 and dpred.dtype == np.float32
+    np.testing.assert_allclose(dpred, 2 / 6)
+
+
+def test_mse_shape_mismatch_raises_user_error():
+    with pytest.raises(UserError, match=r"\(2, 3\).*\(3, 2\)"):
+        mse(np.zeros((2, 3)), np.zeros((3, 2)))

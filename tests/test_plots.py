@@ -1,0 +1,246 @@
+"""Tests of core.plots: each figure has the panels and images it promises; save_figure is atomic."""
+
+import matplotlib
+
+matplotlib.use("Agg")  # the test picks the backend; the library never does
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from core.errors import UserError  # noqa: E402
+from core.plots import (  # noqa: E402
+    plot_confusion_matrix,
+    plot_feature_maps,
+    plot_filters,
+    plot_history,
+    plot_misclassified,
+    plot_predictions,
+    plot_sweep,
+    save_figure,
+)
+
+DIGITS = [str(d) for d in range(10)]
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture
+def history():
+    return pd.DataFrame(
+        {
+            "epoch": [1, 2, 3, 4, 5],
+            "lr": [0.01] * 5,
+            "train_loss": [0.9, 0.2, 0.08, 0.03, 0.01],
+            "train_acc": [0.80, 0.95, 0.985, 0.995, 1.0],
+            "val_loss": [0.4, 0.15, 0.07, 0.04, 0.03],
+            "val_acc": [0.90, 0.97, 0.985, 0.993, 0.996],
+            "seconds": [10.0] * 5,
+            "images_per_s": [5000.0] * 5,
+        }
+    )
+
+
+def _images(rng, shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def test_plot_history_two_panels_with_caption(history):
+    fig = plot_history(history, caption="minivgg-bn, seed 0, 5 epochs")
+    assert isinstance(fig, Figure)
+    loss_ax, acc_ax = fig.axes
+    assert len(loss_ax.lines) == 2
+    assert len(acc_ax.lines) == 4  # train, val, the 100 % line, best-val marker
+    assert "minivgg-bn" in fig.get_suptitle()
+    assert "99.60 %" in acc_ax.get_legend().get_texts()[3].get_text()
+
+
+def test_plot_history_separates_99_3_from_99_6_and_puts_better_higher(history):
+    fig = plot_history(history)
+    fig.canvas.draw()
+    acc_ax = fig.axes[1]
+    val_line = acc_ax.lines[1]
+    points = np.column_stack(val_line.get_data())
+    heights = acc_ax.transAxes.inverted().transform(acc_ax.transData.transform(points))[:, 1]
+    assert np.all(np.diff(heights) > 0)  # accuracy rises every epoch: so does the curve
+    assert heights[4] - heights[3] > 0.1  # 99.3 % -> 99.6 % spans over a tenth of the panel
+    labels = {t.get_text() for t in acc_ax.get_yticklabels()}
+    assert {"90", "99"} <= labels
+
+
+def test_plot_history_draws_100_percent_on_a_marked_line_above_the_best_error(history):
+    acc_ax = plot_history(history).axes[1]  # train_acc reaches 1.0 at epoch 5
+    train_errors = acc_ax.lines[0].get_ydata()
+    floor = acc_ax.lines[2].get_ydata()[0]
+    assert acc_ax.lines[2].get_label().startswith("100 %")
+    np.testing.assert_allclose(floor, 0.4 / 3)  # a third of the smallest error (val 0.4 %)
+    np.testing.assert_allclose(train_errors, [20, 5, 1.5, 0.5, floor])
+    assert np.all(np.isfinite(train_errors))
+
+
+def test_plot_history_draws_into_given_axes(history):
+    fig, axes = plt.subplots(1, 2)
+    assert plot_history(history, axes=axes) is fig
+    assert len(fig.axes) == 2
+
+
+def test_plot_history_rejects_percent_and_missing_columns(history):
+    with pytest.raises(UserError, match="fractions"):
+        plot_history(history.assign(val_acc=history.val_acc * 100))
+    with pytest.raises(UserError, match="val_loss"):
+        plot_history(history.drop(columns="val_loss"))
+
+
+def test_plot_confusion_matrix_annotates_every_cell_and_masks_diagonal():
+    rng = np.random.default_rng(0)
+    cm = rng.integers(0, 5, size=(10, 10)) + np.diag(np.full(10, 980))
+    fig = plot_confusion_matrix(cm, DIGITS, caption="seed 0")
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 2  # matrix and colorbar
+    ax = fig.axes[0]
+    assert len(ax.images) == 1
+    shown = ax.images[0].get_array()
+    assert np.all(shown.mask == np.eye(10, dtype=bool))  # diagonal left out of the colours
+    texts = [t.get_text() for t in ax.texts]
+    assert len(texts) == 100 and texts[0] == str(cm[0, 0])
+    assert "mistakes" in ax.get_title() and "seed 0" in ax.get_title()
+
+
+def test_plot_confusion_matrix_normalized_rows_and_given_ax():
+    cm = np.array([[3, 1], [0, 0]])
+    fig, ax = plt.subplots()
+    assert plot_confusion_matrix(cm, ["cat", "dog"], ax=ax, normalize=True) is fig
+    assert [t.get_text() for t in ax.texts] == ["75.0", "25.0", "0.0", "0.0"]
+    with pytest.raises(UserError, match="3 class names"):
+        plot_confusion_matrix(cm, ["a", "b", "c"])
+
+
+def test_plot_predictions_grid_titles_and_red_mistakes():
+    rng = np.random.default_rng(1)
+    images = _images(rng, (10, 1, 8, 8))
+    y_true = np.arange(10)
+    y_pred = np.where(y_true == 3, 5, y_true)
+    probs = np.full((10, 10), 0.05)
+    probs[np.arange(10), y_pred] = 0.55
+    fig = plot_predictions(images, y_true, y_pred, DIGITS, probs=probs, n=6)
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 6
+    assert all(len(ax.images) == 1 for ax in fig.axes)
+    assert fig.axes[0].get_title() == "0/0 (0.55)"
+    assert fig.axes[3].get_title() == "3/5 (0.55)"
+    assert fig.axes[3].title.get_color() == "tab:red"
+    assert fig.axes[0].title.get_color() == "black"
+
+
+def test_plot_predictions_rgb_and_hw_images():
+    rng = np.random.default_rng(2)
+    fig = plot_predictions(_images(rng, (4, 3, 6, 6)), [0, 1, 2, 3], [0, 1, 2, 3], DIGITS)
+    rgb = fig.axes[0].images[0].get_array()
+    assert rgb.shape == (6, 6, 3) and rgb.min() == 0 and rgb.max() == 1
+    fig = plot_predictions(_images(rng, (30, 5, 5)), np.zeros(30, int), np.zeros(30, int), DIGITS)
+    assert len(fig.axes) == 25  # default n
+
+
+def test_plot_predictions_into_given_figure():
+    rng = np.random.default_rng(3)
+    fig = plt.figure()
+    assert plot_predictions(_images(rng, (3, 4, 4)), [1, 2, 3], [1, 2, 3], DIGITS, fig=fig) is fig
+    assert len(fig.axes) == 3
+
+
+def test_plot_misclassified_shows_mistakes_most_confident_first():
+    rng = np.random.default_rng(4)
+    images = _images(rng, (5, 1, 4, 4))
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7], [0.05, 0.95]])
+    fig = plot_misclassified(images, np.array([0, 0, 1, 1, 0]), probs, ["a", "b"])
+    assert [ax.get_title() for ax in fig.axes] == ["a/b (0.95)", "a/b (0.80)", "b/a (0.60)"]
+    # the first panel is image 4, min-max scaled
+    img = images[4, 0]
+    np.testing.assert_allclose(
+        fig.axes[0].images[0].get_array(), (img - img.min()) / (img.max() - img.min()), rtol=1e-6
+    )
+
+
+def test_plot_misclassified_without_mistakes_gives_a_note():
+    fig = plot_misclassified(np.zeros((2, 4, 4)), np.array([0, 1]), np.eye(2), ["a", "b"])
+    assert isinstance(fig, Figure)
+    assert fig.axes == []
+    assert any("nothing to show" in t.get_text() for t in fig.texts)
+
+
+def test_plot_filters_gray_and_rgb():
+    rng = np.random.default_rng(5)
+    fig = plot_filters(rng.standard_normal((8, 1, 3, 5)))
+    assert len(fig.axes) == 8
+    assert fig.axes[0].images[0].get_array().shape == (3, 5)
+    assert fig.axes[0].images[0].get_cmap().name == "gray"
+    fig = plot_filters(rng.standard_normal((4, 3, 5, 5)), caption="epoch 3")
+    assert len(fig.axes) == 4
+    assert fig.axes[0].images[0].get_array().shape == (5, 5, 3)
+    assert "epoch 3" in fig.get_suptitle()
+    with pytest.raises(UserError, match="C = 1 or 3"):
+        plot_filters(rng.standard_normal((4, 16, 3, 3)))
+
+
+def test_plot_feature_maps_one_row_per_layer():
+    rng = np.random.default_rng(6)
+    activations = [
+        ("conv1", rng.random((16, 6, 6))),
+        ("pool1", rng.random((1, 3, 3, 3))),  # batch axis of 1 dropped
+        ("fc_scores", rng.standard_normal(10)),
+        ("fc_hidden", rng.random(100)),
+    ]
+    fig = plot_feature_maps(activations)
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 8 + 3 + 1 + 1
+    assert sum(len(ax.images) for ax in fig.axes) == 8 + 3 + 1  # the bar chart has no image
+    assert len(fig.axes[11].patches) == 10
+    assert fig.axes[0].get_ylabel().startswith("conv1")
+    with pytest.raises(UserError, match="'bad'"):
+        plot_feature_maps([("bad", np.zeros((2, 3)))])
+
+
+def test_plot_sweep_bars_with_error_bars_and_given_ax():
+    summary = pd.DataFrame(
+        {
+            "config": ["mlp", "lenet", "minivgg-bn"],
+            "mean": [0.981, 0.993, 0.996],
+            "std": [0.002, 0.001, np.nan],
+            "n": [3, 3, 1],
+        }
+    )
+    fig, ax = plt.subplots()
+    assert plot_sweep(summary, ax=ax, caption="3 seeds") is fig
+    heights = [p.get_width() for p in ax.patches]
+    np.testing.assert_allclose(heights, [1.9, 0.7, 0.4])
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["mlp", "lenet", "minivgg-bn"]
+    texts = [t.get_text().strip() for t in ax.texts]
+    assert texts == ["98.10 ± 0.20 % (n=3)", "99.30 ± 0.10 % (n=3)", "99.60 % (n=1)"]
+    assert isinstance(plot_sweep(summary), Figure)
+    with pytest.raises(UserError, match="std"):
+        plot_sweep(summary.drop(columns="std"))
+
+
+def test_save_figure_writes_png_atomically_and_closes(tmp_path, history):
+    fig = plot_history(history)
+    path = save_figure(fig, tmp_path / "figs" / "history.png")
+    assert path == tmp_path / "figs" / "history.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.size[0] > 500
+    assert [p.name for p in path.parent.iterdir()] == ["history.png"]  # no temp file left
+    assert not plt.fignum_exists(fig.number)
+
+
+def test_save_figure_rejects_other_formats(tmp_path):
+    fig, _ = plt.subplots()
+    with pytest.raises(UserError, match=r"\.png"):
+        save_figure(fig, tmp_path / "plot.jpg")
+    assert list(tmp_path.iterdir()) == []
