@@ -11,10 +11,35 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from core.errors import UserError
+from core.loss import softmax_cross_entropy
+from model.forward import forward
 
-# ---------------------------------------------------------------------------
-# Model-calling functions (predict_proba(params, blueprint, x, ...)) go here.
-# ---------------------------------------------------------------------------
+# ----------------------------- running the model ----------------------------
+
+
+def predict_scores(params, blueprint, x, batch_size=500):
+    """Class scores of ``x`` (N, ...) in inference mode, ``batch_size`` examples at a time.
+
+    Returns scores (N, K) in the params' dtype. Layer caches are dropped as
+    soon as they are made, so memory stays small for any N.
+    """
+    batches = [
+        forward(params, x[i : i + batch_size], blueprint, keep_caches=False)[0]
+        for i in range(0, len(x), batch_size)
+    ]
+    return np.concatenate(batches)
+
+
+def predict_proba(params, blueprint, x, batch_size=500):
+    """Class probabilities (N, K) of ``x`` (N, ...) in inference mode."""
+    return softmax(predict_scores(params, blueprint, x, batch_size))
+
+
+def loss_and_accuracy(params, blueprint, x, y, batch_size=500):
+    """Mean cross-entropy loss and accuracy of the model on (x, y), in inference mode."""
+    scores = predict_scores(params, blueprint, x, batch_size)
+    loss, _ = softmax_cross_entropy(scores, y)
+    return loss, accuracy(y, scores.argmax(axis=1))
 
 
 # ----------------------------- metrics on arrays ----------------------------

@@ -9,8 +9,6 @@ says how the figure was made (e.g. "minivgg-bn, seed 0, 15 epochs").
 """
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -19,6 +17,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 
 from core.errors import UserError
 from core.eval import misclassified
+from core.files import atomic_write
 
 SPLITS = ("train", "val")
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
@@ -34,20 +33,14 @@ def save_figure(fig, path, dpi=120):
     dpi:  resolution in dots per inch.
     Returns the Path written. The image goes to a temporary file in the same
     folder first and is renamed over ``path``, so a crash never leaves a
-    half-written PNG behind.
+    half-written PNG behind. Raises UserError when the file cannot be written.
     """
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise UserError(f"save_figure: '{path}' does not end in .png; figures are saved as PNG.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight"))
     finally:
         plt.close(fig)
     return path

@@ -7,8 +7,6 @@ those steps on an arbitrary PNG or JPEG; ``to_png`` and ``prepared_path`` save
 the result beside the input for ``predict --show``.
 """
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.errors import UserError
+from core.files import atomic_write
 
 CANVAS_SIDE = 28  # MNIST field
 BOX_SIDE = 20  # larger side of the digit's bounding box in MNIST
@@ -322,20 +321,4 @@ def to_png(image28, path):
         raise ValueError(
             f"to_png needs a 2-D uint8 image, got shape {image28.shape} dtype {image28.dtype}"
         )
-    path = Path(path)
-    temp_name = None
-    try:
-        with tempfile.NamedTemporaryFile(
-            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-        ) as handle:
-            temp_name = handle.name
-            Image.fromarray(image28).save(handle, format="PNG")
-        os.replace(temp_name, path)
-    except OSError as err:
-        if temp_name is not None and os.path.exists(temp_name):
-            os.remove(temp_name)
-        raise UserError(
-            f"prepared image '{path}': cannot write it ({err}); "
-            "check that its folder exists and is writable"
-        ) from err
-    return path
+    return atomic_write(path, lambda tmp: Image.fromarray(image28).save(tmp, format="PNG"))

@@ -27,6 +27,11 @@ def conv_output_size(in_shape, w_shape, stride, pad):
 
     in_shape: (N, C, H, W) or (C, H, W); w_shape: (F, C, KH, KW).
     """
+    if len(in_shape) not in (3, 4) or len(w_shape) != 4:
+        raise UserError(
+            f"convolution needs x (N, C, H, W) and W (F, C, KH, KW), got x {tuple(in_shape)} "
+            f"and W {tuple(w_shape)}"
+        )
     C, H, W = in_shape[-3:]
     F, WC, KH, KW = w_shape
     if stride < 1 or pad < 0:

@@ -113,9 +113,15 @@ def _bn_params(spec, in_shape):
 
 def _bn_forward(spec, p, x, train, rng):
     out, mean, var, cache = batchnorm_forward(
-        x, p["gamma"], p["beta"], p["running_mean"], p["running_var"],
-        train, spec["momentum"], spec["eps"],
-    )  # fmt: skip
+        x,
+        p["gamma"],
+        p["beta"],
+        p["running_mean"],
+        p["running_var"],
+        train,
+        spec["momentum"],
+        spec["eps"],
+    )
     return out, cache, ({"running_mean": mean, "running_var": var} if train else {})
 
 
@@ -140,13 +146,21 @@ def _stateless_kind(forward, backward, **defaults):
 
 LAYER_KINDS = {
     "conv": LayerKind(
-        ("filters", "kernel"), {"stride": 1, "pad": 0},
-        _conv_params, ("W", "b"), _conv_forward, _conv_backward,
+        ("filters", "kernel"),
+        {"stride": 1, "pad": 0},
+        _conv_params,
+        ("W", "b"),
+        _conv_forward,
+        _conv_backward,
     ),
     "fc": LayerKind(("units",), {}, _fc_params, ("W", "b"), _fc_forward, _fc_backward),
     "batchnorm": LayerKind(
-        (), {"momentum": 0.9, "eps": 1e-5},
-        _bn_params, ("gamma", "beta"), _bn_forward, _bn_backward,
+        (),
+        {"momentum": 0.9, "eps": 1e-5},
+        _bn_params,
+        ("gamma", "beta"),
+        _bn_forward,
+        _bn_backward,
     ),
     "dropout": LayerKind(("p",), {}, _no_params, (), _dropout_forward, _dropout_backward),
     "maxpool": _stateless_kind(maxpool_forward, maxpool_backward, size=2, stride=2),
@@ -156,4 +170,4 @@ LAYER_KINDS = {
     "sigmoid": _stateless_kind(sigmoid_forward, sigmoid_backward),
     "tanh": _stateless_kind(tanh_forward, tanh_backward),
     "flatten": _stateless_kind(flatten_forward, flatten_backward),
-}  # fmt: skip
+}

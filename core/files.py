@@ -1,0 +1,89 @@
+"""Write files atomically: a reader sees the old file or the new one, never half of one.
+
+The content goes to a hidden temporary file in the destination's own folder
+(``.<name>.<random>.tmp<suffix>``: the same file system, so the final rename
+is atomic; the suffix kept because writers such as ``np.savez`` and
+matplotlib look at it), is flushed to disk with fsync, then renamed over the
+destination with ``os.replace``. The destination's folder is never created
+here: the caller decides where files may appear, and a missing folder is
+reported as a UserError.
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+from core.errors import UserError
+
+
+def atomic_write(path, write):
+    """Create or replace ``path`` with what ``write`` puts into a temporary file.
+
+    path:  str or Path of the destination; its folder must exist.
+    write: callable ``write(tmp_path)`` that writes the whole content to the
+           Path ``tmp_path`` (which already exists, empty, and ends with the
+           suffix of ``path``); its return value is ignored.
+    Returns the destination as a Path.
+    Raises UserError when the file system refuses (missing or unwritable folder,
+    full disk, ...): "<path>: cannot write (<reason>); the previous file, if any,
+    is unchanged". Any exception, KeyboardInterrupt included, removes the
+    temporary file before it propagates, and the previous file stays as it was.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp{path.suffix}")
+    try:
+        # 0o666 lets the umask decide the permissions, as for any new file (mkstemp's 0o600 would
+        # make every saved file private to its owner).
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as err:
+        raise _cannot_write(path, err) from None
+    try:
+        write(tmp)
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise _cannot_write(path, err) from err
+        raise
+    _fsync_folder(path.parent)
+    return path
+
+
+def atomic_write_text(path, text, encoding="utf-8"):
+    """Create or replace the text file ``path`` (CSV, JSON, ...) atomically.
+
+    path:     str or Path; its folder must exist.
+    text:     str, the whole content.
+    encoding: text encoding.
+    Returns the destination as a Path. Raises UserError as ``atomic_write`` does.
+    """
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding=encoding))
+
+
+def _fsync(path):
+    """Flush ``path``'s data to the disk, so the rename never publishes an empty file."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder):
+    """Make the rename itself durable (POSIX); systems that cannot open a folder skip it."""
+    try:
+        _fsync(folder)
+    except OSError:
+        pass  # e.g. Windows: folders cannot be opened; the rename is still atomic
+
+
+def _cannot_write(path, err):
+    """The one UserError for a failed write of ``path``, naming the reason."""
+    reason = err.strerror or str(err)
+    folder = path.parent
+    if not folder.exists():
+        reason += f": the folder '{folder}' does not exist; create it first"
+    elif not folder.is_dir():
+        reason += f": '{folder}' is a file, not a folder"
+    return UserError(f"{path}: cannot write ({reason}); the previous file, if any, is unchanged")

@@ -1,0 +1,104 @@
+"""Evaluate a saved model on its dataset's test set and draw its figures."""
+
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from core import plots
+from core.eval import (
+    accuracy,
+    confusion,
+    most_confused_pairs,
+    per_class_table,
+    predict_proba,
+)
+from data import load_dataset, normalize
+from data.normalization import Normalization
+from model.forward import forward_activations
+
+
+class Evaluation(NamedTuple):
+    accuracy: float
+    n_errors: int
+    probs: np.ndarray  # (N, K)
+    per_class: pd.DataFrame
+    confusion: np.ndarray  # (K, K), rows true, columns predicted
+    confused_pairs: pd.DataFrame
+
+
+def model_inputs(images, meta, source="the model file"):
+    """Raw images (N, C, H, W) uint8 -> the float32 inputs the model was trained on."""
+    norm = meta["normalization"]
+    return normalize(images, Normalization.from_arrays(norm["mean"], norm["std"], source))
+
+
+def load_test_set(meta, data_dir=None):
+    """(x_test normalized float32, y_test, raw test images) of the model's dataset."""
+    ds = load_dataset(meta["dataset"], data_dir)
+    return model_inputs(ds.x_test, meta), ds.y_test, ds.x_test
+
+
+def evaluate(model, x, y):
+    """Accuracy, probabilities, per-class table and confusion matrix of ``model`` on (x, y)."""
+    probs = predict_proba(model.params, model.blueprint, x)
+    pred = probs.argmax(axis=1)
+    names = model.meta["class_names"]
+    cm = confusion(y, pred, len(names))
+    return Evaluation(
+        accuracy(y, pred),
+        int((pred != y).sum()),
+        probs,
+        per_class_table(y, pred, names),
+        cm,
+        most_confused_pairs(cm, names),
+    )
+
+
+def write_figures(model, evaluation, images, y, out_dir, caption, log=None):
+    """Every figure of a trained model into ``out_dir``; returns the paths written.
+
+    images: the raw test images (N, C, H, W); y: their labels; log: the training
+    log DataFrame (for the loss and accuracy curves), if there is one.
+    """
+    out_dir = Path(out_dir)
+    names = model.meta["class_names"]
+    pred = evaluation.probs.argmax(axis=1)
+    first_conv = next(k for k in model.params if k.endswith(".W") and model.params[k].ndim == 4)
+    x_one = model_inputs(images[:1], model.meta)
+    figures = {
+        "confusion_matrix.png": plots.plot_confusion_matrix(
+            evaluation.confusion, names, caption=caption
+        ),
+        "predictions.png": plots.plot_predictions(
+            images, y, pred, names, evaluation.probs, caption=caption
+        ),
+        "misclassified.png": plots.plot_misclassified(
+            images, y, evaluation.probs, names, caption=caption
+        ),
+        "filters.png": plots.plot_filters(
+            model.params[first_conv], caption=f"{first_conv}; {caption}"
+        ),
+        "feature_maps.png": plots.plot_feature_maps(
+            forward_activations(model.params, x_one, model.blueprint),
+            caption=f"test image 0 (label {names[y[0]]}); {caption}",
+        ),
+    }
+    if log is not None:
+        figures["history.png"] = plots.plot_history(log, caption=caption)
+    return [plots.save_figure(fig, out_dir / name) for name, fig in figures.items()]
+
+
+def describe(model):
+    """A short caption saying how a model was made, for figures."""
+    config = model.meta.get("config", {})
+    parts = [
+        config.get("arch", "?"),
+        f"{config.get('dataset', model.meta.get('dataset'))}",
+        f"seed {model.meta.get('seed', '?')}",
+        f"epoch {model.meta.get('epoch', '?')}",
+    ]
+    if config.get("augment"):
+        parts.append("augmented")
+    return ", ".join(parts)

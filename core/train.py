@@ -1,0 +1,341 @@
+"""Training: one loop that reads top to bottom, with small named helpers.
+
+Every random draw is a function of the seed and the position in the run:
+the initial weights of ``(seed, 0)``, the validation split of ``(seed, 1)``,
+epoch e's shuffle of ``(seed, 2, e)`` and batch b's augmentation and dropout
+of ``(seed, 3, e, b)``. So a run interrupted anywhere and resumed from its
+checkpoint reaches exactly the parameters of an uninterrupted run.
+
+A run directory holds ``best_params.npz`` (the parameters with the best
+validation accuracy so far), ``checkpoint.npz`` (everything needed to
+resume) and ``log.csv`` (one row per epoch), all written atomically.
+"""
+
+import dataclasses
+import datetime
+import math
+import sys
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from core.errors import UserError
+from core.eval import loss_and_accuracy
+from core.files import atomic_write_text
+from core.loss import softmax_cross_entropy
+from core.optim import clip_by_global_norm, make_optimizer
+from core.schedules import lr_at
+from data import fit_normalization, load_dataset, normalize, random_affine, stratified_split
+from data.normalization import Normalization
+from model.backward import backward
+from model.blueprints import load_blueprint
+from model.forward import forward
+from model.initialize_parameters import initialize_parameters
+from model.params_io import load_checkpoint, load_model, save_checkpoint, save_model
+
+LOG_COLUMNS = [
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "seconds",
+    "images_per_s",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run's result (saved in its files)."""
+
+    dataset: str = "mnist"
+    arch: str = "minivgg"  # a preset name or a blueprint .json file
+    epochs: int = 4
+    batch_size: int = 64
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    weight_decay: float = 0.0
+    augment: bool = False
+    seed: int = 0
+    val_size: int | None = None  # None: 5000, or a tenth of the training images if fewer
+    limit: int | None = None  # train on this many images only (a stratified sample)
+    clip_norm: float | None = None
+    patience: int | None = None  # stop after this many epochs without a better val_acc
+    data_dir: str | None = None
+
+
+# Named training recipes: the main job and the shipped model.
+RECIPES = {
+    "default": TrainConfig(),
+    "best": TrainConfig(
+        arch="minivgg_bn_dropout",
+        epochs=30,
+        batch_size=64,
+        optimizer="adam",
+        lr=2e-3,
+        schedule="cosine",
+        warmup_epochs=1,
+        augment=True,
+    ),
+}
+
+
+class TrainData(NamedTuple):
+    x_train: np.ndarray  # float32 (N, C, H, W), normalized
+    y_train: np.ndarray  # int64 (N,)
+    x_val: np.ndarray
+    y_val: np.ndarray
+    norm: Normalization
+    fill: np.ndarray  # float32 (C,): a black pixel after normalization
+    dataset: object  # the data.Dataset (for the test set and class names)
+
+
+class TrainResult(NamedTuple):
+    params: dict  # the best parameters (by validation accuracy)
+    blueprint: list
+    meta: dict  # what save_model stored beside them
+    log: pd.DataFrame
+    out_dir: Path
+
+
+class RunState(NamedTuple):
+    """Where a run is: what a checkpoint holds besides parameters and optimizer state."""
+
+    epoch: int  # 0-based epoch in progress
+    batch: int  # next batch of that epoch
+    loss_sum: float  # sums over the batches of the epoch so far
+    correct: int
+    seen: int
+    seconds: float
+    best_val_acc: float
+    best_epoch: int
+    log_rows: list
+
+
+class Diverged(UserError):
+    """The loss became NaN or infinite."""
+
+
+def make_rng(seed, *stream):
+    """The generator of one named stream of random numbers of a run."""
+    return np.random.default_rng([seed, *stream])
+
+
+def prepare_data(config):
+    """Load, limit, split and normalize the dataset of ``config``."""
+    ds = load_dataset(config.dataset, config.data_dir)
+    x, y = ds.x_train, ds.y_train
+    rng = make_rng(config.seed, 1)
+    if config.limit is not None:
+        if not 10 <= config.limit <= len(y):
+            raise UserError(f"--limit must be between 10 and {len(y)}, got {config.limit}")
+        _, keep = stratified_split(y, config.limit, rng)
+        x, y = x[keep], y[keep]
+    val_size = config.val_size if config.val_size is not None else min(5000, len(y) // 10)
+    train_idx, val_idx = stratified_split(y, val_size, rng)
+    norm = fit_normalization(x[train_idx])
+    fill = (-norm.mean / norm.std).astype(np.float32)  # pixel value 0, normalized
+    return TrainData(
+        normalize(x[train_idx], norm),
+        y[train_idx],
+        normalize(x[val_idx], norm),
+        y[val_idx],
+        norm,
+        fill,
+        ds,
+    )
+
+
+def epoch_batches(n, batch_size, seed, epoch):
+    """The index arrays of one epoch's mini-batches, shuffled by the epoch's own stream."""
+    order = make_rng(seed, 2, epoch).permutation(n)
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+def train_step(params, opt_state, xb, yb, blueprint, optimizer, step, lr, rng, clip_norm):
+    """One update on a batch. Returns (params, opt_state, loss, n_correct)."""
+    scores, caches = forward(params, xb, blueprint, train=True, rng=rng)
+    loss, dscores = softmax_cross_entropy(scores, yb)
+    if not math.isfinite(loss):
+        raise Diverged(
+            f"the training loss became {loss} at step {step + 1} (learning rate {lr:.3g})"
+        )
+    grads = backward(dscores, caches, blueprint)
+    if clip_norm:
+        grads, _ = clip_by_global_norm(grads, clip_norm)
+    params, opt_state = optimizer.update(params, grads, opt_state, step + 1, lr)
+    params = {**params, **caches.running_stats}  # batch norm's new running statistics
+    return params, opt_state, loss, int((scores.argmax(axis=1) == yb).sum())
+
+
+def write_log(path, rows):
+    """The log rows as CSV, written atomically."""
+    atomic_write_text(path, pd.DataFrame(rows, columns=LOG_COLUMNS).to_csv(index=False))
+
+
+def run_meta(config, data, blueprint, **extra):
+    """What a saved model says about itself."""
+    return {
+        "input_shape": list(data.x_train.shape[1:]),
+        "dataset": config.dataset,
+        "class_names": list(data.dataset.class_names),
+        "normalization": {"mean": data.norm.mean.tolist(), "std": data.norm.std.tolist()},
+        "config": dataclasses.asdict(config),
+        "seed": config.seed,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **extra,
+    }
+
+
+def train(config, out_dir, resume=False, progress=None, echo=print):
+    """Train a model as ``config`` says, writing its files to ``out_dir``.
+
+    resume: continue from ``out_dir/checkpoint.npz`` (its config is used).
+    progress: show a progress bar per epoch (default: when stderr is a terminal).
+    echo: where the one-line-per-epoch log goes.
+    Returns a TrainResult. Raises Diverged on a NaN/infinite loss (the files
+    of the last good epoch stay) and KeyboardInterrupt after writing a checkpoint.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        k: out_dir / f
+        for k, f in [("best", "best_params.npz"), ("ckpt", "checkpoint.npz"), ("log", "log.csv")]
+    }
+    if resume:
+        ckpt = load_checkpoint(paths["ckpt"])
+        config = TrainConfig(**ckpt.meta["config"])
+        params, opt_state, state = ckpt.params, ckpt.opt_state, RunState(**ckpt.meta["run_state"])
+    data = prepare_data(config)
+    _, blueprint = load_blueprint(config.arch, data.dataset.n_classes)
+    if not resume:
+        params = initialize_parameters(blueprint, data.x_train.shape[1:], make_rng(config.seed, 0))
+        state = RunState(0, 0, 0.0, 0, 0, 0.0, -1.0, 0, [])
+    optimizer = make_optimizer(config.optimizer, weight_decay=config.weight_decay)
+    if not resume:
+        opt_state = optimizer.init(params)
+
+    n = len(data.y_train)
+    per_epoch = math.ceil(n / config.batch_size)
+    total_steps, warmup = config.epochs * per_epoch, round(config.warmup_epochs * per_epoch)
+    show = sys.stderr.isatty() if progress is None else progress
+    echo(
+        f"training {config.arch} on {config.dataset}: {n} images, {len(data.y_val)} for "
+        f"validation, {config.epochs} epochs of {per_epoch} batches of {config.batch_size}"
+    )
+
+    def checkpoint(state):
+        meta = run_meta(config, data, blueprint, run_state=state._asdict())
+        save_checkpoint(
+            paths["ckpt"],
+            params,
+            opt_state,
+            blueprint,
+            meta,
+            state.epoch,
+            state.batch,
+            make_rng(config.seed, 3, state.epoch, state.batch).bit_generator.state,
+        )
+
+    epoch = state.epoch
+    try:
+        while epoch < config.epochs:
+            batches = epoch_batches(n, config.batch_size, config.seed, epoch)
+            bar = tqdm(
+                total=per_epoch,
+                initial=state.batch,
+                disable=not show,
+                leave=False,
+                desc=f"epoch {epoch + 1}/{config.epochs}",
+                unit="batch",
+            )
+            t0 = time.perf_counter() - state.seconds
+            for b in range(state.batch, per_epoch):
+                step = epoch * per_epoch + b
+                lr = lr_at(step, total_steps, config.lr, config.schedule, warmup)
+                rng = make_rng(config.seed, 3, epoch, b)
+                xb, yb = data.x_train[batches[b]], data.y_train[batches[b]]
+                if config.augment:
+                    xb = random_affine(xb, rng, fill=data.fill)
+                params, opt_state, loss, correct = train_step(
+                    params, opt_state, xb, yb, blueprint, optimizer, step, lr, rng, config.clip_norm
+                )
+                state = state._replace(
+                    batch=b + 1,
+                    loss_sum=state.loss_sum + loss * len(yb),
+                    correct=state.correct + correct,
+                    seen=state.seen + len(yb),
+                    seconds=time.perf_counter() - t0,
+                )
+                bar.set_postfix(loss=f"{state.loss_sum / state.seen:.4f}", refresh=False)
+                bar.update()
+            bar.close()
+            lr = lr_at((epoch + 1) * per_epoch - 1, total_steps, config.lr, config.schedule, warmup)
+            val_loss, val_acc = loss_and_accuracy(params, blueprint, data.x_val, data.y_val)
+            row = [
+                epoch + 1,
+                lr,
+                state.loss_sum / state.seen,
+                state.correct / state.seen,
+                val_loss,
+                val_acc,
+                state.seconds,
+                state.seen / state.seconds,
+            ]
+            echo(
+                f"epoch {epoch + 1:3d}  lr {lr:.2e}  train loss {row[2]:.4f} acc {row[3]:.4f}  "
+                f"val loss {val_loss:.4f} acc {val_acc:.4f}  {state.seconds:.1f} s "
+                f"({row[7]:.0f} images/s)"
+            )
+            improved = val_acc > state.best_val_acc
+            state = RunState(
+                epoch + 1,
+                0,
+                0.0,
+                0,
+                0,
+                0.0,
+                max(val_acc, state.best_val_acc),
+                epoch + 1 if improved else state.best_epoch,
+                [*state.log_rows, row],
+            )
+            write_log(paths["log"], state.log_rows)
+            if improved:
+                save_model(
+                    paths["best"],
+                    params,
+                    blueprint,
+                    run_meta(config, data, blueprint, epoch=epoch + 1, val_acc=val_acc),
+                )
+            checkpoint(state)
+            epoch += 1
+            if config.patience and epoch - state.best_epoch >= config.patience:
+                echo(f"early stop: no better validation accuracy for {config.patience} epochs")
+                break
+    except KeyboardInterrupt:
+        checkpoint(state)
+        echo(f"\ninterrupted: checkpoint written to {paths['ckpt']}; continue with --resume")
+        raise
+    except Diverged as e:
+        kept = (
+            f"the last good parameters are in {paths['best']}"
+            if paths["best"].exists()
+            else "no epoch finished, so no parameters were kept"
+        )
+        raise Diverged(f"{e}: training stopped; try a smaller --lr; {kept}") from None
+
+    best = load_model(paths["best"])
+    return TrainResult(
+        best.params,
+        best.blueprint,
+        best.meta,
+        pd.DataFrame(state.log_rows, columns=LOG_COLUMNS),
+        out_dir,
+    )

@@ -1,0 +1,39 @@
+"""``load_dataset(name)``: every dataset by name, with the same ``Dataset`` result."""
+
+from core.errors import UserError
+from data.cifar10 import load_cifar10
+from data.digits import load_digits
+from data.fashion_mnist import load_fashion_mnist
+from data.mnist_loader import load_mnist
+from data.toy import load_circles, load_spiral
+
+# name -> function(data_dir, cache_dir) -> Dataset
+_LOADERS = {
+    "mnist": lambda data_dir, cache_dir: load_mnist(data_dir),
+    "fashion-mnist": load_fashion_mnist,
+    "digits": lambda data_dir, cache_dir: load_digits(),
+    "cifar10": load_cifar10,
+    "spiral": lambda data_dir, cache_dir: load_spiral(),
+    "circles": lambda data_dir, cache_dir: load_circles(),
+}
+DATASETS = tuple(_LOADERS)
+
+
+def load_dataset(name, data_dir=None, cache_dir=None):
+    """Load a dataset by name.
+
+    name:      one of ``DATASETS``: "mnist" (shipped in data/mnist/), "fashion-mnist"
+               (data_dir, Debian's folder or download), "digits" (inside scikit-learn),
+               "cifar10" (data_dir or download), "spiral", "circles" (generated with
+               fixed seeds and sizes, see data/toy.py). Case and "_" for "-" are forgiven.
+    data_dir:  optional folder holding the dataset's files (mnist, fashion-mnist,
+               cifar10); ignored by the others.
+    cache_dir: download cache for fashion-mnist and cifar10; default
+               ``$NUMPY_CNN_CACHE`` or ~/.cache/numpy-cnn.
+    Returns Dataset: images uint8 (N, C, H, W) and labels int64 (N,); for the toy
+    sets, points float32 (N, 2).
+    """
+    key = str(name).strip().lower().replace("_", "-")
+    if key not in _LOADERS:
+        raise UserError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    return _LOADERS[key](data_dir, cache_dir)

@@ -1,0 +1,384 @@
+"""The command line: train, evaluate, predict, and look inside a from-scratch NumPy CNN.
+
+    python main.py                       # the main job: train the reference model on MNIST
+    python main.py train --help          # every training option
+    python main.py evaluate              # the shipped best_params.npz on the MNIST test set
+    python main.py predict digit.png     # top-3 classes of a handwritten digit picture
+
+A mistake in the input (an unknown option value, a missing or broken file)
+ends with one line on stderr and exit status 2; --debug shows the traceback.
+"""
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+SHIPPED_PARAMS = ROOT / "best_params.npz"
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text}")
+    return value
+
+
+def positive_float(text):
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def build_parser():
+    from core.train import RECIPES, TrainConfig
+
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(
+        prog="python main.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="worker threads for the layers (default: all cores)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = sub.add_parser(
+        "train", help="train a model", description="Train a model and evaluate it on the test set."
+    )
+    train.add_argument(
+        "--preset",
+        choices=sorted(RECIPES),
+        default="default",
+        help="a named recipe; the options below override it (default: %(default)s)",
+    )
+    train.add_argument(
+        "--dataset",
+        help=f"mnist, fashion-mnist, digits, cifar10, spiral, circles (default: {defaults.dataset})",
+    )
+    train.add_argument(
+        "--data-dir", help="folder holding the dataset's files (fashion-mnist, cifar10)"
+    )
+    train.add_argument(
+        "--arch", help=f"a preset architecture or a blueprint .json file (default: {defaults.arch})"
+    )
+    train.add_argument(
+        "--epochs",
+        type=positive_int,
+        help=f"passes over the training set (default: {defaults.epochs})",
+    )
+    train.add_argument(
+        "--batch-size",
+        type=positive_int,
+        help=f"examples per update (default: {defaults.batch_size})",
+    )
+    train.add_argument(
+        "--optimizer",
+        help=f"sgd, momentum, nesterov, rmsprop, adagrad, adam, adamw (default: {defaults.optimizer})",
+    )
+    train.add_argument(
+        "--lr", type=positive_float, help=f"base learning rate (default: {defaults.lr})"
+    )
+    train.add_argument(
+        "--schedule",
+        help=f"learning-rate schedule: constant, step, cosine (default: {defaults.schedule})",
+    )
+    train.add_argument(
+        "--warmup-epochs", type=float, help="linear learning-rate warm-up, in epochs (default: 0)"
+    )
+    train.add_argument(
+        "--weight-decay",
+        type=float,
+        help="L2 weight decay on the weights (decoupled for adamw; default: 0)",
+    )
+    train.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="random shifts, rotations and scaling of the training images",
+    )
+    train.add_argument("--seed", type=int, help="makes the run repeatable (default: 0)")
+    train.add_argument(
+        "--val-size",
+        type=int,
+        help="validation images held out of training (default: 5000, or a tenth)",
+    )
+    train.add_argument("--limit", type=positive_int, help="train on N images only, for a quick run")
+    train.add_argument(
+        "--patience",
+        type=positive_int,
+        help="stop after N epochs without a better validation accuracy",
+    )
+    train.add_argument(
+        "--clip-norm", type=positive_float, help="clip the gradients' global norm to this value"
+    )
+    train.add_argument(
+        "--out",
+        type=Path,
+        help="run folder for the parameters, log and figures (default: runs/<preset>)",
+    )
+    train.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its checkpoint"
+    )
+
+    evaluate = sub.add_parser(
+        "evaluate", help="accuracy, per-class table and confusion matrix of a saved model"
+    )
+    evaluate.add_argument(
+        "--params",
+        type=Path,
+        default=SHIPPED_PARAMS,
+        help="the model file (default: best_params.npz)",
+    )
+    evaluate.add_argument(
+        "--data-dir", help="folder holding the dataset's files, if not the default"
+    )
+    evaluate.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/evaluate"),
+        help="where the figure goes (default: %(default)s)",
+    )
+
+    predict = sub.add_parser("predict", help="classify pictures of handwritten digits")
+    predict.add_argument(
+        "images", nargs="+", type=Path, help="PNG or JPEG pictures, one digit each"
+    )
+    predict.add_argument(
+        "--params",
+        type=Path,
+        default=SHIPPED_PARAMS,
+        help="the model file (default: best_params.npz)",
+    )
+    predict.add_argument(
+        "--show", action="store_true", help="save each prepared 28x28 image beside its picture"
+    )
+
+    summary = sub.add_parser("summary", help="the layer table of an architecture")
+    summary.add_argument(
+        "--arch",
+        default="minivgg",
+        help="a preset or a blueprint .json file (default: %(default)s)",
+    )
+    summary.add_argument(
+        "--input-shape",
+        default="1x28x28",
+        help="one example's shape, e.g. 1x28x28 or 2 (default: %(default)s)",
+    )
+    summary.add_argument(
+        "--classes", type=positive_int, default=10, help="number of classes (default: %(default)s)"
+    )
+
+    sub.add_parser("gradcheck", help="check every layer's backward pass against finite differences")
+
+    sweep = sub.add_parser(
+        "sweep", help="the same training over several seeds and optimizers, in parallel"
+    )
+    sweep.add_argument(
+        "--optimizers",
+        default="sgd,momentum,rmsprop,adam",
+        help="comma-separated (default: %(default)s)",
+    )
+    sweep.add_argument(
+        "--lrs",
+        default=None,
+        help="comma-separated learning rates, one per optimizer (default: each one's usual rate)",
+    )
+    sweep.add_argument(
+        "--seeds",
+        type=positive_int,
+        default=3,
+        help="runs per configuration (default: %(default)s)",
+    )
+    sweep.add_argument("--arch", default="minivgg", help="architecture (default: %(default)s)")
+    sweep.add_argument(
+        "--epochs", type=positive_int, default=1, help="epochs per run (default: %(default)s)"
+    )
+    sweep.add_argument(
+        "--limit",
+        type=positive_int,
+        default=5000,
+        help="training images per run (default: %(default)s)",
+    )
+    sweep.add_argument(
+        "--jobs", type=positive_int, default=None, help="parallel processes (default: all cores)"
+    )
+    sweep.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/sweep"),
+        help="folder for the table and figure (default: %(default)s)",
+    )
+    return parser
+
+
+def train_config(args):
+    """The recipe named by --preset, with every option the user gave on top."""
+    from core.train import RECIPES
+
+    given = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(RECIPES["default"])
+        if getattr(args, f.name, None) is not None
+    }
+    return dataclasses.replace(RECIPES[args.preset], **given)
+
+
+def command_train(args):
+    from core.report import describe, evaluate, load_test_set, write_figures
+    from core.train import train
+
+    config = train_config(args)
+    out = args.out or Path("runs") / args.preset
+    started = time.perf_counter()
+    result = train(config, out, resume=args.resume)
+    x_test, y_test, raw = load_test_set(result.meta, config.data_dir)
+    model = result  # has params, blueprint, meta
+    evaluation = evaluate(model, x_test, y_test)
+    figures = write_figures(
+        model, evaluation, raw, y_test, out / "figures", describe(model), result.log
+    )
+    minutes = (time.perf_counter() - started) / 60
+    print(
+        f"\ntest accuracy {100 * evaluation.accuracy:.2f}% ({evaluation.n_errors} errors in "
+        f"{len(y_test)} test images), best epoch {result.meta['epoch']}, {minutes:.1f} min in all"
+    )
+    print(
+        f"files in {out}: best_params.npz, checkpoint.npz, log.csv, figures/ ({len(figures)} figures)"
+    )
+
+
+def command_evaluate(args):
+    from core.eval import format_table
+    from core.plots import plot_confusion_matrix, save_figure
+    from core.report import describe, evaluate, load_test_set
+    from model.params_io import load_model
+
+    model = load_model(args.params)
+    x_test, y_test, _ = load_test_set(model.meta, args.data_dir)
+    evaluation = evaluate(model, x_test, y_test)
+    print(f"{args.params}: {describe(model)}")
+    print(
+        f"test accuracy {100 * evaluation.accuracy:.2f}% ({evaluation.n_errors} errors in {len(y_test)} images)\n"
+    )
+    print(format_table(evaluation.per_class))
+    print("\nmost confused (true -> predicted):")
+    print(format_table(evaluation.confused_pairs))
+    fig = plot_confusion_matrix(
+        evaluation.confusion, model.meta["class_names"], caption=describe(model)
+    )
+    print(f"\nconfusion matrix: {save_figure(fig, args.out / 'confusion_matrix.png')}")
+
+
+def command_predict(args):
+    import numpy as np
+
+    from core.errors import UserError
+    from core.eval import predict_proba, top_k
+    from core.report import model_inputs
+    from data.digit_image import load_digit_image, prepared_path, to_png
+    from model.params_io import load_model
+
+    model = load_model(args.params)
+    if tuple(model.meta["input_shape"]) != (1, 28, 28):
+        raise UserError(
+            f"{args.params}: this model takes {model.meta['input_shape']} inputs; "
+            "predict needs a model of 1x28x28 digit images (MNIST)"
+        )
+    names = model.meta["class_names"]
+    for path in args.images:
+        image = load_digit_image(path)
+        probs = predict_proba(
+            model.params, model.blueprint, model_inputs(image[None, None], model.meta, args.params)
+        )
+        classes, p = top_k(probs, 3)
+        ranked = ", ".join(
+            f"{names[c]} ({100 * q:.1f}%)" for c, q in zip(classes[0], p[0], strict=True)
+        )
+        print(f"{path}: {names[classes[0, 0]]}   top 3: {ranked}")
+        if args.show:
+            print(f"  prepared image: {to_png(np.asarray(image), prepared_path(path))}")
+
+
+def command_summary(args):
+    from core.errors import UserError
+    from model.blueprints import load_blueprint
+    from model.summary import format_summary
+
+    try:
+        shape = tuple(int(s) for s in args.input_shape.lower().split("x"))
+    except ValueError:
+        raise UserError(
+            f"--input-shape must look like 1x28x28 or 2, got {args.input_shape!r}"
+        ) from None
+    name, blueprint = load_blueprint(args.arch, args.classes)
+    print(format_summary(blueprint, shape, name))
+
+
+def command_gradcheck(args):
+    from core.gradcheck import gradient_report
+
+    report = gradient_report()
+    print(report.to_string(index=False))
+    failed = int((~report["ok"]).sum())
+    print(
+        f"\n{len(report) - failed} of {len(report)} checks passed (relative error < 1e-7 in float64)"
+    )
+    return 1 if failed else 0
+
+
+def command_sweep(args):
+    from core.sweep import run_sweep
+
+    run_sweep(args)
+
+
+COMMANDS = {
+    "train": command_train,
+    "evaluate": command_evaluate,
+    "predict": command_predict,
+    "summary": command_summary,
+    "gradcheck": command_gradcheck,
+    "sweep": command_sweep,
+}
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # the main job: train the reference model with the default recipe
+        args = parser.parse_args([*(sys.argv[1:] if argv is None else argv), "train"])
+    from core.errors import UserError
+    from layers import set_threads
+
+    try:
+        if args.threads:
+            set_threads(args.threads)
+        return COMMANDS[args.command](args) or 0
+    except UserError as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file the user named cannot be read or written
+        if args.debug:
+            raise
+        print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("MPLBACKEND", "Agg")  # figures go to files; no window
+    sys.exit(main())

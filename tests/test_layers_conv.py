@@ -1,0 +1,192 @@
+"""Convolution: gradients, fast == loop reference (any chunks, any threads), dtypes, errors."""
+
+import numpy as np
+import pytest
+
+import layers
+import layers.parallel
+from core.errors import UserError
+from core.gradcheck import numerical_gradient, rel_error
+from layers import conv_backward, conv_backward_naive, conv_forward, conv_forward_naive
+
+# (x shape (N, C, H, W), w shape (F, C, KH, KW), stride, pad): non-square maps and kernels
+# (3x2, 1x3, 2x4, 2x3), strides 1-3, pads 0-2, batch 1 and > 1, C = 1 and > 1, and maps where
+# H + 2*pad - KH (or the W counterpart) is not a multiple of the stride (floor output size).
+CASES = [
+    ((2, 3, 5, 6), (4, 3, 3, 3), 1, 1),
+    ((1, 1, 7, 5), (2, 1, 3, 2), 2, 0),  # H: (7 - 3) % 2 == 0, W: (5 - 2) % 2 == 1
+    ((3, 2, 6, 7), (3, 2, 1, 3), 3, 2),  # (6 + 4 - 1) % 3 == 0, (7 + 4 - 3) % 3 == 2
+    ((2, 2, 5, 9), (2, 2, 2, 4), 2, 1),  # (5 + 2 - 2) % 2 == 1, (9 + 2 - 4) % 2 == 1
+    ((1, 3, 8, 4), (2, 3, 3, 2), 3, 1),  # (8 + 2 - 3) % 3 == 1, (4 + 2 - 2) % 3 == 1
+    ((2, 1, 4, 4), (3, 1, 4, 4), 1, 0),  # kernel covers the whole map: 1x1 output
+    ((1, 2, 3, 5), (2, 2, 5, 5), 2, 2),  # kernel larger than the unpadded map
+]
+
+
+def expected_hw(x_shape, w_shape, stride, pad):
+    """The floor output size, written out independently of the code under test."""
+    return tuple(
+        (size + 2 * pad - k) // stride + 1 for size, k in zip(x_shape[2:], w_shape[2:], strict=True)
+    )
+
+
+def make_inputs(rng, x_shape, w_shape, dtype=np.float64):
+    x = rng.standard_normal(x_shape).astype(dtype)
+    W = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    return x, W, b
+
+
+@pytest.fixture
+def restore_threads():
+    """Give the layers back the thread count they had before the test."""
+    before = layers.get_threads()
+    yield
+    layers.set_threads(before)
+
+
+@pytest.mark.parametrize("x_shape,w_shape,stride,pad", CASES)
+def test_backward_matches_finite_differences(x_shape, w_shape, stride, pad):
+    rng = np.random.default_rng(0)
+    x, W, b = make_inputs(rng, x_shape, w_shape)
+    out, cache = conv_forward(x, W, b, stride, pad)
+    assert out.shape == (x_shape[0], w_shape[0], *expected_hw(x_shape, w_shape, stride, pad))
+    dout = rng.standard_normal(out.shape)
+    dx, dW, db = conv_backward(dout, cache)
+    assert dx.shape == x.shape and dW.shape == W.shape and db.shape == b.shape
+    numeric_dx = numerical_gradient(lambda x: conv_forward(x, W, b, stride, pad)[0], x, dout)
+    numeric_dW = numerical_gradient(lambda W: conv_forward(x, W, b, stride, pad)[0], W, dout)
+    numeric_db = numerical_gradient(lambda b: conv_forward(x, W, b, stride, pad)[0], b, dout)
+    assert rel_error(dx, numeric_dx) < 1e-7
+    assert rel_error(dW, numeric_dW) < 1e-7
+    assert rel_error(db, numeric_db) < 1e-7
+
+
+def assert_fast_equals_naive(x, W, b, stride, pad, dout_rng):
+    """Run fast and loop conv on the same inputs; return the fast (out, dx, dW, db)."""
+    out, cache = conv_forward(x, W, b, stride, pad)
+    out_naive, cache_naive = conv_forward_naive(x, W, b, stride, pad)
+    dout = dout_rng.standard_normal(out.shape)
+    fast = (out, *conv_backward(dout, cache))
+    naive = (out_naive, *conv_backward_naive(dout, cache_naive))
+    for name, a, a_naive in zip(("out", "dx", "dW", "db"), fast, naive, strict=True):
+        assert a.shape == a_naive.shape, name
+        assert np.abs(a - a_naive).max() < 1e-10, name
+    return fast
+
+
+@pytest.mark.parametrize("x_shape,w_shape,stride,pad", CASES)
+def test_fast_equals_loop_reference(x_shape, w_shape, stride, pad):
+    x, W, b = make_inputs(np.random.default_rng(1), x_shape, w_shape)
+    assert_fast_equals_naive(x, W, b, stride, pad, np.random.default_rng(2))
+
+
+def test_non_contiguous_inputs_equal_loop_reference():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 6, 5, 3)).transpose(0, 3, 1, 2)  # (2, 3, 6, 5), transposed
+    W = rng.standard_normal((3, 3, 2, 5))[..., ::2]  # (3, 3, 2, 3), every other column
+    b = rng.standard_normal(6)[::2]
+    assert not x.flags.c_contiguous and not W.flags.c_contiguous
+    assert_fast_equals_naive(x, W, b, 1, 1, rng)
+
+
+@pytest.mark.parametrize("x_shape,w_shape,stride,pad", CASES[:5])
+def test_many_chunks_and_threads_are_bit_identical(
+    monkeypatch, restore_threads, x_shape, w_shape, stride, pad
+):
+    """A 1-byte chunk budget makes every example its own chunk: a batch of 9 is 9 chunks."""
+    monkeypatch.setattr(layers.parallel, "_CHUNK_BYTES", 1)
+    assert layers.parallel.chunk_size(10**6) == 1
+    x, W, b = make_inputs(np.random.default_rng(4), (9, *x_shape[1:]), w_shape)
+    results = {}
+    for threads in (1, 2):
+        layers.set_threads(threads)
+        assert layers.get_threads() == threads
+        results[threads] = assert_fast_equals_naive(x, W, b, stride, pad, np.random.default_rng(5))
+    for one, two in zip(results[1], results[2], strict=True):
+        assert np.array_equal(one, two)
+
+
+def test_default_chunking_splits_a_large_batch(restore_threads):
+    """With the real 1 MiB budget a batch of 64 16x28x28 maps (3x3 kernel) spans several chunks."""
+    per_example = 16 * 9 * 28 * 30 * 8  # C*KH*KW * Ho*Wp * itemsize, as conv.py sizes a chunk
+    assert 64 // layers.parallel.chunk_size(per_example) >= 4
+    rng = np.random.default_rng(6)
+    x, W, b = make_inputs(rng, (64, 16, 28, 28), (4, 16, 3, 3))
+    results = {}
+    for threads in (1, 2):
+        layers.set_threads(threads)
+        out, cache = conv_forward(x, W, b, 1, 1)
+        results[threads] = (out, *conv_backward(np.ones_like(out), cache))
+    for one, two in zip(results[1], results[2], strict=True):
+        assert np.array_equal(one, two)
+    # one example at a time is the same computation (no chunk mixes examples)
+    out_0, _ = conv_forward(x[:1], W, b, 1, 1)
+    np.testing.assert_allclose(results[1][0][:1], out_0, rtol=0, atol=1e-12)
+
+
+def test_values_of_a_hand_computed_convolution():
+    x = np.arange(12.0).reshape(1, 1, 3, 4)
+    W = np.array([[1.0, 0.0], [0.0, -1.0]]).reshape(1, 1, 2, 2)  # x[i, j] - x[i + 1, j + 1]
+    out, _ = conv_forward(x, W, np.array([0.5]), stride=1, pad=0)
+    np.testing.assert_array_equal(out[0, 0], np.full((2, 3), -5.0 + 0.5))
+    out, _ = conv_forward(x, W, np.array([0.0]), stride=2, pad=1)  # corners of the padding
+    np.testing.assert_array_equal(out[0, 0], [[-0.0, -2.0, 0.0], [-8.0, -5.0, 7.0]])
+
+
+@pytest.mark.parametrize("x_shape,w_shape,stride,pad", [CASES[0], CASES[3], CASES[4]])
+def test_float32_stays_float32(x_shape, w_shape, stride, pad):
+    x, W, b = make_inputs(np.random.default_rng(7), x_shape, w_shape, np.float32)
+    out, cache = conv_forward(x, W, b, stride, pad)
+    dx, dW, db = conv_backward(np.ones_like(out), cache)
+    assert [a.dtype for a in (out, dx, dW, db)] == [np.float32] * 4
+    assert dx.shape == x.shape and dW.shape == W.shape and db.shape == b.shape
+    x64, W64, b64 = (a.astype(np.float64) for a in (x, W, b))
+    np.testing.assert_allclose(out, conv_forward(x64, W64, b64, stride, pad)[0], atol=1e-4)
+
+
+@pytest.mark.parametrize("forward", [conv_forward, conv_forward_naive])
+@pytest.mark.parametrize(
+    "x_shape,w_shape,stride,pad,numbers",
+    [
+        ((1, 1, 3, 4), (2, 1, 5, 5), 1, 0, ["5x5", "3x4"]),  # kernel taller and wider
+        ((1, 1, 3, 8), (2, 1, 6, 2), 1, 1, ["6x2", "pad 1", "3x8"]),  # taller than padded map
+        ((1, 1, 8, 3), (2, 1, 2, 6), 2, 1, ["2x6", "pad 1", "8x3"]),  # wider than padded map
+        ((2, 3, 6, 6), (4, 2, 3, 3), 1, 1, ["3 channels", "(4, 2, 3, 3)", "expect 2"]),
+        ((1, 1, 6, 6), (2, 1, 3, 3), 0, 1, ["stride=0"]),
+        ((1, 1, 6, 6), (2, 1, 3, 3), 1, -1, ["pad=-1"]),
+    ],
+    ids=["kernel-too-big", "too-tall", "too-wide", "channels", "stride-0", "negative-pad"],
+)
+def test_impossible_convolution_raises_user_error_with_the_numbers(
+    forward, x_shape, w_shape, stride, pad, numbers
+):
+    x, W, b = make_inputs(np.random.default_rng(8), x_shape, w_shape)
+    with pytest.raises(UserError) as info:
+        forward(x, W, b, stride, pad)
+    assert isinstance(info.value, ValueError)
+    for number in numbers:
+        assert number in str(info.value)
+
+
+def test_every_public_layer_name_is_importable():
+    names = set(layers.__all__)
+    assert {
+        "conv_forward",
+        "conv_backward",
+        "conv_forward_naive",
+        "conv_backward_naive",
+        "maxpool_forward",
+        "maxpool_backward",
+        "avgpool_forward",
+        "batchnorm_forward",
+        "dropout_forward",
+        "fc_forward",
+        "flatten_forward",
+        "relu_forward",
+        "set_threads",
+        "get_threads",
+    } <= names
+    namespace = {}
+    exec(f"from layers import {', '.join(sorted(names))}", namespace)  # the statement users write
+    assert all(callable(namespace[name]) for name in names)
