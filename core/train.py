@@ -55,8 +55,8 @@ class TrainConfig:
 
     dataset: str = "mnist"
     arch: str = "minivgg"  # a preset name or a blueprint .json file
-    epochs: int = 4
-    batch_size: int = 64
+    epochs: int = 5
+    batch_size: int = 16  # small batches: many updates, so even a short run learns a lot
     optimizer: str = "adam"
     lr: float = 2e-3
     schedule: str = "cosine"
@@ -76,7 +76,7 @@ RECIPES = {
     "default": TrainConfig(),
     "best": TrainConfig(
         arch="minivgg_bn_dropout",
-        epochs=30,
+        epochs=20,
         batch_size=64,
         optimizer="adam",
         lr=2e-3,

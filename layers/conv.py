@@ -6,14 +6,21 @@ where ``xp`` is ``x`` zero-padded by ``pad`` on each side and ``s`` the stride.
 Output size (floor, like PyTorch): ``Ho = (H + 2*pad - KH) // stride + 1``, and
 the same for ``Wo``.
 
-How it is fast: im2col turns the convolution into one matrix product per
-chunk of examples, ``out = W.reshape(F, C*KH*KW) @ cols``, with
-``cols (n, C*KH*KW, Ho*Wo)`` gathered by copying KH*KW whole shifted slices of
-the input (a loop over kernel offsets, never over pixels). The layout keeps
-NCHW: the product lands directly in ``out`` with no transpose. The batch is
-processed in cache-sized chunks, on worker threads (layers/parallel.py);
-``cols`` is rebuilt in the backward pass instead of being kept, so memory stays
-small at any batch size.
+How it is fast:
+- im2col turns a correlation into one matrix product per chunk of examples,
+  ``W.reshape(F, C*KH*KW) @ cols``. ``cols`` is gathered from the padded image
+  with its rows flattened, so each kernel offset is ONE long 1-D slice copy (a
+  loop over the KH*KW offsets, never over pixels). The price: the product is
+  computed on the full padded width ``Wp`` and the ``Wp - Wo`` extra columns of
+  each output row are dropped.
+- The backward pass for ``dx`` is a correlation too: the gradient of a
+  convolution is the "full" correlation of ``dout`` (spread out by the stride,
+  padded by the kernel size less one) with the flipped filters, so it reuses
+  im2col and one matrix product instead of scattering sums back (col2im).
+- NCHW all the way: products land in the output with no transposes. The batch
+  is processed in cache-sized chunks, on worker threads (layers/parallel.py).
+  ``cols`` is rebuilt in the backward pass rather than kept, so memory stays
+  small at any batch size.
 """
 
 import numpy as np
@@ -35,9 +42,7 @@ def conv_output_size(in_shape, w_shape, stride, pad):
     C, H, W = in_shape[-3:]
     F, WC, KH, KW = w_shape
     if stride < 1 or pad < 0:
-        raise UserError(
-            f"convolution needs stride >= 1 and pad >= 0, got stride={stride} pad={pad}"
-        )
+        raise UserError(f"convolution needs stride >= 1 and pad >= 0, got stride={stride} pad={pad}")
     if C != WC:
         raise UserError(
             f"convolution: input has {C} channels but the weights {tuple(w_shape)} expect {WC}"
@@ -61,52 +66,36 @@ def pad_images(x, pad):
     return xp
 
 
-def flat_padded(x, pad, stride):
-    """x (N, C, H, W) -> xf (N, C, (H + 2*pad + stride) * (W + 2*pad)), zero-padded, rows flattened.
+def flat_padded(x, top, bottom, left, right, step=1):
+    """x (N, C, H, W) -> (N, C, Hp * Wp), zero-padded then rows flattened.
 
-    ``stride`` extra zero rows at the bottom let the last shifted slice of
-    ``im2col`` run past the image without leaving the buffer.
+    Hp = top + (H-1)*step + 1 + bottom, Wp = left + (W-1)*step + 1 + right:
+    with ``step > 1`` the pixels of x land ``step`` apart, zeros between them.
+    Callers leave ``bottom`` a few rows of slack, so that the last shifted slice of
+    ``im2col`` (which runs past the right edge of the last row) stays in the buffer.
     """
     N, C, H, W = x.shape
-    Hp, Wp = H + 2 * pad, W + 2 * pad
-    xf = np.zeros((N, C, Hp + stride, Wp), dtype=x.dtype)
-    xf[:, :, pad : pad + H, pad : pad + W] = x
-    return xf.reshape(N, C, (Hp + stride) * Wp)
-
-
-def kernel_offsets(KH, KW, Wp):
-    """Flat offset of each kernel position (ki, kj) in a padded image of width Wp, in W's order."""
-    return [ki * Wp + kj for ki in range(KH) for kj in range(KW)]
+    Hd, Wd = (H - 1) * step + 1, (W - 1) * step + 1
+    xf = np.zeros((N, C, top + Hd + bottom, left + Wd + right), dtype=x.dtype)
+    xf[:, :, top : top + Hd : step, left : left + Wd : step] = x
+    return xf.reshape(N, C, -1)
 
 
 def im2col(xf, KH, KW, stride, Ho, Wp):
     """xf (n, C, L) flat padded images -> cols (n, C*KH*KW, Ho*Wp), rows ordered (c, ki, kj) like W.
 
-    Column ``q = i*Wp + j`` holds the window of output pixel (i, j):
-    ``xf[..., offset + stride*q]``. Columns with ``j >= Wo`` are the price of
-    this layout (the window runs off the right edge); their results are
-    discarded. In exchange every kernel offset is one long 1-D slice.
+    Column ``q = i*Wp + j`` holds the window of output pixel (i, j), which starts
+    at flat position ``stride*q`` (kernel offset (ki, kj) adds ``ki*Wp + kj``).
+    Columns with ``j >= Wo`` are windows that run off the right edge: computed,
+    then discarded by the caller.
     """
     n, C = xf.shape[:2]
     P = Ho * Wp
     cols = np.empty((n, C, KH * KW, P), dtype=xf.dtype)
-    for k, offset in enumerate(kernel_offsets(KH, KW, Wp)):
+    for k, (ki, kj) in enumerate((ki, kj) for ki in range(KH) for kj in range(KW)):
+        offset = ki * Wp + kj
         cols[:, :, k] = xf[:, :, offset : offset + stride * P : stride]
     return cols.reshape(n, C * KH * KW, P)
-
-
-def col2im(dcols, xf_shape, KH, KW, stride, Wp):
-    """The adjoint of im2col: dcols (n, C*KH*KW, Ho*Wp) -> dxf (n, C, L).
-
-    Each kernel offset adds one whole shifted slice; overlapping windows sum.
-    """
-    n, C = xf_shape[:2]
-    P = dcols.shape[2]
-    dxf = np.zeros(xf_shape, dtype=dcols.dtype)
-    d = dcols.reshape(n, C, KH * KW, P)
-    for k, offset in enumerate(kernel_offsets(KH, KW, Wp)):
-        dxf[:, :, offset : offset + stride * P : stride] += d[:, :, k]
-    return dxf
 
 
 def conv_forward(x, W, b, stride=1, pad=0):
@@ -121,7 +110,7 @@ def conv_forward(x, W, b, stride=1, pad=0):
     F, _, KH, KW = W.shape
     Ho, Wo = conv_output_size(x.shape, W.shape, stride, pad)
     Wp = Wd + 2 * pad
-    xf = flat_padded(x, pad, stride)
+    xf = flat_padded(x, pad, pad + stride, pad, pad)
     W2 = W.reshape(F, C * KH * KW)
     b3 = b.reshape(1, F, 1, 1)
     out = np.empty((N, F, Ho, Wo), dtype=x.dtype)
@@ -144,20 +133,26 @@ def conv_backward(dout, cache):
     xf, (N, C, H, Wd), W, stride, pad = cache
     F, _, KH, KW = W.shape
     Ho, Wo = dout.shape[2:]
-    Wp = Wd + 2 * pad
+    Hp, Wp = H + 2 * pad, Wd + 2 * pad
     W2 = W.reshape(F, C * KH * KW)
+    # dx = full correlation of the stride-spread dout with the flipped filters, on the
+    # padded input grid; rows/columns the forward windows never reached get zeros.
+    W_flipped = W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(C, F * KH * KW)
+    spread_h, spread_w = (Ho - 1) * stride + 1, (Wo - 1) * stride + 1
+    bottom, right = Hp - spread_h, Wp - spread_w  # = kernel size - 1 + rows never reached
+    Wfull = KW - 1 + spread_w + right
     dx = np.empty((N, C, H, Wd), dtype=dout.dtype)
 
     def backward_chunk(lo, hi):
         n = hi - lo
+        # dW: correlate the input with dout, on the same wide layout as the forward pass
         cols = im2col(xf[lo:hi], KH, KW, stride, Ho, Wp)
-        # dout on the wide layout; the discarded columns get zero gradient
         d = np.zeros((n, F, Ho, Wp), dtype=dout.dtype)
-        d[..., :Wo] = dout[lo:hi]
-        d = d.reshape(n, F, Ho * Wp)
-        dW_t = np.matmul(cols, d.transpose(0, 2, 1)).sum(axis=0)  # (C*KH*KW, F)
-        dxf = col2im(np.matmul(W2.T, d), (n,) + xf.shape[1:], KH, KW, stride, Wp)
-        dxp = dxf.reshape(n, C, -1, Wp)
+        d[..., :Wo] = dout[lo:hi]  # the discarded columns get zero gradient
+        dW_t = np.matmul(cols, d.reshape(n, F, Ho * Wp).transpose(0, 2, 1)).sum(axis=0)
+        # dx
+        df = flat_padded(dout[lo:hi], KH - 1, bottom + 1, KW - 1, right, step=stride)
+        dxp = np.matmul(W_flipped, im2col(df, KH, KW, 1, Hp, Wfull)).reshape(n, C, Hp, Wfull)
         dx[lo:hi] = dxp[:, :, pad : pad + H, pad : pad + Wd]
         return dW_t
 

@@ -1,0 +1,139 @@
+"""Speed and memory of training and inference, on fixed synthetic float32 data.
+
+    python benchmarks/bench_train.py                       # minivgg and minivgg_bn, batch 64 and 256
+    python benchmarks/bench_train.py --arch minivgg --batch 64 --threads 1
+    python benchmarks/bench_train.py --json runs/bench.json   # also write the figures as JSON
+
+For each architecture and batch size it prints training images/s (forward +
+backward + Adam update), the seconds a 60,000-image epoch would take, and a
+per-layer table of forward and backward milliseconds; then inference images/s
+at batch 1000 and the peak resident memory of the process. The thread count is
+printed with the figures. A figure, not a test: nothing here asserts a time.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.loss import softmax_cross_entropy  # noqa: E402
+from core.optim import make_optimizer  # noqa: E402
+from layers import get_threads, set_threads  # noqa: E402
+from model.backward import backward  # noqa: E402
+from model.blueprints import layer_label, load_blueprint  # noqa: E402
+from model.forward import forward  # noqa: E402
+from model.initialize_parameters import initialize_parameters  # noqa: E402
+from model.layer_kinds import LAYER_KINDS  # noqa: E402
+
+INPUT_SHAPE = (1, 28, 28)
+
+
+def synthetic_batch(batch, rng):
+    return rng.standard_normal((batch, *INPUT_SHAPE), dtype=np.float32), rng.integers(0, 10, batch)
+
+
+def time_training(blueprint, params, batch, steps, rng):
+    """Seconds per training step (forward + loss + backward + Adam), median of ``steps``."""
+    optimizer = make_optimizer("adam")
+    state = optimizer.init(params)
+    x, y = synthetic_batch(batch, rng)
+    times = []
+    for step in range(steps + 2):  # two warm-up steps
+        t0 = time.perf_counter()
+        scores, caches = forward(params, x, blueprint, train=True, rng=rng)
+        _, dscores = softmax_cross_entropy(scores, y)
+        grads = backward(dscores, caches, blueprint)
+        params, state = optimizer.update(params, grads, state, step + 1, 1e-3)
+        params = {**params, **caches.running_stats}
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times[2:]))
+
+
+def time_layers(blueprint, params, batch, repeats, rng):
+    """Median forward and backward milliseconds of each layer, in training mode."""
+    x, _ = synthetic_batch(batch, rng)
+    rows = []
+    for i, spec in enumerate(blueprint):
+        kind = LAYER_KINDS[spec["type"]]
+        prefix = f"{spec.get('name')}."
+        p = {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
+        fwd, bwd = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            out, cache, _ = kind.forward(spec, p, x, True, rng)
+            t1 = time.perf_counter()
+            kind.backward(spec, out, cache)  # the output stands in for the upstream gradient
+            fwd.append(t1 - t0)
+            bwd.append(time.perf_counter() - t1)
+        rows.append((layer_label(spec, i), 1e3 * np.median(fwd), 1e3 * np.median(bwd)))
+        x = out
+    return rows
+
+
+def time_inference(blueprint, params, batch, rng, images=5000):
+    """Images per second of a forward pass in inference mode at ``batch``."""
+    x = rng.standard_normal((images, *INPUT_SHAPE), dtype=np.float32)
+    forward(params, x[:batch], blueprint, keep_caches=False)  # warm-up
+    t0 = time.perf_counter()
+    for i in range(0, images, batch):
+        forward(params, x[i : i + batch], blueprint, keep_caches=False)
+    return images / (time.perf_counter() - t0)
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", nargs="+", default=["minivgg", "minivgg_bn"])
+    parser.add_argument("--batch", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
+    parser.add_argument("--steps", type=int, default=30, help="timed training steps per setting")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    args = parser.parse_args()
+    if args.threads:
+        set_threads(args.threads)
+    rng = np.random.default_rng(0)
+    print(f"numpy {np.__version__}, python {platform.python_version()}, {os.cpu_count()} cores, "
+          f"{get_threads()} worker threads")  # fmt: skip
+    results = []
+    for arch in args.arch:
+        _, blueprint = load_blueprint(arch)
+        params = initialize_parameters(blueprint, INPUT_SHAPE, np.random.default_rng(0))
+        for batch in args.batch:
+            step_s = time_training(blueprint, params, batch, args.steps, rng)
+            layers = time_layers(blueprint, params, batch, 10, rng)
+            result = {
+                "arch": arch, "batch": batch, "threads": get_threads(),
+                "train_images_per_s": batch / step_s, "epoch_seconds": 60000 / batch * step_s,
+                "layers_ms": [{"layer": n, "forward": f, "backward": b} for n, f, b in layers],
+            }  # fmt: skip
+            results.append(result)
+            print(f"\n{arch}, batch {batch}, {get_threads()} threads: training "
+                  f"{result['train_images_per_s']:.0f} images/s, "
+                  f"{result['epoch_seconds']:.1f} s per 60,000-image epoch")  # fmt: skip
+            print(f"  {'layer':<12}{'forward ms':>12}{'backward ms':>13}")
+            for name, f, b in layers:
+                print(f"  {name:<12}{f:>12.2f}{b:>13.2f}")
+            print(f"  {'total':<12}{sum(r[1] for r in layers):>12.2f}{sum(r[2] for r in layers):>13.2f}")
+        ips = time_inference(blueprint, params, 1000, rng)
+        results.append({"arch": arch, "batch": 1000, "threads": get_threads(), "inference_images_per_s": ips})
+        print(f"\n{arch}: inference {ips:.0f} images/s at batch 1000")
+    print(f"\npeak resident memory: {peak_rss_mb():.0f} MB")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"results": results, "peak_rss_mb": peak_rss_mb()}, indent=1))
+        print(f"figures written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()
