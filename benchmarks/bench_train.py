@@ -70,7 +70,7 @@ def time_layers(blueprint, params, batch, repeats, rng):
             t0 = time.perf_counter()
             out, cache, _ = kind.forward(spec, p, x, True, rng)
             t1 = time.perf_counter()
-            kind.backward(spec, out, cache)  # the output stands in for the upstream gradient
+            kind.backward(spec, out, cache, i > 0)  # the output stands in for dout
             fwd.append(t1 - t0)
             bwd.append(time.perf_counter() - t1)
         rows.append((layer_label(spec, i), 1e3 * np.median(fwd), 1e3 * np.median(bwd)))
@@ -93,10 +93,14 @@ def peak_rss_mb():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--arch", nargs="+", default=["minivgg", "minivgg_bn"])
     parser.add_argument("--batch", type=int, nargs="+", default=[64, 256])
-    parser.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="worker threads (default: all cores)"
+    )
     parser.add_argument("--steps", type=int, default=30, help="timed training steps per setting")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
@@ -124,14 +128,20 @@ def main():
             print(f"  {'layer':<12}{'forward ms':>12}{'backward ms':>13}")
             for name, f, b in layers:
                 print(f"  {name:<12}{f:>12.2f}{b:>13.2f}")
-            print(f"  {'total':<12}{sum(r[1] for r in layers):>12.2f}{sum(r[2] for r in layers):>13.2f}")
+            print(
+                f"  {'total':<12}{sum(r[1] for r in layers):>12.2f}{sum(r[2] for r in layers):>13.2f}"
+            )
         ips = time_inference(blueprint, params, 1000, rng)
-        results.append({"arch": arch, "batch": 1000, "threads": get_threads(), "inference_images_per_s": ips})
+        results.append(
+            {"arch": arch, "batch": 1000, "threads": get_threads(), "inference_images_per_s": ips}
+        )
         print(f"\n{arch}: inference {ips:.0f} images/s at batch 1000")
     print(f"\npeak resident memory: {peak_rss_mb():.0f} MB")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"results": results, "peak_rss_mb": peak_rss_mb()}, indent=1))
+        args.json.write_text(
+            json.dumps({"results": results, "peak_rss_mb": peak_rss_mb()}, indent=1)
+        )
         print(f"figures written to {args.json}")
 
 

@@ -42,7 +42,9 @@ def conv_output_size(in_shape, w_shape, stride, pad):
     C, H, W = in_shape[-3:]
     F, WC, KH, KW = w_shape
     if stride < 1 or pad < 0:
-        raise UserError(f"convolution needs stride >= 1 and pad >= 0, got stride={stride} pad={pad}")
+        raise UserError(
+            f"convolution needs stride >= 1 and pad >= 0, got stride={stride} pad={pad}"
+        )
     if C != WC:
         raise UserError(
             f"convolution: input has {C} channels but the weights {tuple(w_shape)} expect {WC}"
@@ -124,24 +126,25 @@ def conv_forward(x, W, b, stride=1, pad=0):
     return out, (xf, x.shape, W, stride, pad)
 
 
-def conv_backward(dout, cache):
+def conv_backward(dout, cache, need_dx=True):
     """Convolution backward.
 
     dout: (N, F, Ho, Wo) upstream gradient; cache: from conv_forward.
+    need_dx: False skips dx (None is returned), e.g. for a network's first layer,
+    whose input is the data.
     Returns dx (N, C, H, W), dW (F, C, KH, KW), db (F,).
     """
     xf, (N, C, H, Wd), W, stride, pad = cache
     F, _, KH, KW = W.shape
     Ho, Wo = dout.shape[2:]
     Hp, Wp = H + 2 * pad, Wd + 2 * pad
-    W2 = W.reshape(F, C * KH * KW)
     # dx = full correlation of the stride-spread dout with the flipped filters, on the
     # padded input grid; rows/columns the forward windows never reached get zeros.
     W_flipped = W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(C, F * KH * KW)
     spread_h, spread_w = (Ho - 1) * stride + 1, (Wo - 1) * stride + 1
     bottom, right = Hp - spread_h, Wp - spread_w  # = kernel size - 1 + rows never reached
     Wfull = KW - 1 + spread_w + right
-    dx = np.empty((N, C, H, Wd), dtype=dout.dtype)
+    dx = np.empty((N, C, H, Wd), dtype=dout.dtype) if need_dx else None
 
     def backward_chunk(lo, hi):
         n = hi - lo
@@ -150,7 +153,8 @@ def conv_backward(dout, cache):
         d = np.zeros((n, F, Ho, Wp), dtype=dout.dtype)
         d[..., :Wo] = dout[lo:hi]  # the discarded columns get zero gradient
         dW_t = np.matmul(cols, d.reshape(n, F, Ho * Wp).transpose(0, 2, 1)).sum(axis=0)
-        # dx
+        if not need_dx:
+            return dW_t
         df = flat_padded(dout[lo:hi], KH - 1, bottom + 1, KW - 1, right, step=stride)
         dxp = np.matmul(W_flipped, im2col(df, KH, KW, 1, Hp, Wfull)).reshape(n, C, Hp, Wfull)
         dx[lo:hi] = dxp[:, :, pad : pad + H, pad : pad + Wd]

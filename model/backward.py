@@ -14,7 +14,9 @@ def backward(dscores, caches, blueprint):
     """
     blueprint = validate_blueprint(blueprint)
     grads, dout = {}, dscores
-    for spec, cache in zip(reversed(blueprint), reversed(caches.layers), strict=True):
-        dout, local_grads = LAYER_KINDS[spec["type"]].backward(spec, dout, cache)
+    for i in reversed(range(len(blueprint))):
+        spec = blueprint[i]
+        kind = LAYER_KINDS[spec["type"]]
+        dout, local_grads = kind.backward(spec, dout, caches.layers[i], i > 0)
         grads.update({f"{spec['name']}.{k}": g for k, g in local_grads.items()})
     return grads

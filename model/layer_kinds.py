@@ -8,7 +8,9 @@ Every kind is a ``LayerKind``:
 - ``forward(spec, p, x, train, rng) -> (out, cache, new_stats)``: ``p`` holds
   the layer's arrays by local name; ``new_stats`` is ``{}`` or the updated
   running statistics;
-- ``backward(spec, dout, cache) -> (dx, {local name: gradient})``.
+- ``backward(spec, dout, cache, need_dx) -> (dx, {local name: gradient})``;
+  ``need_dx`` is False for the first layer, whose input is the data: a layer
+  may then skip computing dx (the convolution does) and return None.
 
 Hyper-parameters come from the spec (with the defaults below); arrays come
 from the parameter dict. model/forward.py and model/backward.py only walk the
@@ -70,7 +72,7 @@ def _stateless(forward, backward, *hyper):
         out, cache = forward(x, *(spec[h] for h in hyper))
         return out, cache, {}
 
-    def bwd(spec, dout, cache):
+    def bwd(spec, dout, cache, need_dx):
         return backward(dout, cache), {}
 
     return fwd, bwd
@@ -85,8 +87,8 @@ def _conv_forward(spec, p, x, train, rng):
     return out, cache, {}
 
 
-def _conv_backward(spec, dout, cache):
-    dx, dW, db = conv_backward(dout, cache)
+def _conv_backward(spec, dout, cache, need_dx):
+    dx, dW, db = conv_backward(dout, cache, need_dx)
     return dx, {"W": dW, "b": db}
 
 
@@ -101,7 +103,7 @@ def _fc_forward(spec, p, x, train, rng):
     return out, cache, {}
 
 
-def _fc_backward(spec, dout, cache):
+def _fc_backward(spec, dout, cache, need_dx):
     dx, dW, db = fc_backward(dout, cache)
     return dx, {"W": dW, "b": db}
 
@@ -125,7 +127,7 @@ def _bn_forward(spec, p, x, train, rng):
     return out, cache, ({"running_mean": mean, "running_var": var} if train else {})
 
 
-def _bn_backward(spec, dout, cache):
+def _bn_backward(spec, dout, cache, need_dx):
     dx, dgamma, dbeta = batchnorm_backward(dout, cache)
     return dx, {"gamma": dgamma, "beta": dbeta}
 
@@ -135,7 +137,7 @@ def _dropout_forward(spec, p, x, train, rng):
     return out, cache, {}
 
 
-def _dropout_backward(spec, dout, cache):
+def _dropout_backward(spec, dout, cache, need_dx):
     return dropout_backward(dout, cache), {}
 
 

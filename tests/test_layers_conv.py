@@ -190,3 +190,16 @@ def test_every_public_layer_name_is_importable():
     namespace = {}
     exec(f"from layers import {', '.join(sorted(names))}", namespace)  # the statement users write
     assert all(callable(namespace[name]) for name in names)
+
+
+def test_need_dx_false_skips_dx_and_keeps_the_parameter_gradients():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 2, 6, 5))
+    W = rng.standard_normal((4, 2, 3, 3))
+    b = rng.standard_normal(4)
+    out, cache = conv_forward(x, W, b, stride=1, pad=1)
+    dout = rng.standard_normal(out.shape)
+    dx, dW, db = conv_backward(dout, cache)
+    no_dx, dW2, db2 = conv_backward(dout, cache, need_dx=False)
+    assert no_dx is None and dx is not None
+    assert np.array_equal(dW, dW2) and np.array_equal(db, db2)
