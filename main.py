@@ -143,6 +143,12 @@ def build_parser():
         "--data-dir", help="folder holding the dataset's files, if not the default"
     )
     evaluate.add_argument(
+        "--split",
+        choices=["test", "train"],
+        default="test",
+        help="the test set, or all the training images (default: %(default)s)",
+    )
+    evaluate.add_argument(
         "--out",
         type=Path,
         default=Path("runs/evaluate"),
@@ -264,11 +270,12 @@ def command_evaluate(args):
     from model.params_io import load_model
 
     model = load_model(args.params)
-    x_test, y_test, _ = load_test_set(model.meta, args.data_dir)
-    evaluation = evaluate(model, x_test, y_test)
+    x, y, _ = load_test_set(model.meta, args.data_dir, args.split)
+    evaluation = evaluate(model, x, y)
     print(f"{args.params}: {describe(model)}")
     print(
-        f"test accuracy {100 * evaluation.accuracy:.2f}% ({evaluation.n_errors} errors in {len(y_test)} images)\n"
+        f"{args.split} accuracy {100 * evaluation.accuracy:.2f}% "
+        f"({evaluation.n_errors} errors in {len(y)} images)\n"
     )
     print(format_table(evaluation.per_class))
     print("\nmost confused (true -> predicted):")
@@ -276,7 +283,8 @@ def command_evaluate(args):
     fig = plot_confusion_matrix(
         evaluation.confusion, model.meta["class_names"], caption=describe(model)
     )
-    print(f"\nconfusion matrix: {save_figure(fig, args.out / 'confusion_matrix.png')}")
+    path = save_figure(fig, args.out / f"confusion_matrix_{args.split}.png")
+    print(f"\nconfusion matrix: {path}")
 
 
 def command_predict(args):

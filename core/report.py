@@ -34,10 +34,14 @@ def model_inputs(images, meta, source="the model file"):
     return normalize(images, Normalization.from_arrays(norm["mean"], norm["std"], source))
 
 
-def load_test_set(meta, data_dir=None):
-    """(x_test normalized float32, y_test, raw test images) of the model's dataset."""
+def load_test_set(meta, data_dir=None, split="test"):
+    """(x normalized float32, y, raw images) of the model's dataset.
+
+    split: "test", or "train" for all of its training images (validation included).
+    """
     ds = load_dataset(meta["dataset"], data_dir)
-    return model_inputs(ds.x_test, meta), ds.y_test, ds.x_test
+    images, labels = (ds.x_test, ds.y_test) if split == "test" else (ds.x_train, ds.y_train)
+    return model_inputs(images, meta), labels, images
 
 
 def evaluate(model, x, y):
