@@ -325,9 +325,9 @@ def command_summary(args):
     try:
         shape = tuple(int(s) for s in args.input_shape.lower().split("x"))
     except ValueError:
-        raise UserError(
-            f"--input-shape must look like 1x28x28 or 2, got {args.input_shape!r}"
-        ) from None
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise UserError(f"--input-shape must look like 1x28x28 or 2, got {args.input_shape!r}")
     name, blueprint = load_blueprint(args.arch, args.classes)
     print(format_summary(blueprint, shape, name))
 

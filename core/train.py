@@ -16,6 +16,7 @@ import datetime
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -139,6 +140,11 @@ def prepare_data(config):
         _, keep = stratified_split(y, config.limit, rng)
         x, y = x[keep], y[keep]
     val_size = config.val_size if config.val_size is not None else min(5000, len(y) // 10)
+    if not 1 <= val_size < len(y):  # the best epoch is chosen on it; training needs the rest
+        raise UserError(
+            f"--val-size must be between 1 and {len(y) - 1} (of the {len(y)} training "
+            f"images), got {val_size}"
+        )
     train_idx, val_idx = stratified_split(y, val_size, rng)
     norm = fit_normalization(x[train_idx])
     fill = (-norm.mean / norm.std).astype(np.float32)  # pixel value 0, normalized
@@ -161,16 +167,20 @@ def epoch_batches(n, batch_size, seed, epoch):
 
 def train_step(params, opt_state, xb, yb, blueprint, optimizer, step, lr, rng, clip_norm):
     """One update on a batch. Returns (params, opt_state, loss, n_correct)."""
-    scores, caches = forward(params, xb, blueprint, train=True, rng=rng)
-    loss, dscores = softmax_cross_entropy(scores, yb)
-    if not math.isfinite(loss):
-        raise Diverged(
-            f"the training loss became {loss} at step {step + 1} (learning rate {lr:.3g})"
-        )
-    grads = backward(dscores, caches, blueprint)
-    if clip_norm:
-        grads, _ = clip_by_global_norm(grads, clip_norm)
-    params, opt_state = optimizer.update(params, grads, opt_state, step + 1, lr)
+    # A diverging run overflows (inf, then inf - inf = NaN) before its loss stops being finite:
+    # the loss check reports that once, as Diverged, instead of NumPy warnings from every layer.
+    with warnings.catch_warnings():  # the filter also covers the layers' worker threads
+        warnings.filterwarnings("ignore", "(overflow|invalid value) encountered", RuntimeWarning)
+        scores, caches = forward(params, xb, blueprint, train=True, rng=rng)
+        loss, dscores = softmax_cross_entropy(scores, yb)
+        if not math.isfinite(loss):
+            raise Diverged(
+                f"the training loss became {loss} at step {step + 1} (learning rate {lr:.3g})"
+            )
+        grads = backward(dscores, caches, blueprint)
+        if clip_norm:
+            grads, _ = clip_by_global_norm(grads, clip_norm)
+        params, opt_state = optimizer.update(params, grads, opt_state, step + 1, lr)
     params = {**params, **caches.running_stats}  # batch norm's new running statistics
     return params, opt_state, loss, int((scores.argmax(axis=1) == yb).sum())
 
@@ -264,21 +274,28 @@ def train(config, out_dir, resume=False, progress=None, echo=print):
                 xb, yb = data.x_train[batches[b]], data.y_train[batches[b]]
                 if config.augment:
                     xb = random_affine(xb, rng, fill=data.fill)
-                params, opt_state, loss, correct = train_step(
+                new_params, new_opt_state, loss, correct = train_step(
                     params, opt_state, xb, yb, blueprint, optimizer, step, lr, rng, config.clip_norm
                 )
-                state = state._replace(
-                    batch=b + 1,
-                    loss_sum=state.loss_sum + loss * len(yb),
-                    correct=state.correct + correct,
-                    seen=state.seen + len(yb),
-                    seconds=time.perf_counter() - t0,
+                # one statement: a Ctrl-C cannot land between the parameters and the batch count
+                params, opt_state, state = (
+                    new_params,
+                    new_opt_state,
+                    state._replace(
+                        batch=b + 1,
+                        loss_sum=state.loss_sum + loss * len(yb),
+                        correct=state.correct + correct,
+                        seen=state.seen + len(yb),
+                        seconds=time.perf_counter() - t0,
+                    ),
                 )
                 bar.set_postfix(loss=f"{state.loss_sum / state.seen:.4f}", refresh=False)
                 bar.update()
             bar.close()
             lr = lr_at((epoch + 1) * per_epoch - 1, total_steps, config.lr, config.schedule, warmup)
             val_loss, val_acc = loss_and_accuracy(params, blueprint, data.x_val, data.y_val)
+            if not math.isfinite(val_loss):  # the very last update can still blow up
+                raise Diverged(f"the validation loss became {val_loss} after epoch {epoch + 1}")
             row = [
                 epoch + 1,
                 lr,
@@ -295,7 +312,7 @@ def train(config, out_dir, resume=False, progress=None, echo=print):
                 f"({row[7]:.0f} images/s)"
             )
             improved = val_acc > state.best_val_acc
-            state = RunState(
+            done = RunState(
                 epoch + 1,
                 0,
                 0.0,
@@ -306,7 +323,9 @@ def train(config, out_dir, resume=False, progress=None, echo=print):
                 epoch + 1 if improved else state.best_epoch,
                 [*state.log_rows, row],
             )
-            write_log(paths["log"], state.log_rows)
+            # The files first, then the state: a Ctrl-C while they are written checkpoints the
+            # epoch as not yet finished, and the resumed run validates it and writes them again.
+            write_log(paths["log"], done.log_rows)
             if improved:
                 save_model(
                     paths["best"],
@@ -314,7 +333,8 @@ def train(config, out_dir, resume=False, progress=None, echo=print):
                     blueprint,
                     run_meta(config, data, blueprint, epoch=epoch + 1, val_acc=val_acc),
                 )
-            checkpoint(state)
+            checkpoint(done)
+            state = done
             epoch += 1
             if config.patience and epoch - state.best_epoch >= config.patience:
                 echo(f"early stop: no better validation accuracy for {config.patience} epochs")

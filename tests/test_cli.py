@@ -1,0 +1,203 @@
+"""End-to-end tests of the command line (main.py): help, summary, gradcheck, evaluate, predict,
+sweep.
+
+The commands run in-process through ``main.main(argv)``; one test runs ``python main.py`` itself
+to check the script's real exit status and streams. The model they use is trained once for the
+module, on 3000 MNIST images for one epoch.
+"""
+
+import dataclasses
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+import main
+from core.eval import predict_proba
+from core.report import model_inputs
+from core.train import RECIPES, TrainConfig, train
+from data import load_mnist
+from model.params_io import load_model
+
+ROOT = Path(main.__file__).resolve().parent
+
+TRAIN_OPTIONS = [
+    "--" + field.name.replace("_", "-") for field in dataclasses.fields(TrainConfig)
+] + ["--no-augment", "--preset", "--out", "--resume"]
+OPTIONS = {
+    None: ["--debug", "--threads", "train", "evaluate", "predict", "summary", "gradcheck", "sweep"],
+    "train": TRAIN_OPTIONS,
+    "evaluate": ["--params", "--data-dir", "--split", "--out"],
+    "predict": ["images", "--params", "--show"],
+    "summary": ["--arch", "--input-shape", "--classes"],
+    "gradcheck": ["--help"],
+    "sweep": [
+        "--optimizers",
+        "--lrs",
+        "--seeds",
+        "--arch",
+        "--epochs",
+        "--limit",
+        "--jobs",
+        "--out",
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    """best_params.npz of a quick run: 3000 MNIST images, one epoch of the default recipe."""
+    out = tmp_path_factory.mktemp("model")
+    config = dataclasses.replace(RECIPES["default"], limit=3000, epochs=1)
+    train(config, out, progress=False, echo=lambda *_: None)
+    return out / "best_params.npz"
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_mnist()
+
+
+def scanned(image28):
+    """An MNIST digit made to look like a scan: dark ink on white paper, 8x larger, margins."""
+    ink_on_paper = Image.fromarray(255 - image28).resize((224, 224), Image.Resampling.BILINEAR)
+    page = Image.new("L", (320, 300), color=255)
+    page.paste(ink_on_paper, (60, 30))
+    return page
+
+
+@pytest.mark.parametrize("command", list(OPTIONS))
+def test_help_exits_0_and_mentions_every_option(command, capsys):
+    argv = ["--help"] if command is None else [command, "--help"]
+    with pytest.raises(SystemExit) as exited:
+        main.main(argv)
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    for option in OPTIONS[command]:
+        assert option in out, option
+
+
+def test_summary_of_minivgg_totals_218490_parameters(capsys):
+    assert main.main(["summary", "--arch", "minivgg"]) == 0
+    out = capsys.readouterr().out
+    for layer in ["conv1", "conv2", "conv3", "conv4", "fc5", "fc6"]:
+        assert layer in out
+    # conv 1*9*16+16 + 16*9*16+16 + 16*9*32+32 + 32*9*32+32, fc 32*7*7*128+128 + 128*10+10
+    assert "total parameters: 218,490" in out
+
+
+def test_summary_of_a_multilayer_perceptron_on_2d_points(capsys):
+    assert main.main(["summary", "--arch", "mlp", "--input-shape", "2"]) == 0
+    # 2*64+64 + 64*64+64 + 64*10+10 (10 classes by default)
+    assert "total parameters: 5,002" in capsys.readouterr().out
+
+
+def test_gradcheck_prints_its_table_and_passes(capsys):
+    assert main.main(["gradcheck"]) == 0
+    out = capsys.readouterr().out
+    header = out.splitlines()[0].split()
+    assert header[0] == "layer" and header[-1] == "ok"
+    passed = re.search(r"^(\d+) of (\d+) checks passed", out, re.MULTILINE)
+    assert passed and passed[1] == passed[2] and int(passed[1]) >= 10
+
+
+def test_evaluate_prints_accuracy_and_per_class_table_and_writes_the_confusion_matrix(
+    model_file, mnist, tmp_path, capsys
+):
+    assert main.main(["evaluate", "--params", str(model_file), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    found = re.search(r"^test accuracy ([\d.]+)% \((\d+) errors in 10000 images\)", out, re.M)
+    assert found, out
+    accuracy, errors = float(found[1]), int(found[2])
+    assert accuracy > 90
+    assert errors == round((100 - accuracy) * 100)
+    rows = re.findall(r"^\s*(\d)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)$", out, re.M)
+    assert [row[0] for row in rows] == [str(k) for k in range(10)]
+    support = np.array([int(row[4]) for row in rows])
+    np.testing.assert_array_equal(support, np.bincount(mnist.y_test, minlength=10))
+    correct = sum(round(float(row[2]) * s) for row, s in zip(rows, support, strict=True))
+    assert correct == 10_000 - errors  # recall * support, summed over the classes
+    figure = Path(re.search(r"^confusion matrix: (.+)$", out, re.M)[1])
+    assert figure.parent == tmp_path
+    with Image.open(figure) as png:
+        assert png.format == "PNG" and min(png.size) > 200
+
+
+def test_predict_reads_scanned_digits_and_prints_label_and_top_3(
+    model_file, mnist, tmp_path, capsys
+):
+    model = load_model(model_file)
+    x, y = mnist.x_test[:200], mnist.y_test[:200]
+    probs = predict_proba(model.params, model.blueprint, model_inputs(x, model.meta))
+    sure = np.flatnonzero((probs.argmax(axis=1) == y) & (probs.max(axis=1) > 0.99))
+    # two clearly classified digits of different classes
+    first = sure[0]
+    second = next(i for i in sure if y[i] != y[first])
+    paths = []
+    for i in (first, second):
+        paths.append(tmp_path / f"test{i}.png")
+        scanned(x[i, 0]).save(paths[-1])
+
+    argv = ["predict", *map(str, paths), "--params", str(model_file), "--show"]
+    assert main.main(argv) == 0
+    out = capsys.readouterr().out
+    for i, path in zip((first, second), paths, strict=True):
+        found = re.search(
+            rf"^{re.escape(str(path))}: (\d)   top 3: "
+            r"(\d) \(([\d.]+)%\), (\d) \(([\d.]+)%\), (\d) \(([\d.]+)%\)$",
+            out,
+            re.M,
+        )
+        assert found, out
+        label, *ranked = found.groups()
+        top3, percents = ranked[0::2], [float(p) for p in ranked[1::2]]
+        assert label == top3[0] == str(y[i])
+        assert len(set(top3)) == 3
+        assert percents == sorted(percents, reverse=True) and sum(percents) <= 100.05
+        prepared = path.with_name(f"test{i}.prepared.png")
+        assert f"prepared image: {prepared}" in out
+        with Image.open(prepared) as png:
+            assert png.size == (28, 28) and png.mode == "L"
+
+
+def test_sweep_writes_runs_summary_and_figure(tmp_path, capsys):
+    argv = ["sweep", "--optimizers", "sgd,adam", "--seeds", "2", "--limit", "300", "--epochs", "1"]
+    # lenet5: each run tests on all 10000 test images, on one core; minivgg takes 5 times longer
+    argv += ["--arch", "lenet5", "--jobs", "2", "--out", str(tmp_path)]
+    assert main.main(argv) == 0
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert len(runs) == 4
+    assert sorted(zip(runs["optimizer"], runs["seed"], strict=True)) == [
+        ("adam", 0),
+        ("adam", 1),
+        ("sgd", 0),
+        ("sgd", 1),
+    ]
+    assert runs["test_acc"].between(0, 1).all() and runs["val_acc"].between(0, 1).all()
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert list(summary.columns) == ["config", "mean", "std", "n"]
+    assert len(summary) == 2 and list(summary["n"]) == [2, 2]
+    for row in summary.itertuples():
+        a, b = runs.loc[runs["config"] == row.config, "test_acc"]
+        assert row.mean == pytest.approx((a + b) / 2)
+        assert row.std == pytest.approx(abs(a - b) / np.sqrt(2))  # sample std of two values
+    with Image.open(tmp_path / "sweep.png") as png:
+        assert png.format == "PNG"
+    assert "runs.csv, summary.csv, sweep.png" in capsys.readouterr().out
+
+
+def test_the_script_itself_exits_0_and_prints_to_stdout_only():
+    done = subprocess.run(
+        [sys.executable, "main.py", "summary", "--arch", "minivgg"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert "total parameters: 218,490" in done.stdout
