@@ -30,7 +30,14 @@ from core.files import atomic_write_text
 from core.loss import softmax_cross_entropy
 from core.optim import clip_by_global_norm, make_optimizer
 from core.schedules import lr_at
-from data import fit_normalization, load_dataset, normalize, random_affine, stratified_split
+from data import (
+    fit_normalization,
+    iterate_minibatches,
+    load_dataset,
+    normalize,
+    random_affine,
+    stratified_split,
+)
 from data.normalization import Normalization
 from model.backward import backward
 from model.blueprints import load_blueprint
@@ -159,12 +166,6 @@ def prepare_data(config):
     )
 
 
-def epoch_batches(n, batch_size, seed, epoch):
-    """The index arrays of one epoch's mini-batches, shuffled by the epoch's own stream."""
-    order = make_rng(seed, 2, epoch).permutation(n)
-    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
-
-
 def train_step(params, opt_state, xb, yb, blueprint, optimizer, step, lr, rng, clip_norm):
     """One update on a batch. Returns (params, opt_state, loss, n_correct)."""
     # A diverging run overflows (inf, then inf - inf = NaN) before its loss stops being finite:
@@ -257,7 +258,9 @@ def train(config, out_dir, resume=False, progress=None, echo=print):
     epoch = state.epoch
     try:
         while epoch < config.epochs:
-            batches = epoch_batches(n, config.batch_size, config.seed, epoch)
+            # shuffled by the epoch's own stream; a resumed run skips the batches it has done
+            shuffle = make_rng(config.seed, 2, epoch)
+            batches = iterate_minibatches(data.x_train, data.y_train, config.batch_size, shuffle)
             bar = tqdm(
                 total=per_epoch,
                 initial=state.batch,
@@ -267,11 +270,12 @@ def train(config, out_dir, resume=False, progress=None, echo=print):
                 unit="batch",
             )
             t0 = time.perf_counter() - state.seconds
-            for b in range(state.batch, per_epoch):
+            for b, (xb, yb) in enumerate(batches):
+                if b < state.batch:
+                    continue
                 step = epoch * per_epoch + b
                 lr = lr_at(step, total_steps, config.lr, config.schedule, warmup)
                 rng = make_rng(config.seed, 3, epoch, b)
-                xb, yb = data.x_train[batches[b]], data.y_train[batches[b]]
                 if config.augment:
                     xb = random_affine(xb, rng, fill=data.fill)
                 new_params, new_opt_state, loss, correct = train_step(
