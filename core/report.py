@@ -63,34 +63,37 @@ def evaluate(model, x, y):
 def write_figures(model, evaluation, images, y, out_dir, caption, log=None):
     """Every figure of a trained model into ``out_dir``; returns the paths written.
 
-    images: the raw test images (N, C, H, W); y: their labels; log: the training
-    log DataFrame (for the loss and accuracy curves), if there is one.
+    images: the raw test inputs, images (N, C, H, W) or points (N, D); y: their
+    labels; log: the training log DataFrame (for the loss and accuracy curves).
+    Image figures (predictions, mistakes, feature maps) are drawn for images only,
+    the filters for a model that starts with a convolution.
     """
     out_dir = Path(out_dir)
     names = model.meta["class_names"]
     pred = evaluation.probs.argmax(axis=1)
-    first_conv = next(k for k in model.params if k.endswith(".W") and model.params[k].ndim == 4)
-    x_one = model_inputs(images[:1], model.meta)
     figures = {
         "confusion_matrix.png": plots.plot_confusion_matrix(
             evaluation.confusion, names, caption=caption
-        ),
-        "predictions.png": plots.plot_predictions(
-            images, y, pred, names, evaluation.probs, caption=caption
-        ),
-        "misclassified.png": plots.plot_misclassified(
-            images, y, evaluation.probs, names, caption=caption
-        ),
-        "filters.png": plots.plot_filters(
-            model.params[first_conv], caption=f"{first_conv}; {caption}"
-        ),
-        "feature_maps.png": plots.plot_feature_maps(
-            forward_activations(model.params, x_one, model.blueprint),
-            caption=f"test image 0 (label {names[y[0]]}); {caption}",
-        ),
+        )
     }
     if log is not None:
         figures["history.png"] = plots.plot_history(log, caption=caption)
+    if images.ndim == 4:
+        x_one = model_inputs(images[:1], model.meta)
+        figures["predictions.png"] = plots.plot_predictions(
+            images, y, pred, names, evaluation.probs, caption=caption
+        )
+        figures["misclassified.png"] = plots.plot_misclassified(
+            images, y, evaluation.probs, names, caption=caption
+        )
+        figures["feature_maps.png"] = plots.plot_feature_maps(
+            forward_activations(model.params, x_one, model.blueprint),
+            caption=f"test image 0 (label {names[y[0]]}); {caption}",
+        )
+    first = model.blueprint[0]
+    if first["type"] == "conv":
+        key = f"{first['name']}.W"
+        figures["filters.png"] = plots.plot_filters(model.params[key], caption=f"{key}; {caption}")
     return [plots.save_figure(fig, out_dir / name) for name, fig in figures.items()]
 
 

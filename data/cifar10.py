@@ -53,7 +53,7 @@ def load_cifar10(data_dir=None, cache_dir=None):
     """
     if data_dir is None:
         folder = Path(cache_dir or default_cache_dir()) / "cifar10"
-        alternative = f"put {CIFAR10_ARCHIVE} in a folder and pass data_dir=<that folder>"
+        alternative = f"put {CIFAR10_ARCHIVE} in a folder and pass --data-dir <that folder> (data_dir= in Python)"
         archive = fetch(CIFAR10_ARCHIVE, [CIFAR10_URL], CIFAR10_MD5, folder, alternative)
     else:
         archive = Path(data_dir) / CIFAR10_ARCHIVE

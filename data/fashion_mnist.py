@@ -61,7 +61,7 @@ def load_fashion_mnist(data_dir=None, cache_dir=None):
 
 def _download(folder):
     """Fetch the four official .gz files into ``folder``; return dict role -> Path."""
-    alternative = "put the four Fashion-MNIST files in a folder and pass data_dir=<that folder>"
+    alternative = "put the four Fashion-MNIST files in a folder and pass --data-dir <that folder> (data_dir= in Python)"
     paths = {}
     for role, stem in IDX_FILES.items():
         fname = f"{stem}.gz"

@@ -209,3 +209,12 @@ def test_the_log_has_the_documented_columns_and_one_row_per_epoch(reference):
     best = load_model(reference / "best_params.npz").meta
     assert best["val_acc"] == log["val_acc"].max()
     assert best["epoch"] == log["epoch"][log["val_acc"].idxmax()]
+
+
+def test_mlp_on_the_spiral_trains_end_to_end_with_its_figures(tmp_path, capsys):
+    """2-D points, no convolution: the run still evaluates and draws what applies to it."""
+    assert main.main(["train", "--dataset", "spiral", "--arch", "mlp", "--epochs", "3",
+                      "--out", str(tmp_path)]) == 0  # fmt: skip
+    assert "test accuracy" in capsys.readouterr().out
+    figures = sorted(p.name for p in (tmp_path / "figures").iterdir())
+    assert figures == ["confusion_matrix.png", "history.png"]
