@@ -288,8 +288,6 @@ def command_evaluate(args):
 
 
 def command_predict(args):
-    import numpy as np
-
     from core.errors import UserError
     from core.eval import predict_proba, top_k
     from core.report import model_inputs
@@ -314,7 +312,7 @@ def command_predict(args):
         )
         print(f"{path}: {names[classes[0, 0]]}   top 3: {ranked}")
         if args.show:
-            print(f"  prepared image: {to_png(np.asarray(image), prepared_path(path))}")
+            print(f"  prepared image: {to_png(image, prepared_path(path))}")
 
 
 def command_summary(args):

@@ -29,7 +29,7 @@ from core.optim import make_optimizer  # noqa: E402
 from layers import get_threads, set_threads  # noqa: E402
 from model.backward import backward  # noqa: E402
 from model.blueprints import layer_label, load_blueprint  # noqa: E402
-from model.forward import forward  # noqa: E402
+from model.forward import forward, layer_params  # noqa: E402
 from model.initialize_parameters import initialize_parameters  # noqa: E402
 from model.layer_kinds import LAYER_KINDS  # noqa: E402
 
@@ -63,8 +63,7 @@ def time_layers(blueprint, params, batch, repeats, rng):
     rows = []
     for i, spec in enumerate(blueprint):
         kind = LAYER_KINDS[spec["type"]]
-        prefix = f"{spec.get('name')}."
-        p = {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
+        p = layer_params(params, spec, layer_label(spec, i))
         fwd, bwd = [], []
         for _ in range(repeats):
             t0 = time.perf_counter()

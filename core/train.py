@@ -226,12 +226,11 @@ def train(config, out_dir, resume=False, progress=None, echo=print):
         params, opt_state, state = ckpt.params, ckpt.opt_state, RunState(**ckpt.meta["run_state"])
     data = prepare_data(config)
     _, blueprint = load_blueprint(config.arch, data.dataset.n_classes)
-    if not resume:
-        params = initialize_parameters(blueprint, data.x_train.shape[1:], make_rng(config.seed, 0))
-        state = RunState(0, 0, 0.0, 0, 0, 0.0, -1.0, 0, [])
     optimizer = make_optimizer(config.optimizer, weight_decay=config.weight_decay)
     if not resume:
+        params = initialize_parameters(blueprint, data.x_train.shape[1:], make_rng(config.seed, 0))
         opt_state = optimizer.init(params)
+        state = RunState(0, 0, 0.0, 0, 0, 0.0, -1.0, 0, [])
 
     n = len(data.y_train)
     per_epoch = math.ceil(n / config.batch_size)

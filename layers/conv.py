@@ -58,16 +58,6 @@ def conv_output_size(in_shape, w_shape, stride, pad):
     return Ho, Wo
 
 
-def pad_images(x, pad):
-    """x (N, C, H, W) -> (N, C, H + 2*pad, W + 2*pad), zeros around; x itself when pad == 0."""
-    if pad == 0:
-        return x
-    N, C, H, W = x.shape
-    xp = np.zeros((N, C, H + 2 * pad, W + 2 * pad), dtype=x.dtype)
-    xp[:, :, pad : pad + H, pad : pad + W] = x
-    return xp
-
-
 def flat_padded(x, top, bottom, left, right, step=1):
     """x (N, C, H, W) -> (N, C, Hp * Wp), zero-padded then rows flattened.
 
