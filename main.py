@@ -364,7 +364,7 @@ def main(argv=None):
     if args.command is None:  # the main job: train the reference model with the default recipe
         args = parser.parse_args([*(sys.argv[1:] if argv is None else argv), "train"])
     from core.errors import UserError
-    from layers import set_threads
+    from model.shards import set_threads
 
     try:
         if args.threads:

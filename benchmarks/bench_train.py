@@ -26,12 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.loss import softmax_cross_entropy  # noqa: E402
 from core.optim import make_optimizer  # noqa: E402
-from layers import get_threads, set_threads  # noqa: E402
 from model.backward import backward  # noqa: E402
 from model.blueprints import layer_label, load_blueprint  # noqa: E402
 from model.forward import forward, layer_params  # noqa: E402
 from model.initialize_parameters import initialize_parameters  # noqa: E402
 from model.layer_kinds import LAYER_KINDS  # noqa: E402
+from model.shards import get_threads, set_threads  # noqa: E402
 
 INPUT_SHAPE = (1, 28, 28)
 

@@ -27,7 +27,7 @@ def one_run(config, run_dir):
     """Train one configuration on one core; returns its final figures as a dict."""
     from core.report import evaluate, load_test_set
     from core.train import train
-    from layers import set_threads
+    from model.shards import set_threads
 
     set_threads(1)
     result = train(config, run_dir, progress=False, echo=lambda *_: None)

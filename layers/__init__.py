@@ -20,7 +20,6 @@ from layers.conv_naive import conv_backward_naive, conv_forward_naive
 from layers.dropout import dropout_backward, dropout_forward
 from layers.fc import fc_backward, fc_forward
 from layers.flatten import flatten_backward, flatten_forward
-from layers.parallel import get_threads, set_threads
 from layers.pool import (
     avgpool_backward,
     avgpool_backward_naive,
@@ -49,7 +48,6 @@ __all__ = [
     "fc_forward",
     "flatten_backward",
     "flatten_forward",
-    "get_threads",
     "leaky_relu_backward",
     "leaky_relu_forward",
     "maxpool_backward",
@@ -58,7 +56,6 @@ __all__ = [
     "maxpool_forward_naive",
     "relu_backward",
     "relu_forward",
-    "set_threads",
     "sigmoid_backward",
     "sigmoid_forward",
     "tanh_backward",

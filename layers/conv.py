@@ -18,15 +18,28 @@ How it is fast:
   padded by the kernel size less one) with the flipped filters, so it reuses
   im2col and one matrix product instead of scattering sums back (col2im).
 - NCHW all the way: products land in the output with no transposes. The batch
-  is processed in cache-sized chunks, on worker threads (layers/parallel.py).
-  ``cols`` is rebuilt in the backward pass rather than kept, so memory stays
-  small at any batch size.
+  is processed in cache-sized chunks (about 1 MiB of ``cols`` each), one after
+  the other; the model runs shards of the batch on worker threads
+  (model/shards.py). ``cols`` is rebuilt in the backward pass rather than kept,
+  so memory stays small at any batch size.
 """
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from core.errors import UserError
-from layers.parallel import chunk_size, map_chunks
+
+_CHUNK_BYTES = 1 << 20  # keep a chunk's im2col buffer near L2-cache size
+
+
+def chunk_bounds(n_items, bytes_per_example):
+    """``[(lo, hi), ...]`` cutting ``range(n_items)`` into chunks of about _CHUNK_BYTES.
+
+    The chunks depend only on the shapes, and no chunk mixes the examples'
+    arithmetic: one example at a time gives the same numbers.
+    """
+    chunk = max(1, _CHUNK_BYTES // max(1, bytes_per_example))
+    return [(lo, min(lo + chunk, n_items)) for lo in range(0, n_items, chunk)]
 
 
 def conv_output_size(in_shape, w_shape, stride, pad):
@@ -81,13 +94,18 @@ def im2col(xf, KH, KW, stride, Ho, Wp):
     Columns with ``j >= Wo`` are windows that run off the right edge: computed,
     then discarded by the caller.
     """
-    n, C = xf.shape[:2]
+    n, C, L = xf.shape
     P = Ho * Wp
-    cols = np.empty((n, C, KH * KW, P), dtype=xf.dtype)
-    for k, (ki, kj) in enumerate((ki, kj) for ki in range(KH) for kj in range(KW)):
-        offset = ki * Wp + kj
-        cols[:, :, k] = xf[:, :, offset : offset + stride * P : stride]
-    return cols.reshape(n, C * KH * KW, P)
+    step = xf.strides[2]
+    # All KH*KW shifted slices as one read-only strided view, gathered by one copy
+    # (one NumPy call per chunk, not one per kernel offset).
+    windows = as_strided(
+        xf,
+        shape=(n, C, KH, KW, P),
+        strides=(xf.strides[0], xf.strides[1], Wp * step, step, stride * step),
+        writeable=False,
+    )
+    return windows.reshape(n, C * KH * KW, P)
 
 
 def conv_forward(x, W, b, stride=1, pad=0):
@@ -107,12 +125,10 @@ def conv_forward(x, W, b, stride=1, pad=0):
     b3 = b.reshape(1, F, 1, 1)
     out = np.empty((N, F, Ho, Wo), dtype=x.dtype)
 
-    def forward_chunk(lo, hi):
+    for lo, hi in chunk_bounds(N, C * KH * KW * Ho * Wp * x.itemsize):
         cols = im2col(xf[lo:hi], KH, KW, stride, Ho, Wp)
         wide = np.matmul(W2, cols).reshape(hi - lo, F, Ho, Wp)
         np.add(wide[..., :Wo], b3, out=out[lo:hi])
-
-    map_chunks(forward_chunk, N, chunk_size(C * KH * KW * Ho * Wp * x.itemsize))
     return out, (xf, x.shape, W, stride, pad)
 
 
@@ -150,7 +166,11 @@ def conv_backward(dout, cache, need_dx=True):
         dx[lo:hi] = dxp[:, :, pad : pad + H, pad : pad + Wd]
         return dW_t
 
-    partial_dW = map_chunks(backward_chunk, N, chunk_size(C * KH * KW * Ho * Wp * dout.itemsize))
-    dW = np.sum(partial_dW, axis=0).T.reshape(W.shape).astype(dout.dtype, copy=False)
+    bounds = chunk_bounds(N, C * KH * KW * Ho * Wp * dout.itemsize)
+    dW = (
+        np.sum([backward_chunk(lo, hi) for lo, hi in bounds], axis=0)
+        .T.reshape(W.shape)
+        .astype(dout.dtype, copy=False)
+    )
     db = dout.sum(axis=(0, 2, 3))
     return dx, dW, db

@@ -1,7 +1,26 @@
-"""The backward pass of a network: walk the blueprint in reverse, call each layer's backward."""
+"""The backward pass of a network: walk the blueprint in reverse, call each layer's backward.
+
+Each segment of the forward pass (model/forward.py) is walked back on the same
+shards of the batch, on worker threads; the shards' parameter gradients are
+summed in shard order.
+"""
+
+import numpy as np
 
 from model.blueprints import validate_blueprint
 from model.layer_kinds import LAYER_KINDS
+from model.shards import map_shards
+
+
+def _run_layers_back(dout, blueprint, segment, caches):
+    """dout back through one shard of a segment: (dx or None, {param key: gradient})."""
+    grads = {}
+    for i in reversed(range(segment.start, segment.stop)):
+        spec = blueprint[i]
+        cache = caches[i - segment.start]
+        dout, local_grads = LAYER_KINDS[spec["type"]].backward(spec, dout, cache, i > 0)
+        grads.update({f"{spec['name']}.{k}": g for k, g in local_grads.items()})
+    return dout, grads
 
 
 def backward(dscores, caches, blueprint):
@@ -14,9 +33,16 @@ def backward(dscores, caches, blueprint):
     """
     blueprint = validate_blueprint(blueprint)
     grads, dout = {}, dscores
-    for i in reversed(range(len(blueprint))):
-        spec = blueprint[i]
-        kind = LAYER_KINDS[spec["type"]]
-        dout, local_grads = kind.backward(spec, dout, caches.layers[i], i > 0)
-        grads.update({f"{spec['name']}.{k}": g for k, g in local_grads.items()})
+    for segment in reversed(caches.segments):
+        shard_caches = dict(zip(segment.bounds, segment.caches, strict=True))
+        results = map_shards(
+            lambda lo, hi, dout=dout, segment=segment, shard_caches=shard_caches: _run_layers_back(
+                dout[lo:hi], blueprint, segment, shard_caches[lo, hi]
+            ),
+            segment.bounds,
+        )
+        dxs = [dx for dx, _ in results]
+        dout = dxs[0] if len(dxs) == 1 or dxs[0] is None else np.concatenate(dxs)
+        for key in results[0][1]:
+            grads[key] = sum(shard_grads[key] for _, shard_grads in results)
     return grads

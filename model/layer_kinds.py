@@ -10,7 +10,11 @@ Every kind is a ``LayerKind``:
   running statistics;
 - ``backward(spec, dout, cache, need_dx) -> (dx, {local name: gradient})``;
   ``need_dx`` is False for the first layer, whose input is the data: a layer
-  may then skip computing dx (the convolution does) and return None.
+  may then skip computing dx (the convolution does) and return None;
+- ``whole_batch``: True when the training forward must see the whole batch at
+  once (batch norm's statistics; dropout, so that its random masks do not
+  depend on how the batch is cut into shards). Every other layer treats the
+  examples independently, so the model runs it on shards of the batch.
 
 Hyper-parameters come from the spec (with the defaults below); arrays come
 from the parameter dict. model/forward.py and model/backward.py only walk the
@@ -53,6 +57,7 @@ class LayerKind(NamedTuple):
     trainable: tuple
     forward: Callable
     backward: Callable
+    whole_batch: bool = False
 
 
 def _kernel(spec):
@@ -163,8 +168,11 @@ LAYER_KINDS = {
         ("gamma", "beta"),
         _bn_forward,
         _bn_backward,
+        whole_batch=True,
     ),
-    "dropout": LayerKind(("p",), {}, _no_params, (), _dropout_forward, _dropout_backward),
+    "dropout": LayerKind(
+        ("p",), {}, _no_params, (), _dropout_forward, _dropout_backward, whole_batch=True
+    ),
     "maxpool": _stateless_kind(maxpool_forward, maxpool_backward, size=2, stride=2),
     "avgpool": _stateless_kind(avgpool_forward, avgpool_backward, size=2, stride=2),
     "relu": _stateless_kind(relu_forward, relu_backward),

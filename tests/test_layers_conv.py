@@ -1,10 +1,12 @@
-"""Convolution: gradients, fast == loop reference (any chunks, any threads), dtypes, errors."""
+"""Convolution: gradients, fast == loop reference (any chunking), dtypes, errors."""
+
+from itertools import pairwise
 
 import numpy as np
 import pytest
 
 import layers
-import layers.parallel
+import layers.conv
 from core.errors import UserError
 from core.gradcheck import numerical_gradient, rel_error
 from layers import conv_backward, conv_backward_naive, conv_forward, conv_forward_naive
@@ -35,14 +37,6 @@ def make_inputs(rng, x_shape, w_shape, dtype=np.float64):
     W = rng.standard_normal(w_shape).astype(dtype)
     b = rng.standard_normal(w_shape[0]).astype(dtype)
     return x, W, b
-
-
-@pytest.fixture
-def restore_threads():
-    """Give the layers back the thread count they had before the test."""
-    before = layers.get_threads()
-    yield
-    layers.set_threads(before)
 
 
 @pytest.mark.parametrize("x_shape,w_shape,stride,pad", CASES)
@@ -91,38 +85,37 @@ def test_non_contiguous_inputs_equal_loop_reference():
 
 
 @pytest.mark.parametrize("x_shape,w_shape,stride,pad", CASES[:5])
-def test_many_chunks_and_threads_are_bit_identical(
-    monkeypatch, restore_threads, x_shape, w_shape, stride, pad
+def test_one_example_per_chunk_is_bit_identical_to_one_chunk(
+    monkeypatch, x_shape, w_shape, stride, pad
 ):
     """A 1-byte chunk budget makes every example its own chunk: a batch of 9 is 9 chunks."""
-    monkeypatch.setattr(layers.parallel, "_CHUNK_BYTES", 1)
-    assert layers.parallel.chunk_size(10**6) == 1
     x, W, b = make_inputs(np.random.default_rng(4), (9, *x_shape[1:]), w_shape)
     results = {}
-    for threads in (1, 2):
-        layers.set_threads(threads)
-        assert layers.get_threads() == threads
-        results[threads] = assert_fast_equals_naive(x, W, b, stride, pad, np.random.default_rng(5))
-    for one, two in zip(results[1], results[2], strict=True):
-        assert np.array_equal(one, two)
+    for budget in (1, 1 << 30):
+        monkeypatch.setattr(layers.conv, "_CHUNK_BYTES", budget)
+        assert len(layers.conv.chunk_bounds(9, 10**6)) == (9 if budget == 1 else 1)
+        results[budget] = assert_fast_equals_naive(x, W, b, stride, pad, np.random.default_rng(5))
+    for one, two in zip(results[1], results[1 << 30], strict=True):
+        np.testing.assert_allclose(one, two, rtol=1e-13, atol=1e-13)
+    # the forward pass never sums across examples, so its chunking changes no bit
+    assert np.array_equal(results[1][0], results[1 << 30][0])
 
 
-def test_default_chunking_splits_a_large_batch(restore_threads):
+def test_default_chunking_splits_a_large_batch():
     """With the real 1 MiB budget a batch of 64 16x28x28 maps (3x3 kernel) spans several chunks."""
     per_example = 16 * 9 * 28 * 30 * 8  # C*KH*KW * Ho*Wp * itemsize, as conv.py sizes a chunk
-    assert 64 // layers.parallel.chunk_size(per_example) >= 4
+    bounds = layers.conv.chunk_bounds(64, per_example)
+    assert len(bounds) >= 4
+    assert bounds[0][0] == 0 and bounds[-1][1] == 64
+    assert all(hi == next_lo for (_, hi), (next_lo, _) in pairwise(bounds))
     rng = np.random.default_rng(6)
     x, W, b = make_inputs(rng, (64, 16, 28, 28), (4, 16, 3, 3))
-    results = {}
-    for threads in (1, 2):
-        layers.set_threads(threads)
-        out, cache = conv_forward(x, W, b, 1, 1)
-        results[threads] = (out, *conv_backward(np.ones_like(out), cache))
-    for one, two in zip(results[1], results[2], strict=True):
-        assert np.array_equal(one, two)
+    out, cache = conv_forward(x, W, b, 1, 1)
+    dx, dW, db = conv_backward(np.ones_like(out), cache)
     # one example at a time is the same computation (no chunk mixes examples)
-    out_0, _ = conv_forward(x[:1], W, b, 1, 1)
-    np.testing.assert_allclose(results[1][0][:1], out_0, rtol=0, atol=1e-12)
+    out_0, cache_0 = conv_forward(x[:1], W, b, 1, 1)
+    np.testing.assert_array_equal(out[:1], out_0)
+    np.testing.assert_array_equal(dx[:1], conv_backward(np.ones_like(out_0), cache_0)[0])
 
 
 def test_values_of_a_hand_computed_convolution():
@@ -184,8 +177,6 @@ def test_every_public_layer_name_is_importable():
         "fc_forward",
         "flatten_forward",
         "relu_forward",
-        "set_threads",
-        "get_threads",
     } <= names
     namespace = {}
     exec(f"from layers import {', '.join(sorted(names))}", namespace)  # the statement users write

@@ -4,6 +4,7 @@ gradient check, training / evaluation modes, dtypes, sanity checks, overfitting,
 import gzip
 import json
 import math
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,10 @@ from core.optim import make_optimizer
 from layers import conv_forward
 from model.backward import backward
 from model.blueprints import PRESETS, load_blueprint, minivgg, validate_blueprint
-from model.forward import forward
+from model.forward import forward, segment_ranges
 from model.initialize_parameters import initialize_parameters, trainable_keys
 from model.shapes import trace_shapes
+from model.shards import get_threads, set_threads, shard_bounds
 from model.summary import format_summary, summary_table
 
 MNIST = Path(__file__).resolve().parents[1] / "data" / "mnist"
@@ -274,6 +276,79 @@ def test_eval_mode_scores_do_not_depend_on_the_rest_of_the_batch():
     train_whole, _ = forward(params, x, no_dropout, train=True)
     train_part, _ = forward(params, x[:2], no_dropout, train=True)
     assert not np.allclose(train_part[:1], train_whole[:1])
+
+
+# ------------------------------------------------------------------- shards and threads
+
+
+@pytest.fixture
+def restore_threads():
+    """Give the model back the thread count it had before the test."""
+    before = get_threads()
+    yield
+    set_threads(before)
+
+
+@pytest.mark.parametrize("n_items,threads", [(64, 2), (10, 3), (2, 4), (1, 2), (7, 1)])
+def test_shard_bounds_cover_the_batch_in_near_equal_shards(restore_threads, n_items, threads):
+    set_threads(threads)
+    bounds = shard_bounds(n_items)
+    assert len(bounds) == min(threads, n_items)
+    assert bounds[0][0] == 0 and bounds[-1][1] == n_items
+    assert all(hi == next_lo for (_, hi), (next_lo, _) in pairwise(bounds))
+    sizes = [hi - lo for lo, hi in bounds]
+    assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
+
+
+def test_segments_isolate_the_layers_that_need_the_whole_batch():
+    blueprint = validate_blueprint(PRESETS["minivgg_bn_dropout"]())
+    types = [spec["type"] for spec in blueprint]
+    ranges = segment_ranges(blueprint, train=True)
+    assert [i for start, stop, _ in ranges for i in range(start, stop)] == list(range(len(types)))
+    for start, stop, whole_batch in ranges:
+        coupled = [types[i] in ("batchnorm", "dropout") for i in range(start, stop)]
+        assert whole_batch == any(coupled)
+        assert not whole_batch or stop - start == 1
+    assert segment_ranges(blueprint, train=False) == [(0, len(types), False)]
+
+
+@pytest.mark.parametrize("name", ["minivgg_bn_dropout", "lenet5"])
+def test_any_thread_count_gives_the_same_scores_and_gradients(restore_threads, name):
+    """Shards change the order of the gradient sums, nothing else: batch norm still sees the
+    whole batch (per-shard statistics would change the scores by far more than rounding)
+    and dropout draws the same masks."""
+    blueprint = PRESETS[name]()
+    rng = np.random.default_rng(0)
+    params = initialize_parameters(blueprint, SMALL_IMAGE, rng, dtype=np.float64)
+    x, y = small_batch(rng, SMALL_IMAGE, 7, np.float64)
+    results = {}
+    for threads in (1, 2, 3):
+        set_threads(threads)
+        scores, caches = forward(params, x, blueprint, train=True, rng=np.random.default_rng(1))
+        _, dscores = softmax_cross_entropy(scores, y)
+        results[threads] = scores, backward(dscores, caches, blueprint), caches.running_stats
+    scores_1, grads_1, stats_1 = results[1]
+    for threads in (2, 3):
+        scores, grads, stats = results[threads]
+        np.testing.assert_allclose(scores, scores_1, rtol=1e-12, atol=1e-12)
+        assert sorted(grads) == sorted(grads_1) and sorted(stats) == sorted(stats_1)
+        for key in grads:
+            np.testing.assert_allclose(grads[key], grads_1[key], rtol=1e-10, atol=1e-13)
+        for key in stats:
+            np.testing.assert_allclose(stats[key], stats_1[key], rtol=1e-12, atol=1e-14)
+
+
+def test_inference_on_shards_equals_inference_example_by_example(restore_threads):
+    blueprint = PRESETS["minivgg_bn"]()
+    rng = np.random.default_rng(0)
+    params = initialize_parameters(blueprint, SMALL_IMAGE, rng, dtype=np.float64)
+    x, _ = small_batch(rng, SMALL_IMAGE, 5, np.float64)
+    set_threads(2)
+    scores, _ = forward(params, x, blueprint, keep_caches=False)
+    for i in range(5):
+        np.testing.assert_allclose(
+            scores[i : i + 1], forward(params, x[i : i + 1], blueprint)[0], rtol=1e-12, atol=1e-12
+        )
 
 
 def test_dropout_needs_an_rng_and_the_same_seed_gives_the_same_forward():

@@ -15,8 +15,8 @@ import main
 from core.errors import UserError
 from core.report import evaluate, load_test_set
 from core.train import RECIPES, Diverged, train
-from layers import get_threads, set_threads
 from model.params_io import load_checkpoint, load_model
+from model.shards import get_threads, set_threads
 
 TIMING = ["seconds", "images_per_s"]  # the only log columns that may differ between runs
 # 500 images: 400 to train (25 batches of 16 per epoch) and 100 to validate.
@@ -30,7 +30,7 @@ def quiet_train(config, out_dir, **kwargs):
 
 
 def with_threads(n, run):
-    """``run()`` with the layers on ``n`` worker threads; the thread count is restored after."""
+    """``run()`` with ``n`` worker threads (shards); the thread count is restored after."""
     before = get_threads()
     set_threads(n)
     try:
@@ -100,9 +100,18 @@ def test_another_seed_gives_other_parameters(reference, tmp_path):
         assert not np.array_equal(other[key], ref[key]), key
 
 
-def test_one_and_two_threads_give_bit_identical_parameters(reference, tmp_path):
+def test_one_thread_gives_the_same_run_up_to_float_rounding(reference, tmp_path):
+    """One shard instead of two sums the gradients in another order: rounding, nothing else
+    (batches, masks and augmentation do not depend on the thread count)."""
     with_threads(1, lambda: quiet_train(SMALL, tmp_path))
-    assert_same_final_state(tmp_path, reference)
+    one = load_checkpoint(tmp_path / "checkpoint.npz").params
+    two = load_checkpoint(reference / "checkpoint.npz").params
+    assert sorted(one) == sorted(two)
+    assert any(not np.array_equal(one[key], two[key]) for key in one)  # really another order
+    for key in one:
+        np.testing.assert_allclose(one[key], two[key], rtol=0, atol=1e-3, err_msg=key)
+    log_one, log_two = log_without_timing(tmp_path), log_without_timing(reference)
+    np.testing.assert_allclose(log_one["train_loss"], log_two["train_loss"], rtol=1e-3)
 
 
 def interrupt_at(monkeypatch, name, call):
