@@ -25,7 +25,6 @@ How it is fast:
 """
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from core.errors import UserError
 
@@ -96,14 +95,15 @@ def im2col(xf, KH, KW, stride, Ho, Wp):
     """
     n, C, L = xf.shape
     P = Ho * Wp
-    step = xf.strides[2]
-    # All KH*KW shifted slices as one read-only strided view, gathered by one copy
-    # (one NumPy call per chunk, not one per kernel offset).
-    windows = as_strided(
-        xf,
-        shape=(n, C, KH, KW, P),
-        strides=(xf.strides[0], xf.strides[1], Wp * step, step, stride * step),
-        writeable=False,
+    step = xf.itemsize
+    # All KH*KW shifted slices as one strided view of xf's memory, gathered by one copy
+    # (one NumPy call per chunk, not one per kernel offset). NumPy checks that the view
+    # stays inside xf: the callers' slack rows make room for the last slice.
+    windows = np.ndarray(
+        (n, C, KH, KW, P),
+        xf.dtype,
+        buffer=np.ascontiguousarray(xf),
+        strides=(C * L * step, L * step, Wp * step, step, stride * step),
     )
     return windows.reshape(n, C * KH * KW, P)
 
@@ -145,25 +145,33 @@ def conv_backward(dout, cache, need_dx=True):
     Ho, Wo = dout.shape[2:]
     Hp, Wp = H + 2 * pad, Wd + 2 * pad
     # dx = full correlation of the stride-spread dout with the flipped filters, on the
-    # padded input grid; rows/columns the forward windows never reached get zeros.
+    # padded input grid. The spread dout is laid out in rows of Wp with KW-1 zeros on
+    # the left: a window running off a row's right end reads the next row's left
+    # zeros, so every one of the Hp*Wp output columns is valid.
     W_flipped = W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(C, F * KH * KW)
     spread_h, spread_w = (Ho - 1) * stride + 1, (Wo - 1) * stride + 1
-    bottom, right = Hp - spread_h, Wp - spread_w  # = kernel size - 1 + rows never reached
-    Wfull = KW - 1 + spread_w + right
+    top, left = KH - 1, KW - 1
+    right = Wp - left - spread_w  # >= 0 because (Wo - 1) * stride <= Wp - KW
+    bottom = Hp + 1 - spread_h  # the windows of the last output row read KH - 1 rows below it
     dx = np.empty((N, C, H, Wd), dtype=dout.dtype) if need_dx else None
 
     def backward_chunk(lo, hi):
         n = hi - lo
-        # dW: correlate the input with dout, on the same wide layout as the forward pass
+        if need_dx or stride == 1:
+            df = flat_padded(dout[lo:hi], top, bottom, left, right, step=stride)
+        # dW: correlate the input with dout in the forward pass's wide layout, where the
+        # discarded columns (j >= Wo) get zero gradient. With stride 1 that is a view of df.
+        if stride == 1:
+            d = df[:, :, top * Wp + left : top * Wp + left + Ho * Wp]
+        else:
+            d = np.zeros((n, F, Ho, Wp), dtype=dout.dtype)
+            d[..., :Wo] = dout[lo:hi]
+            d = d.reshape(n, F, Ho * Wp)
         cols = im2col(xf[lo:hi], KH, KW, stride, Ho, Wp)
-        d = np.zeros((n, F, Ho, Wp), dtype=dout.dtype)
-        d[..., :Wo] = dout[lo:hi]  # the discarded columns get zero gradient
-        dW_t = np.matmul(cols, d.reshape(n, F, Ho * Wp).transpose(0, 2, 1)).sum(axis=0)
-        if not need_dx:
-            return dW_t
-        df = flat_padded(dout[lo:hi], KH - 1, bottom + 1, KW - 1, right, step=stride)
-        dxp = np.matmul(W_flipped, im2col(df, KH, KW, 1, Hp, Wfull)).reshape(n, C, Hp, Wfull)
-        dx[lo:hi] = dxp[:, :, pad : pad + H, pad : pad + Wd]
+        dW_t = np.matmul(cols, d.transpose(0, 2, 1)).sum(axis=0)
+        if need_dx:
+            dxp = np.matmul(W_flipped, im2col(df, KH, KW, 1, Hp, Wp)).reshape(n, C, Hp, Wp)
+            dx[lo:hi] = dxp[:, :, pad : pad + H, pad : pad + Wd]
         return dW_t
 
     bounds = chunk_bounds(N, C * KH * KW * Ho * Wp * dout.itemsize)
