@@ -6,7 +6,9 @@
 
 For each architecture and batch size it prints training images/s (forward +
 backward + Adam update), the seconds a 60,000-image epoch would take, and a
-per-layer table of forward and backward milliseconds; then inference images/s
+per-layer table of forward and backward milliseconds (each layer alone on the
+whole batch, on one thread: where the time goes; in training the worker threads
+run these on shards of the batch at the same time); then inference images/s
 at batch 1000 and the peak resident memory of the process. The thread count is
 printed with the figures. A figure, not a test: nothing here asserts a time.
 """
@@ -58,7 +60,8 @@ def time_training(blueprint, params, batch, steps, rng):
 
 
 def time_layers(blueprint, params, batch, repeats, rng):
-    """Median forward and backward milliseconds of each layer, in training mode."""
+    """Median forward and backward milliseconds of each layer, in training mode, called
+    directly on the whole batch (one thread, no shards)."""
     x, _ = synthetic_batch(batch, rng)
     rows = []
     for i, spec in enumerate(blueprint):
@@ -124,7 +127,8 @@ def main():
             print(f"\n{arch}, batch {batch}, {get_threads()} threads: training "
                   f"{result['train_images_per_s']:.0f} images/s, "
                   f"{result['epoch_seconds']:.1f} s per 60,000-image epoch")  # fmt: skip
-            print(f"  {'layer':<12}{'forward ms':>12}{'backward ms':>13}")
+            print(f"  {'layer':<12}{'forward ms':>12}{'backward ms':>13}"
+                  "   (each layer alone, whole batch, one thread)")  # fmt: skip
             for name, f, b in layers:
                 print(f"  {name:<12}{f:>12.2f}{b:>13.2f}")
             print(

@@ -28,9 +28,16 @@ class BatchNormCache(NamedTuple):
     train: bool
 
 
-def _reduce_axes(ndim):
-    """Axes statistics are taken over: the batch, and for images also height and width."""
-    return (0,) if ndim == 2 else (0, 2, 3)
+def _per_channel_sum(a, b=None):
+    """(C,) sums of a (or of a * b) over the batch, and for images also height and width.
+
+    a, b (N, C) or (N, C, H, W). einsum sums the products without a temporary array
+    and, on the contiguous (N, C, H*W) view, about three times faster than a.sum(axis=...).
+    """
+    a3 = a.reshape(a.shape[0], a.shape[1], -1)
+    if b is None:
+        return np.einsum("nci->c", a3)
+    return np.einsum("nci,nci->c", a3, b.reshape(a3.shape))
 
 
 def _check_shapes(x, gamma, beta, running_mean, running_var):
@@ -60,12 +67,12 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, train, momentum
     cache = BatchNormCache(xhat, gamma, inv_std, train).
     """
     _check_shapes(x, gamma, beta, running_mean, running_var)
-    axes = _reduce_axes(x.ndim)
     stat_shape = (1, -1) if x.ndim == 2 else (1, -1, 1, 1)  # broadcasts (C,) against x
     if train:
-        mean = x.mean(axis=axes, keepdims=True)
+        m = x.size // x.shape[1]  # values per feature / channel
+        mean = _per_channel_sum(x).reshape(stat_shape) / m
         xhat = x - mean  # centered; normalized in place below
-        var = np.mean(np.square(xhat), axis=axes, keepdims=True)  # two-pass: stable
+        var = _per_channel_sum(xhat, xhat).reshape(stat_shape) / m  # two-pass: stable
         new_mean = momentum * running_mean + (1 - momentum) * mean.reshape(-1)
         new_var = momentum * running_var + (1 - momentum) * var.reshape(-1)
     else:
@@ -90,9 +97,8 @@ def batchnorm_backward(dout, cache):
     Evaluation (fixed statistics, an affine map): dx = gamma * inv_std * dout.
     """
     xhat, gamma, inv_std, train = cache
-    axes = _reduce_axes(xhat.ndim)
-    dbeta = dout.sum(axis=axes)
-    dgamma = np.sum(dout * xhat, axis=axes)
+    dbeta = _per_channel_sum(dout)
+    dgamma = _per_channel_sum(dout, xhat)
     scale = gamma.reshape(inv_std.shape) * inv_std
     if not train:
         return dout * scale, dgamma, dbeta
