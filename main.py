@@ -48,7 +48,7 @@ def build_parser():
         "--threads",
         type=positive_int,
         default=None,
-        help="worker threads for the layers (default: all cores)",
+        help="worker threads, each carrying a shard of every batch (default: all cores)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
