@@ -170,7 +170,9 @@ def train_step(params, opt_state, xb, yb, blueprint, optimizer, step, lr, rng, c
     """One update on a batch. Returns (params, opt_state, loss, n_correct)."""
     # A diverging run overflows (inf, then inf - inf = NaN) before its loss stops being finite:
     # the loss check reports that once, as Diverged, instead of NumPy warnings from every layer.
-    with warnings.catch_warnings():  # the filter is global: it covers the shards' worker threads too
+    with (
+        warnings.catch_warnings()
+    ):  # the filter is global: it covers the shards' worker threads too
         warnings.filterwarnings("ignore", "(overflow|invalid value) encountered", RuntimeWarning)
         scores, caches = forward(params, xb, blueprint, train=True, rng=rng)
         loss, dscores = softmax_cross_entropy(scores, yb)
