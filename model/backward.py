@@ -5,6 +5,8 @@ shards of the batch, on worker threads; the shards' parameter gradients are
 summed in shard order.
 """
 
+from functools import partial
+
 import numpy as np
 
 from model.blueprints import validate_blueprint
@@ -12,9 +14,10 @@ from model.layer_kinds import LAYER_KINDS
 from model.shards import map_shards
 
 
-def _run_layers_back(dout, blueprint, segment, caches):
-    """dout back through one shard of a segment: (dx or None, {param key: gradient})."""
-    grads = {}
+def _run_layers_back(dout, blueprint, segment, s):
+    """dout back through shard s of a segment: (dx or None, {param key: gradient})."""
+    (lo, hi), caches = segment.bounds[s], segment.caches[s]
+    dout, grads = dout[lo:hi], {}
     for i in reversed(range(segment.start, segment.stop)):
         spec = blueprint[i]
         cache = caches[i - segment.start]
@@ -34,13 +37,8 @@ def backward(dscores, caches, blueprint):
     blueprint = validate_blueprint(blueprint)
     grads, dout = {}, dscores
     for segment in reversed(caches.segments):
-        shard_caches = dict(zip(segment.bounds, segment.caches, strict=True))
-        results = map_shards(
-            lambda lo, hi, dout=dout, segment=segment, shard_caches=shard_caches: _run_layers_back(
-                dout[lo:hi], blueprint, segment, shard_caches[lo, hi]
-            ),
-            segment.bounds,
-        )
+        run = partial(_run_layers_back, dout, blueprint, segment)
+        results = map_shards(run, range(len(segment.bounds)))
         dxs = [dx for dx, _ in results]
         dout = dxs[0] if len(dxs) == 1 or dxs[0] is None else np.concatenate(dxs)
         for key in results[0][1]:

@@ -7,6 +7,7 @@ masks) runs on the re-joined batch; the runs of layers between such layers are
 the *segments* of the pass.
 """
 
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -61,8 +62,10 @@ def segment_ranges(blueprint, train):
     return ranges
 
 
-def _run_layers(params, x, blueprint, start, stop, train, rng, keep_caches):
-    """x through layers start..stop-1: (out, [cache per layer], {new running stats})."""
+def _run_layers(params, x, blueprint, start, stop, train, rng, keep_caches, shard):
+    """x[lo:hi] for shard (lo, hi) through layers start..stop-1:
+    (out, [cache per layer], {new running stats})."""
+    x = x[shard[0] : shard[1]]
     caches, running_stats = [], {}
     for i in range(start, stop):
         spec = blueprint[i]
@@ -87,12 +90,8 @@ def forward(params, x, blueprint, train=False, rng=None, keep_caches=True):
     segments, running_stats = [], {}
     for start, stop, whole_batch in segment_ranges(blueprint, train):
         bounds = [(0, len(x))] if whole_batch else shard_bounds(len(x))
-        results = map_shards(
-            lambda lo, hi, x=x, start=start, stop=stop: _run_layers(
-                params, x[lo:hi], blueprint, start, stop, train, rng, keep_caches
-            ),
-            bounds,
-        )
+        run = partial(_run_layers, params, x, blueprint, start, stop, train, rng, keep_caches)
+        results = map_shards(run, bounds)
         x = results[0][0] if len(results) == 1 else np.concatenate([out for out, _, _ in results])
         segments.append(Segment(start, stop, bounds, [caches for _, caches, _ in results]))
         for _, _, stats in results:

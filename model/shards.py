@@ -49,13 +49,13 @@ def shard_bounds(n_items):
     return list(pairwise(cuts))
 
 
-def map_shards(task, bounds):
-    """``[task(lo, hi) for (lo, hi) in bounds]``, the shards on worker threads, results in order."""
+def map_shards(task, shards):
+    """``[task(shard) for shard in shards]``, the shards on worker threads, results in order."""
     global _pool, _blas_limit
     if _blas_limit is None:
         _blas_limit = threadpool_limits(limits=1, user_api="blas")
-    if len(bounds) == 1:
-        return [task(*bounds[0])]
+    if len(shards) == 1:
+        return [task(shards[0])]
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=_threads, thread_name_prefix="shard")
-    return list(_pool.map(lambda b: task(*b), bounds))
+    return list(_pool.map(task, shards))
