@@ -288,7 +288,7 @@ def command_evaluate(args):
 
 
 def command_predict(args):
-    from core.errors import UserError
+    from data.errors import UserError
     from core.eval import predict_proba, top_k
     from core.report import model_inputs
     from data.digit_image import load_digit_image, prepared_path, to_png
@@ -316,7 +316,7 @@ def command_predict(args):
 
 
 def command_summary(args):
-    from core.errors import UserError
+    from data.errors import UserError
     from model.blueprints import load_blueprint
     from model.summary import format_summary
 
@@ -363,7 +363,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command is None:  # the main job: train the reference model with the default recipe
         args = parser.parse_args([*(sys.argv[1:] if argv is None else argv), "train"])
-    from core.errors import UserError
+    from data.errors import UserError
     from model.shards import set_threads
 
     try:

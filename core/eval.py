@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from core.errors import UserError
+from data.errors import UserError
 from core.loss import softmax_cross_entropy
 from model.forward import forward
 

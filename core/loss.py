@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from core.errors import UserError
+from data.errors import UserError
 
 
 def softmax_cross_entropy(scores, y):

@@ -39,7 +39,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from core.errors import UserError
+from data.errors import UserError
 
 
 class Optimizer(NamedTuple):

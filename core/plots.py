@@ -15,9 +15,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from core.errors import UserError
+from data.errors import UserError
 from core.eval import misclassified
-from core.files import atomic_write
+from data.files import atomic_write
 
 SPLITS = ("train", "val")
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")

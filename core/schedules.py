@@ -19,9 +19,9 @@
 """
 
 import math
-from numbers import Integral, Real
 
-from core.errors import UserError
+from data.checks import is_real, is_whole
+from data.errors import UserError
 
 # Each schedule's options with their defaults.
 _OPTIONS = {
@@ -30,16 +30,6 @@ _OPTIONS = {
     "cosine": {"min_lr": 0.0},
 }
 SCHEDULES = tuple(_OPTIONS)
-
-
-def _is_int(x):
-    """True for Python and NumPy integers, but not for bools."""
-    return isinstance(x, Integral) and not isinstance(x, bool)
-
-
-def _is_number(x):
-    """True for finite real numbers (Python or NumPy), but not for bools."""
-    return isinstance(x, Real) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _check(schedule, total_steps, base_lr, warmup_steps, options):
@@ -52,28 +42,28 @@ def _check(schedule, total_steps, base_lr, warmup_steps, options):
         raise UserError(
             f"lr schedule '{schedule}' has no option {sorted(unknown)}; it takes {takes}"
         )
-    if not _is_int(total_steps) or total_steps < 1:
+    if not is_whole(total_steps) or total_steps < 1:
         raise UserError(f"total_steps must be an integer >= 1, got {total_steps!r}")
-    if not _is_number(base_lr) or base_lr <= 0:
+    if not is_real(base_lr) or base_lr <= 0:
         raise UserError(f"base_lr must be a positive number, got {base_lr!r}")
-    if not _is_int(warmup_steps) or not 0 <= warmup_steps < total_steps:
+    if not is_whole(warmup_steps) or not 0 <= warmup_steps < total_steps:
         raise UserError(
             f"warmup_steps must be an integer in [0, total_steps={total_steps}), "
             f"got {warmup_steps!r}"
         )
-    if "gamma" in options and not (_is_number(options["gamma"]) and options["gamma"] > 0):
+    if "gamma" in options and not (is_real(options["gamma"]) and options["gamma"] > 0):
         raise UserError(
             f"lr schedule 'step': gamma must be a positive number, got {options['gamma']!r}"
         )
     if "milestones" in options:
         ms = options["milestones"]
-        if not isinstance(ms, tuple | list) or not all(_is_number(m) and 0 < m < 1 for m in ms):
+        if not isinstance(ms, tuple | list) or not all(is_real(m) and 0 < m < 1 for m in ms):
             raise UserError(
                 "lr schedule 'step': milestones must be a list of fractions of the run in (0, 1), "
                 f"e.g. (0.5, 0.75); got {ms!r}"
             )
     if "min_lr" in options and not (
-        _is_number(options["min_lr"]) and 0 <= options["min_lr"] <= base_lr
+        is_real(options["min_lr"]) and 0 <= options["min_lr"] <= base_lr
     ):
         raise UserError(
             f"lr schedule 'cosine': min_lr must be in [0, base_lr={base_lr}], "
@@ -96,7 +86,7 @@ def lr_at(step, total_steps, base_lr, schedule="constant", warmup_steps=0, **opt
     Raises UserError for an unknown schedule or option, or a value out of range.
     """
     _check(schedule, total_steps, base_lr, warmup_steps, options)
-    if not _is_int(step) or not 0 <= step <= total_steps:
+    if not is_whole(step) or not 0 <= step <= total_steps:
         raise UserError(f"step must be an integer in [0, total_steps={total_steps}], got {step!r}")
     opts = {**_OPTIONS[schedule], **options}
     warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0

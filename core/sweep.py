@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 from joblib import Parallel, delayed
 
-from core.errors import UserError
-from core.files import atomic_write_text
+from data.errors import UserError
+from data.files import atomic_write_text
 from core.optim import OPTIMIZERS
 from core.train import RECIPES
 

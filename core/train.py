@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from core.errors import UserError
+from data.errors import UserError
 from core.eval import loss_and_accuracy
-from core.files import atomic_write_text
+from data.files import atomic_write_text
 from core.loss import softmax_cross_entropy
 from core.optim import clip_by_global_norm, make_optimizer
 from core.schedules import lr_at

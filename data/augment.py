@@ -11,7 +11,7 @@ rotation and scaling is the image centre ((W - 1) / 2, (H - 1) / 2).
 
 import numpy as np
 
-from core.errors import UserError
+from data.errors import UserError
 
 
 def random_affine(

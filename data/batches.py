@@ -1,7 +1,7 @@
 """Mini-batches for one epoch, shuffled by an explicit rng without copying the dataset."""
 
-from core.errors import UserError
-from data.dataset import check_int
+from data.checks import check_whole
+from data.errors import UserError
 
 
 def iterate_minibatches(x, y, batch_size, rng=None):
@@ -21,7 +21,7 @@ def iterate_minibatches(x, y, batch_size, rng=None):
             f"iterate_minibatches: x holds {len(x)} examples but y holds {len(y)} labels; "
             "pass images and labels of the same set"
         )
-    check_int("batch_size", batch_size, 1)
+    check_whole("batch_size", batch_size, 1)
     # Drawn now, not at the first next(): the rng advances when the epoch is set up.
     order = None if rng is None else rng.permutation(len(x))
     return _batches(x, y, batch_size, order)

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pooch
 
-from core.errors import UserError
 from data.dataset import Dataset, check_labels, shown_path
 from data.download import default_cache_dir, fetch
+from data.errors import UserError
 
 CIFAR10_ARCHIVE = "cifar-10-binary.tar.gz"
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"

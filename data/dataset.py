@@ -5,7 +5,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from core.errors import UserError
+from data.errors import UserError
 
 
 class Dataset(NamedTuple):
@@ -78,14 +78,3 @@ def check_same_count(x, y, x_source, y_source, remedy):
             f"{x_source} holds {len(x)} images but {y_source} holds {len(y)} labels: "
             f"the two files do not belong together; {remedy}"
         )
-
-
-def check_int(name, value, minimum):
-    """Raise UserError unless ``value`` is an int (not a bool) >= ``minimum``.
-
-    name:    str, the argument's name for the message.
-    value:   the argument.
-    minimum: int.
-    """
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise UserError(f"{name} must be an int >= {minimum}, got {value!r}")

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from core.errors import UserError
-from core.files import atomic_write
+from data.errors import UserError
+from data.files import atomic_write
 
 CANVAS_SIDE = 28  # MNIST field
 BOX_SIDE = 20  # larger side of the digit's bounding box in MNIST

@@ -13,7 +13,7 @@ from pathlib import Path
 import pooch
 import requests
 
-from core.errors import UserError
+from data.errors import UserError
 
 CACHE_ENV = "NUMPY_CNN_CACHE"
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import UserError
 from data.dataset import Dataset, check_labels, check_same_count, shown_path
+from data.errors import UserError
 
 IDX_UBYTE = 0x08
 IDX_DTYPE_NAMES = {

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from core.errors import UserError
+from data.errors import UserError
 
 # Examples per chunk when summing squared deviations: bounds the float64 temporary.
 FIT_CHUNK = 4096

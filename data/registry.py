@@ -1,8 +1,8 @@
 """``load_dataset(name)``: every dataset by name, with the same ``Dataset`` result."""
 
-from core.errors import UserError
 from data.cifar10 import load_cifar10
 from data.digits import load_digits
+from data.errors import UserError
 from data.fashion_mnist import load_fashion_mnist
 from data.mnist_loader import load_mnist
 from data.toy import load_circles, load_spiral

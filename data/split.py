@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from core.errors import UserError
-from data.dataset import check_int
+from data.checks import check_whole
+from data.errors import UserError
 
 
 def stratified_split(y, val_size, rng):
@@ -22,7 +22,7 @@ def stratified_split(y, val_size, rng):
     """
     y = np.asarray(y)
     n = len(y)
-    check_int("val_size", val_size, 0)
+    check_whole("val_size", val_size, 0)
     if val_size > n:
         raise UserError(
             f"val_size={val_size} is out of range: the training set holds {n} examples, "

@@ -6,8 +6,9 @@ need no /255 scaling. Randomness comes only from the ``rng`` passed in.
 
 import numpy as np
 
-from core.errors import UserError
-from data.dataset import Dataset, check_int
+from data.checks import check_whole
+from data.dataset import Dataset
+from data.errors import UserError
 
 # Sizes and seeds of the sets that load_dataset("spiral" / "circles") returns.
 SPIRAL_TRAIN_PER_CLASS, SPIRAL_TEST_PER_CLASS, SPIRAL_CLASSES = 300, 100, 3
@@ -27,8 +28,8 @@ def make_spiral(n_per_class, n_classes, rng, noise=0.2):
     noise:       float >= 0.
     Returns (x float32 (n_per_class * n_classes, 2), y int64 (same N,)), grouped by class.
     """
-    check_int("n_per_class", n_per_class, 1)
-    check_int("n_classes", n_classes, 2)
+    check_whole("n_per_class", n_per_class, 1)
+    check_whole("n_classes", n_classes, 2)
     _check_noise(noise)
     radius = np.linspace(0.0, 1.0, n_per_class)  # (n,)
     offset = 2 * np.pi * np.arange(n_classes)[:, None] / n_classes  # (K, 1)
@@ -47,7 +48,7 @@ def make_circles(n, rng, noise=0.1, factor=0.5):
     factor: float in (0, 1), inner radius over outer radius.
     Returns (x float32 (n, 2), y int64 (n,)).
     """
-    check_int("n", n, 2)
+    check_whole("n", n, 2)
     _check_noise(noise)
     if not 0 < factor < 1:
         raise UserError(f"factor must lie in (0, 1) (inner over outer radius), got {factor}")

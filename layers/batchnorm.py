@@ -14,7 +14,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from core.errors import UserError
 
 
 class BatchNormCache(NamedTuple):
@@ -41,7 +40,7 @@ def _per_channel_sum(a, b=None):
 
 
 def _check_shapes(x, gamma, beta, running_mean, running_var):
-    """UserError naming every shape unless x is (N, C) or (N, C, H, W) and the rest (C,)."""
+    """ValueError naming every shape unless x is (N, C) or (N, C, H, W) and the rest (C,)."""
     shapes = {
         "gamma": gamma.shape,
         "beta": beta.shape,
@@ -50,7 +49,7 @@ def _check_shapes(x, gamma, beta, running_mean, running_var):
     }
     if x.ndim not in (2, 4) or any(s != x.shape[1:2] for s in shapes.values()):
         listed = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
-        raise UserError(
+        raise ValueError(
             f"batchnorm: shapes do not fit: x {x.shape}, {listed}; expected x (N, C) or "
             "(N, C, H, W) and every parameter and running statistic of shape (C,)"
         )

@@ -26,7 +26,6 @@ How it is fast:
 
 import numpy as np
 
-from core.errors import UserError
 
 _CHUNK_BYTES = 1 << 20  # keep a chunk's im2col buffer near L2-cache size
 
@@ -42,28 +41,28 @@ def chunk_bounds(n_items, bytes_per_example):
 
 
 def conv_output_size(in_shape, w_shape, stride, pad):
-    """``(Ho, Wo)`` of a convolution, or a UserError saying why it is impossible.
+    """``(Ho, Wo)`` of a convolution, or a ValueError saying why it is impossible.
 
     in_shape: (N, C, H, W) or (C, H, W); w_shape: (F, C, KH, KW).
     """
     if len(in_shape) not in (3, 4) or len(w_shape) != 4:
-        raise UserError(
+        raise ValueError(
             f"convolution needs x (N, C, H, W) and W (F, C, KH, KW), got x {tuple(in_shape)} "
             f"and W {tuple(w_shape)}"
         )
     C, H, W = in_shape[-3:]
     F, WC, KH, KW = w_shape
     if stride < 1 or pad < 0:
-        raise UserError(
+        raise ValueError(
             f"convolution needs stride >= 1 and pad >= 0, got stride={stride} pad={pad}"
         )
     if C != WC:
-        raise UserError(
+        raise ValueError(
             f"convolution: input has {C} channels but the weights {tuple(w_shape)} expect {WC}"
         )
     Ho, Wo = (H + 2 * pad - KH) // stride + 1, (W + 2 * pad - KW) // stride + 1
     if Ho < 1 or Wo < 1:
-        raise UserError(
+        raise ValueError(
             f"convolution: a {KH}x{KW} kernel with pad {pad} does not fit a {H}x{W} input "
             f"(output would be {Ho}x{Wo})"
         )

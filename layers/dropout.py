@@ -2,7 +2,6 @@
 
 import numpy as np
 
-from core.errors import UserError
 
 
 def dropout_forward(x, p, rng, train):
@@ -16,11 +15,11 @@ def dropout_forward(x, p, rng, train):
     Returns (out, cache); cache = mask, or None when the layer is the identity.
     """
     if not 0 <= p < 1:
-        raise UserError(f"dropout: p (the drop probability) must be in [0, 1), got p={p!r}")
+        raise ValueError(f"dropout: p (the drop probability) must be in [0, 1), got p={p!r}")
     if not train or p == 0:
         return x, None
     if not isinstance(rng, np.random.Generator):
-        raise UserError(
+        raise ValueError(
             f"dropout: training with p={p} needs rng = np.random.default_rng(seed), got {rng!r}"
         )
     # float32 uniforms for float32 x: half the random bits and no float64 temporaries

@@ -1,6 +1,5 @@
 """Fully connected (affine) layer: out = x @ W + b."""
 
-from core.errors import UserError
 
 
 def fc_forward(x, W, b):
@@ -8,10 +7,10 @@ def fc_forward(x, W, b):
 
     x (N, D), W (D, M), b (M,), all of one float dtype.
     Returns out (N, M) = x @ W + b in that dtype, and cache = (x, W).
-    Raises UserError naming the shapes when they do not fit together.
+    Raises ValueError naming the shapes when they do not fit together.
     """
     if x.ndim != 2 or W.ndim != 2 or b.shape != W.shape[1:] or x.shape[1] != W.shape[0]:
-        raise UserError(
+        raise ValueError(
             f"fc: shapes do not fit: x {x.shape}, W {W.shape}, b {b.shape}; expected "
             "x (N, D), W (D, M), b (M,) (flatten the input first, or fix the layer's input size)"
         )

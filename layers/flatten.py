@@ -1,6 +1,5 @@
 """Flatten: (N, d1, d2, ...) -> (N, d1 * d2 * ...), the bridge from conv maps to fc."""
 
-from core.errors import UserError
 
 
 def flatten_forward(x):
@@ -11,7 +10,7 @@ def flatten_forward(x):
     and cache = x.shape.
     """
     if x.ndim < 2:
-        raise UserError(
+        raise ValueError(
             f"flatten: input must have a batch axis and at least one more, got shape {x.shape}"
         )
     return x.reshape(x.shape[0], -1), x.shape

@@ -23,7 +23,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from core.errors import UserError
 
 
 class MaxPoolCache(NamedTuple):
@@ -45,21 +44,21 @@ class AvgPoolCache(NamedTuple):
 
 
 def _output_size(x_shape, size, stride, layer):
-    """(Ho, Wo) for a (N, C, H, W) input; UserError naming the numbers if impossible."""
+    """(Ho, Wo) for a (N, C, H, W) input; ValueError naming the numbers if impossible."""
     if len(x_shape) != 4:
-        raise UserError(
+        raise ValueError(
             f"{layer}: input must be 4-D (N, C, H, W), got shape {tuple(x_shape)}; "
             "reshape it to (batch, channels, height, width)"
         )
     for name, value in (("size", size), ("stride", stride)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise UserError(
+            raise ValueError(
                 f"{layer}: {name} must be a positive integer, got {name}={value!r} "
                 f"(size={size!r}, stride={stride!r})"
             )
     height, width = x_shape[2], x_shape[3]
     if size > height or size > width:
-        raise UserError(
+        raise ValueError(
             f"{layer}: window size {size} does not fit the {height}x{width} input map "
             f"(x shape {tuple(x_shape)}); use size <= {min(height, width)} or a larger input"
         )

@@ -9,7 +9,7 @@ Shapes are never written down: they are derived from the input shape.
 import json
 from pathlib import Path
 
-from core.errors import UserError
+from data.errors import UserError
 from model.layer_kinds import LAYER_KINDS
 
 

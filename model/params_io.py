@@ -41,8 +41,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from core.errors import UserError
-from core.files import atomic_write
+from data.checks import is_whole
+from data.errors import UserError
+from data.files import atomic_write
 from data.normalization import Normalization
 from model.shapes import trace_shapes
 
@@ -274,9 +275,7 @@ def _trace(blueprint, meta, source):
             f"version {FORMAT_VERSION}"
         )
     shape = meta["input_shape"]
-    if not shape or not all(
-        isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape
-    ):
+    if not shape or not all(is_whole(s, 1) for s in shape):
         raise UserError(f"{source}: {META_KEY} input_shape must be positive ints, got {shape}")
     try:
         rows = trace_shapes(blueprint, shape)
@@ -322,7 +321,7 @@ def _check_opt_state(opt_state, params, source):
 
 def _count(value, name, source):
     """``value`` as a non-negative int, or a UserError naming it."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+    if not is_whole(value, 0):
         raise UserError(f"{source}: {name} must be a non-negative integer, got {value!r}")
     return int(value)
 

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from core.errors import UserError
+from data.errors import UserError
 from model.blueprints import layer_label, validate_blueprint
 from model.layer_kinds import LAYER_KINDS
 

@@ -19,7 +19,7 @@ from itertools import pairwise
 
 from threadpoolctl import threadpool_limits
 
-from core.errors import UserError
+from data.checks import check_whole
 
 _threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 _pool = None
@@ -29,12 +29,11 @@ _blas_limit = None
 def set_threads(n):
     """Use ``n`` worker threads (a whole number >= 1), hence ``n`` shards per batch."""
     global _threads, _pool
-    if int(n) != n or n < 1:
-        raise UserError(f"threads must be a whole number >= 1, got {n}")
+    n = check_whole("threads", n, 1)
     if _pool is not None and n != _threads:
         _pool.shutdown(wait=True)
         _pool = None
-    _threads = int(n)
+    _threads = n
 
 
 def get_threads():

@@ -46,7 +46,7 @@ def execute_notebook(path, cell_timeout=CELL_TIMEOUT_S, cwd=None):
 def main(argv):
     """Execute and save each notebook named in ``argv`` (default: all); returns the exit status."""
     sys.path.insert(0, str(NOTEBOOKS_DIR.parent))  # core/ is a folder of the repository
-    from core.files import atomic_write_text
+    from data.files import atomic_write_text
 
     for name in argv or NOTEBOOKS:
         path = NOTEBOOKS_DIR / name

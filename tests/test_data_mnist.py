@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from core.errors import UserError
+from data.errors import UserError
 from data import fit_normalization, load_dataset, load_mnist, read_idx
 from data.mnist_loader import IDX_FILES, MNIST_DIR
 

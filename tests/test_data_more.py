@@ -16,7 +16,7 @@ import requests
 import data.cifar10
 import data.download
 import data.fashion_mnist
-from core.errors import UserError
+from data.errors import UserError
 from data import (
     DATASETS,
     default_cache_dir,

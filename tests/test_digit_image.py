@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.errors import UserError
+from data.errors import UserError
 from data.digit_image import load_digit_image, prepared_path, to_png
 
 MNIST_TEST_IMAGES = [

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from core.errors import UserError
+from data.errors import UserError
 from core.eval import (
     accuracy,
     confusion,

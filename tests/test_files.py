@@ -1,4 +1,4 @@
-"""Tests of core.files: the destination holds the old content or the new, never a mix or a temp."""
+"""Tests of data.files: the destination holds the old content or the new, never a mix or a temp."""
 
 import errno
 import os
@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from core.errors import UserError
-from core.files import atomic_write, atomic_write_text
+from data.errors import UserError
+from data.files import atomic_write, atomic_write_text
 
 OLD = b"old content, must survive a failed write"
 

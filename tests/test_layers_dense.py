@@ -5,7 +5,6 @@ import warnings
 import numpy as np
 import pytest
 
-from core.errors import UserError
 from core.gradcheck import numerical_gradient, rel_error
 from layers.activations import (
     leaky_relu_backward,
@@ -51,7 +50,7 @@ def test_fc_float32_stays_float32():
     [((4, 5), (6, 3), (3,)), ((4, 5), (5, 3), (4,)), ((2, 3, 5), (5, 3), (3,))],
 )
 def test_fc_bad_shapes_raise_user_error_naming_them(x_shape, w_shape, b_shape):
-    with pytest.raises(UserError) as info:
+    with pytest.raises(ValueError) as info:
         fc_forward(np.zeros(x_shape), np.zeros(w_shape), np.zeros(b_shape))
     assert all(str(shape) in str(info.value) for shape in (x_shape, w_shape, b_shape))
 
@@ -72,7 +71,7 @@ def test_flatten_round_trip_and_view(shape):
 
 
 def test_flatten_needs_a_batch_axis():
-    with pytest.raises(UserError, match=r"\(5,\)"):
+    with pytest.raises(ValueError, match=r"\(5,\)"):
         flatten_forward(np.zeros(5))
 
 
@@ -183,10 +182,10 @@ def test_dropout_gradient_matches_finite_differences():
 
 @pytest.mark.parametrize("p", [-0.1, 1.0, 1.5, float("nan")])
 def test_dropout_p_out_of_range_raises(p):
-    with pytest.raises(UserError, match="p="):
+    with pytest.raises(ValueError, match="p="):
         dropout_forward(np.ones(3), p, np.random.default_rng(0), train=True)
 
 
 def test_dropout_training_needs_a_generator():
-    with pytest.raises(UserError, match="rng"):
+    with pytest.raises(ValueError, match="rng"):
         dropout_forward(np.ones(3), 0.5, None, train=True)

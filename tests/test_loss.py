@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-from core.errors import UserError
+from data.errors import UserError
 from core.gradcheck import numerical_gradient, rel_error
 from core.loss import mse, softmax_cross_entropy
 

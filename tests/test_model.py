@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.errors import UserError
+from data.errors import UserError
 from core.gradcheck import rel_error
 from core.loss import softmax_cross_entropy
 from core.optim import make_optimizer
@@ -361,7 +361,7 @@ def test_dropout_needs_an_rng_and_the_same_seed_gives_the_same_forward():
     other, _ = forward(params, x, blueprint, train=True, rng=np.random.default_rng(8))
     np.testing.assert_array_equal(first, again)
     assert not np.allclose(first, other)
-    with pytest.raises(UserError, match="rng"):
+    with pytest.raises(ValueError, match="rng"):
         forward(params, x, blueprint, train=True)
     # evaluation needs no rng and is deterministic
     np.testing.assert_array_equal(

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from core.errors import UserError
+from data.errors import UserError
 from core.optim import OPTIMIZERS, Optimizer, clip_by_global_norm, make_optimizer
 
 NAMES = list(OPTIMIZERS)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.errors import UserError
+from data.errors import UserError
 from model.blueprints import PRESETS, validate_blueprint
 from model.initialize_parameters import initialize_parameters
 from model.params_io import (

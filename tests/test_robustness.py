@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 import main
-from core.errors import UserError
+from data.errors import UserError
 from core.train import RECIPES, train
 from model.blueprints import load_blueprint
 from model.initialize_parameters import initialize_parameters
@@ -186,7 +186,7 @@ def test_the_script_prints_one_line_and_exits_2_and_debug_shows_the_traceback():
     assert plain.stderr.count("\n") == 1
     assert debug.returncode == 1
     assert "Traceback (most recent call last)" in debug.stderr
-    assert "core.errors.UserError: unknown architecture 'nope'" in debug.stderr
+    assert "data.errors.UserError: unknown architecture 'nope'" in debug.stderr
 
 
 @pytest.fixture(scope="module")

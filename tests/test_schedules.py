@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from core.errors import UserError
+from data.errors import UserError
 from core.schedules import SCHEDULES, lr_at
 
 

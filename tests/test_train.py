@@ -12,7 +12,7 @@ import pytest
 
 import core.train
 import main
-from core.errors import UserError
+from data.errors import UserError
 from core.report import evaluate, load_test_set
 from core.train import RECIPES, Diverged, train
 from model.params_io import load_checkpoint, load_model

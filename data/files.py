@@ -13,7 +13,7 @@ import os
 import secrets
 from pathlib import Path
 
-from core.errors import UserError
+from data.errors import UserError
 
 
 def atomic_write(path, write):
