@@ -288,10 +288,10 @@ def command_evaluate(args):
 
 
 def command_predict(args):
-    from data.errors import UserError
     from core.eval import predict_proba, top_k
     from core.report import model_inputs
     from data.digit_image import load_digit_image, prepared_path, to_png
+    from data.errors import UserError
     from model.params_io import load_model
 
     model = load_model(args.params)

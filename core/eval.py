@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from data.errors import UserError
 from core.loss import softmax_cross_entropy
+from data.errors import UserError
 from model.forward import forward
 
 # ----------------------------- running the model ----------------------------

@@ -15,8 +15,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from data.errors import UserError
 from core.eval import misclassified
+from data.errors import UserError
 from data.files import atomic_write
 
 SPLITS = ("train", "val")

@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 from joblib import Parallel, delayed
 
-from data.errors import UserError
-from data.files import atomic_write_text
 from core.optim import OPTIMIZERS
 from core.train import RECIPES
+from data.errors import UserError
+from data.files import atomic_write_text
 
 # A learning rate that suits each optimizer on these nets (a sweep compares optimizers, not lrs).
 USUAL_LR = {"sgd": 0.05, "momentum": 0.01, "nesterov": 0.01, "rmsprop": 1e-3,

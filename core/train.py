@@ -24,9 +24,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from data.errors import UserError
 from core.eval import loss_and_accuracy
-from data.files import atomic_write_text
 from core.loss import softmax_cross_entropy
 from core.optim import clip_by_global_norm, make_optimizer
 from core.schedules import lr_at
@@ -38,6 +36,8 @@ from data import (
     random_affine,
     stratified_split,
 )
+from data.errors import UserError
+from data.files import atomic_write_text
 from data.normalization import Normalization
 from model.backward import backward
 from model.blueprints import load_blueprint

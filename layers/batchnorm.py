@@ -15,7 +15,6 @@ from typing import NamedTuple
 import numpy as np
 
 
-
 class BatchNormCache(NamedTuple):
     """xhat: normalized x, shape of x; gamma (C,); inv_std: 1 / sqrt(var + eps) with
     keepdims shape (1, C) or (1, C, 1, 1) (batch var in training, running var in eval);

@@ -26,7 +26,6 @@ How it is fast:
 
 import numpy as np
 
-
 _CHUNK_BYTES = 1 << 20  # keep a chunk's im2col buffer near L2-cache size
 
 

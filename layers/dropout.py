@@ -3,7 +3,6 @@
 import numpy as np
 
 
-
 def dropout_forward(x, p, rng, train):
     """Zero each unit with probability p and scale the kept ones by 1 / (1 - p).
 

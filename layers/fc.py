@@ -1,7 +1,6 @@
 """Fully connected (affine) layer: out = x @ W + b."""
 
 
-
 def fc_forward(x, W, b):
     """Affine map of a batch of vectors.
 

@@ -1,7 +1,6 @@
 """Flatten: (N, d1, d2, ...) -> (N, d1 * d2 * ...), the bridge from conv maps to fc."""
 
 
-
 def flatten_forward(x):
     """Merge every axis after the first.
 

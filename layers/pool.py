@@ -24,7 +24,6 @@ from typing import NamedTuple
 import numpy as np
 
 
-
 class MaxPoolCache(NamedTuple):
     """x_shape: shape of x; size, stride: the window; argmax (N, C, Ho, Wo) uint8 or
     int64: row-major index (i * size + j) of the first maximum inside each window."""

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from data.errors import UserError
 from data import (
     Normalization,
     affine_warp,
@@ -15,6 +14,7 @@ from data import (
     random_affine,
     stratified_split,
 )
+from data.errors import UserError
 
 # normalization
 

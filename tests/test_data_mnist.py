@@ -6,8 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
-from data.errors import UserError
 from data import fit_normalization, load_dataset, load_mnist, read_idx
+from data.errors import UserError
 from data.mnist_loader import IDX_FILES, MNIST_DIR
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]

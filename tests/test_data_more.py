@@ -16,7 +16,6 @@ import requests
 import data.cifar10
 import data.download
 import data.fashion_mnist
-from data.errors import UserError
 from data import (
     DATASETS,
     default_cache_dir,
@@ -25,6 +24,7 @@ from data import (
     make_spiral,
     read_cifar10_archive,
 )
+from data.errors import UserError
 from data.mnist_loader import IDX_FILES
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data.errors import UserError
 from data.digit_image import load_digit_image, prepared_path, to_png
+from data.errors import UserError
 
 MNIST_TEST_IMAGES = [
     Path("/work/main/data/mnist/t10k-images-idx3-ubyte.gz"),

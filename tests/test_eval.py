@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from data.errors import UserError
 from core.eval import (
     accuracy,
     confusion,
@@ -14,6 +13,7 @@ from core.eval import (
     softmax,
     top_k,
 )
+from data.errors import UserError
 
 # Three classes, six examples: 0 0 0 1 1 2 predicted as 0 0 1 1 2 2.
 Y_TRUE = np.array([0, 0, 0, 1, 1, 2])

@@ -5,9 +5,9 @@ import warnings
 import numpy as np
 import pytest
 
-from data.errors import UserError
 from core.gradcheck import numerical_gradient, rel_error
 from core.loss import mse, softmax_cross_entropy
+from data.errors import UserError
 
 
 def numerical_loss_gradient(loss_fn, x, *args):

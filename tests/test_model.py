@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.errors import UserError
 from core.gradcheck import rel_error
 from core.loss import softmax_cross_entropy
 from core.optim import make_optimizer
+from data.errors import UserError
 from layers import conv_forward
 from model.backward import backward
 from model.blueprints import PRESETS, load_blueprint, minivgg, validate_blueprint

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from data.errors import UserError
 from core.optim import OPTIMIZERS, Optimizer, clip_by_global_norm, make_optimizer
+from data.errors import UserError
 
 NAMES = list(OPTIMIZERS)
 TRAINED = ("fc.W", "fc.b", "bn.gamma")

@@ -11,7 +11,6 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from data.errors import UserError  # noqa: E402
 from core.plots import (  # noqa: E402
     plot_confusion_matrix,
     plot_feature_maps,
@@ -22,6 +21,7 @@ from core.plots import (  # noqa: E402
     plot_sweep,
     save_figure,
 )
+from data.errors import UserError  # noqa: E402
 
 DIGITS = [str(d) for d in range(10)]
 

@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 
 import main
-from data.errors import UserError
 from core.train import RECIPES, train
+from data.errors import UserError
 from model.blueprints import load_blueprint
 from model.initialize_parameters import initialize_parameters
 from model.params_io import load_checkpoint, load_model, save_model

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from data.errors import UserError
 from core.schedules import SCHEDULES, lr_at
+from data.errors import UserError
 
 
 def curve(total, base, schedule, warmup=0, **options):

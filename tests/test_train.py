@@ -12,9 +12,9 @@ import pytest
 
 import core.train
 import main
-from data.errors import UserError
 from core.report import evaluate, load_test_set
 from core.train import RECIPES, Diverged, train
+from data.errors import UserError
 from model.params_io import load_checkpoint, load_model
 from model.shards import get_threads, set_threads
 
