@@ -29,11 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.loss import softmax_cross_entropy  # noqa: E402
 from core.optim import make_optimizer  # noqa: E402
 from model.backward import backward  # noqa: E402
-from model.blueprints import layer_label, load_blueprint  # noqa: E402
-from model.forward import forward, layer_params  # noqa: E402
+from model.blueprints import load_blueprint  # noqa: E402
+from model.forward import forward  # noqa: E402
 from model.initialize_parameters import initialize_parameters  # noqa: E402
-from model.layer_kinds import LAYER_KINDS  # noqa: E402
+from model.shapes import trace_shapes  # noqa: E402
 from model.shards import get_threads, set_threads  # noqa: E402
+from model.walk import walk_backward, walk_forward  # noqa: E402
 
 INPUT_SHAPE = (1, 28, 28)
 
@@ -64,18 +65,17 @@ def time_layers(blueprint, params, batch, repeats, rng):
     directly on the whole batch (one thread, no shards)."""
     x, _ = synthetic_batch(batch, rng)
     rows = []
-    for i, spec in enumerate(blueprint):
-        kind = LAYER_KINDS[spec["type"]]
-        p = layer_params(params, spec, layer_label(spec, i))
+    layers = [row for row in trace_shapes(blueprint, INPUT_SHAPE) if row.depth == 0]
+    for i, row in enumerate(layers):
         fwd, bwd = [], []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            out, cache, _ = kind.forward(spec, p, x, True, rng)
+            out, caches, _ = walk_forward(params, x, [row.spec], True, rng)
             t1 = time.perf_counter()
-            kind.backward(spec, out, cache, i > 0)  # the output stands in for dout
+            walk_backward(out, caches, [row.spec], i > 0)  # the output stands in for dout
             fwd.append(t1 - t0)
             bwd.append(time.perf_counter() - t1)
-        rows.append((layer_label(spec, i), 1e3 * np.median(fwd), 1e3 * np.median(bwd)))
+        rows.append((row.label, 1e3 * np.median(fwd), 1e3 * np.median(bwd)))
         x = out
     return rows
 

@@ -148,7 +148,7 @@ def most_confused_pairs(cm, class_names, k=5):
     cm = np.asarray(cm)
     names = np.asarray([str(name) for name in class_names])
     if cm.ndim != 2 or cm.shape != (len(names), len(names)):
-        raise UserError(
+        raise ValueError(
             f"most_confused_pairs: cm has shape {cm.shape} but there are {len(names)} "
             f"class names; pass the ({len(names)}, {len(names)}) matrix from confusion()."
         )
@@ -177,7 +177,7 @@ def misclassified(y_true, probs):
     """
     probs = np.asarray(probs)
     if probs.ndim != 2:
-        raise UserError(f"misclassified: probs must be (N, K); got shape {probs.shape}.")
+        raise ValueError(f"misclassified: probs must be (N, K); got shape {probs.shape}.")
     y_pred = probs.argmax(axis=1)
     y_true, y_pred = _check_label_pair(y_true, y_pred, probs.shape[1])
     wrong = np.flatnonzero(y_true != y_pred)
@@ -205,9 +205,9 @@ def top_k(probs, k=3):
     """
     probs = np.asarray(probs)
     if probs.ndim != 2:
-        raise UserError(f"top_k: probs must be (N, K); got shape {probs.shape}.")
+        raise ValueError(f"top_k: probs must be (N, K); got shape {probs.shape}.")
     if not 1 <= k <= probs.shape[1]:
-        raise UserError(f"top_k: k={k} is out of range; use 1 <= k <= {probs.shape[1]} (K).")
+        raise ValueError(f"top_k: k={k} is out of range; use 1 <= k <= {probs.shape[1]} (K).")
     classes = np.argsort(-probs, axis=1, kind="stable")[:, :k].astype(np.int64)
     return classes, np.take_along_axis(probs, classes, axis=1)
 
@@ -216,12 +216,12 @@ def _check_label_pair(y_true, y_pred, n_classes=None):
     """Both label arrays as 1-D integer arrays of one length (and in range if n_classes given)."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.ndim != 1 or y_true.shape != y_pred.shape or y_true.size == 0:
-        raise UserError(
+        raise ValueError(
             f"labels: y_true {y_true.shape} and y_pred {y_pred.shape} must be two non-empty "
             f"1-D arrays of the same length (one integer label per example)."
         )
     if not (np.issubdtype(y_true.dtype, np.integer) and np.issubdtype(y_pred.dtype, np.integer)):
-        raise UserError(
+        raise ValueError(
             f"labels: y_true ({y_true.dtype}) and y_pred ({y_pred.dtype}) must hold integer "
             f"class indices; take probs.argmax(axis=1) of class probabilities first."
         )

@@ -7,6 +7,12 @@ takes ``(L(x + h) - L(x - h)) / 2h``; its error is O(h^2).
 """
 
 import numpy as np
+import pandas as pd
+
+from core.loss import mse, softmax_cross_entropy
+from model.blueprints import validate_blueprint
+from model.shapes import trace_shapes
+from model.walk import KINDS, walk_backward, walk_forward
 
 
 def numerical_gradient(f, x, dout, h=1e-5):
@@ -64,172 +70,83 @@ def check_layer(forward, backward, inputs, rng):
     return errors
 
 
-def _layer_cases(rng):
-    """(layer, input shape, names of the gradients, forward, backward, inputs) to check."""
-    import layers as L
-    from core.loss import mse, softmax_cross_entropy
+def kind_cases():
+    """``[(type, GradCase), ...]``: the gradient-check cases of every layer kind's record."""
+    return [(name, case) for name, kind in KINDS.items() for case in kind.gradcheck]
 
-    def normal(*shape):
-        return rng.standard_normal(shape)
 
-    def distinct(*shape):  # no ties and no values near 0: max and ReLU are smooth here
-        values = rng.permutation(np.prod(shape)).reshape(shape) + 0.5
-        return (values - np.prod(shape) / 2) / np.prod(shape) * 4
+def check_kind(type_name, case, rng):
+    """``[(gradient name, relative error), ...]`` of one kind's case, through the walk.
 
+    The layer (or composite) runs in training mode on float64 inputs and
+    random float64 parameters; its dx and every parameter gradient are compared
+    with centered differences of ``L = sum(out * dout)``. Dropout's masks are
+    drawn from the same seed at every call, so the function is fixed.
+    """
+    specs = validate_blueprint([{"type": type_name, "name": type_name, **case.hyper}])
+    params = {}
+    for row in trace_shapes(specs, case.in_shape[1:]):
+        for key, p in row.params.items():
+            params[key] = rng.standard_normal(p.shape) if p.trainable else _fixed(p)
+    x = _case_input(case, rng)
+
+    def run(x_now):
+        out, caches, _ = walk_forward(params, x_now, specs, True, np.random.default_rng(0))
+        return out, caches
+
+    out, caches = run(x)
+    dout = rng.standard_normal(out.shape)
+    dx, grads = walk_backward(dout, caches, specs)
+    errors = [("dx", rel_error(dx, numerical_gradient(lambda xi: run(xi)[0], x, dout)))]
+    for key, grad in grads.items():
+        numeric = numerical_gradient(lambda _: run(x)[0], params[key], dout)
+        local = key.removeprefix(f"{type_name}.")
+        errors.append((f"d{local}", rel_error(grad, numeric)))
+    return errors
+
+
+def _fixed(p):
+    """A running statistic at its initial value (zeros or ones)."""
+    return getattr(np, p.init)(p.shape)
+
+
+def _case_input(case, rng):
+    """The float64 input of a GradCase: normal, or distinct values away from 0 and ties."""
+    if not case.distinct:
+        return rng.standard_normal(case.in_shape)
+    n = int(np.prod(case.in_shape))
+    values = rng.permutation(n).reshape(case.in_shape) + 0.5
+    return (values - n / 2) / n * 4
+
+
+def _loss_cases(rng):
+    """(name, scores shape, gradient name, loss(scores) -> (loss, dscores))."""
     labels = rng.integers(0, 5, 4)
-    target = normal(4, 5)
-    conv = (L.conv_forward, L.conv_backward)
+    target = rng.standard_normal((4, 5))
     return [
-        (
-            "conv 3x3 s1 p1",
-            (2, 3, 6, 5),
-            "dx dW db",
-            *conv,
-            [normal(2, 3, 6, 5), normal(4, 3, 3, 3), normal(4)],
-            {},
-        ),
-        (
-            "conv 3x2 s2 p2",
-            (2, 2, 7, 6),
-            "dx dW db",
-            *conv,
-            [normal(2, 2, 7, 6), normal(3, 2, 3, 2), normal(3)],
-            {"stride": 2, "pad": 2},
-        ),
-        (
-            "maxpool 2/2",
-            (2, 3, 6, 4),
-            "dx",
-            L.maxpool_forward,
-            L.maxpool_backward,
-            [distinct(2, 3, 6, 4)],
-            {},
-        ),
-        (
-            "maxpool 3/2",
-            (2, 2, 7, 7),
-            "dx",
-            L.maxpool_forward,
-            L.maxpool_backward,
-            [distinct(2, 2, 7, 7)],
-            {"size": 3, "stride": 2},
-        ),
-        (
-            "avgpool 2/2",
-            (2, 3, 6, 4),
-            "dx",
-            L.avgpool_forward,
-            L.avgpool_backward,
-            [normal(2, 3, 6, 4)],
-            {},
-        ),
-        (
-            "fc",
-            (3, 7),
-            "dx dW db",
-            L.fc_forward,
-            L.fc_backward,
-            [normal(3, 7), normal(7, 4), normal(4)],
-            {},
-        ),
-        ("relu", (3, 8), "dx", L.relu_forward, L.relu_backward, [distinct(3, 8)], {}),
-        (
-            "leaky_relu",
-            (3, 8),
-            "dx",
-            L.leaky_relu_forward,
-            L.leaky_relu_backward,
-            [distinct(3, 8)],
-            {},
-        ),
-        ("sigmoid", (3, 8), "dx", L.sigmoid_forward, L.sigmoid_backward, [normal(3, 8)], {}),
-        ("tanh", (3, 8), "dx", L.tanh_forward, L.tanh_backward, [normal(3, 8)], {}),
-        (
-            "flatten",
-            (2, 3, 2, 2),
-            "dx",
-            L.flatten_forward,
-            L.flatten_backward,
-            [normal(2, 3, 2, 2)],
-            {},
-        ),
-        (
-            "dropout p=0.3",
-            (4, 6),
-            "dx",
-            lambda x: L.dropout_forward(x, 0.3, np.random.default_rng(0), True),
-            L.dropout_backward,
-            [normal(4, 6)],
-            {},
-        ),
-        (
-            "batchnorm (N, D)",
-            (5, 4),
-            "dx dgamma dbeta",
-            lambda x, g, b: _bn(L, x, g, b),
-            L.batchnorm_backward,
-            [normal(5, 4), normal(4), normal(4)],
-            {},
-        ),
-        (
-            "batchnorm (N, C, H, W)",
-            (3, 2, 3, 2),
-            "dx dgamma dbeta",
-            lambda x, g, b: _bn(L, x, g, b),
-            L.batchnorm_backward,
-            [normal(3, 2, 3, 2), normal(2), normal(2)],
-            {},
-        ),
-        (
-            "softmax cross-entropy",
-            (4, 5),
-            "dscores",
-            lambda s: _as_layer(softmax_cross_entropy(s, labels)),
-            _loss_backward,
-            [normal(4, 5)],
-            {},
-        ),
-        (
-            "mse",
-            (4, 5),
-            "dpred",
-            lambda p: _as_layer(mse(p, target)),
-            _loss_backward,
-            [normal(4, 5)],
-            {},
-        ),
+        ("softmax cross-entropy", (4, 5), "dscores", lambda s: softmax_cross_entropy(s, labels)),
+        ("mse", (4, 5), "dpred", lambda p: mse(p, target)),
     ]
 
 
-def _bn(L, x, gamma, beta):
-    c = gamma.shape
-    out, _, _, cache = L.batchnorm_forward(x, gamma, beta, np.zeros(c), np.ones(c), True)
-    return out, cache
-
-
-def _as_layer(loss_and_grad):
-    """A loss as a 'layer' whose output is the scalar loss and whose cache is its gradient."""
-    loss, grad = loss_and_grad
-    return np.array(loss), grad
-
-
-def _loss_backward(dout, grad):
-    return grad * dout
-
-
 def gradient_report(seed=0, tolerance=1e-7):
-    """Every layer's gradients against centered differences in float64, as a table.
+    """Every layer kind's and loss's gradients against centered differences in float64.
 
     Returns a pandas DataFrame: layer, input shape, gradient, relative error, ok.
     """
-    import functools
-
-    import pandas as pd
-
     rng = np.random.default_rng(seed)
     rows = []
-    for name, shape, grad_names, fwd, bwd, inputs, hyper in _layer_cases(rng):
-        errors = check_layer(functools.partial(fwd, **hyper) if hyper else fwd, bwd, inputs, rng)
-        for grad_name, err in zip(grad_names.split(), errors, strict=True):
-            rows.append((name, "x".join(map(str, shape)), grad_name, err, err < tolerance))
-    return pd.DataFrame(rows, columns=["layer", "input shape", "gradient", "relative error", "ok"])
+    for type_name, case in kind_cases():
+        for grad_name, err in check_kind(type_name, case, rng):
+            rows.append((case.label, _x(case.in_shape), grad_name, err))
+    for name, shape, grad_name, loss in _loss_cases(rng):
+        scores = rng.standard_normal(shape)
+        numeric = numerical_gradient(lambda s, loss=loss: np.array(loss(s)[0]), scores, 1.0)
+        rows.append((name, _x(shape), grad_name, rel_error(loss(scores)[1], numeric)))
+    report = pd.DataFrame(rows, columns=["layer", "input shape", "gradient", "relative error"])
+    report["ok"] = report["relative error"] < tolerance
+    return report
+
+
+def _x(shape):
+    return "x".join(map(str, shape))

@@ -17,13 +17,13 @@ def softmax_cross_entropy(scores, y):
     """
     y = np.asarray(y)
     if scores.ndim != 2 or y.ndim != 1 or y.shape[0] != scores.shape[0] or scores.size == 0:
-        raise UserError(
+        raise ValueError(
             f"softmax_cross_entropy: scores {scores.shape} and labels {y.shape} do not fit; "
             "expected scores (N, K) and labels (N,) with the same N >= 1 and K >= 1"
         )
     n, k = scores.shape
     if not np.issubdtype(y.dtype, np.integer):
-        raise UserError(f"softmax_cross_entropy: labels must be integers, got dtype {y.dtype}")
+        raise ValueError(f"softmax_cross_entropy: labels must be integers, got dtype {y.dtype}")
     if y.min() < 0 or y.max() >= k:
         raise UserError(
             f"softmax_cross_entropy: labels must lie in [0, {k}) for {k} classes, "
@@ -51,7 +51,7 @@ def mse(pred, target):
     dpred (shape of pred, pred's dtype) = 2 * (pred - target) / pred.size.
     """
     if pred.shape != target.shape or pred.size == 0:
-        raise UserError(
+        raise ValueError(
             f"mse: pred {pred.shape} and target {target.shape} must have the same, non-empty shape"
         )
     diff = pred - np.asarray(target, dtype=pred.dtype)

@@ -37,7 +37,7 @@ def save_figure(fig, path, dpi=120):
     """
     path = Path(path)
     if path.suffix.lower() != ".png":
-        raise UserError(f"save_figure: '{path}' does not end in .png; figures are saved as PNG.")
+        raise ValueError(f"save_figure: '{path}' does not end in .png; figures are saved as PNG.")
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight"))
@@ -129,7 +129,7 @@ def plot_confusion_matrix(cm, class_names, ax=None, normalize=False, caption=Non
     cm = np.asarray(cm)
     n = len(class_names)
     if cm.shape != (n, n):
-        raise UserError(
+        raise ValueError(
             f"plot_confusion_matrix: cm has shape {cm.shape} but there are {n} class names; "
             f"pass the ({n}, {n}) matrix from core.eval.confusion."
         )
@@ -391,7 +391,7 @@ def _show_image(ax, image):
     if image.ndim == 3 and image.shape[0] == 3:
         image = image.transpose(1, 2, 0)
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
-        raise UserError(
+        raise ValueError(
             f"plots: an image has shape {image.shape}; use (H, W), (1, H, W) or (3, H, W)."
         )
     span = image.max() - image.min()
@@ -418,7 +418,7 @@ def _drop_batch_axis(name, array):
     if array.ndim in (2, 4) and array.shape[0] == 1:
         array = array[0]
     if array.ndim not in (1, 3):
-        raise UserError(
+        raise ValueError(
             f"plot_feature_maps: layer '{name}' has activation shape {array.shape}; "
             f"pass one image's activation, (C, H, W) or (D,)."
         )

@@ -42,7 +42,7 @@ class AvgPoolCache(NamedTuple):
     stride: int
 
 
-def _output_size(x_shape, size, stride, layer):
+def pool_output_size(x_shape, size, stride, layer):
     """(Ho, Wo) for a (N, C, H, W) input; ValueError naming the numbers if impossible."""
     if len(x_shape) != 4:
         raise ValueError(
@@ -94,7 +94,7 @@ def maxpool_forward(x, size=2, stride=2):
     Returns out (N, C, Ho, Wo) in x's dtype, Ho = (H - size) // stride + 1 (same for W),
     and cache = MaxPoolCache(x_shape, size, stride, argmax (N, C, Ho, Wo)).
     """
-    out_hw = _output_size(x.shape, size, stride, "maxpool")
+    out_hw = pool_output_size(x.shape, size, stride, "maxpool")
     windows = _windows(x, size, stride, out_hw)
     out = windows[..., 0, 0].copy()
     index_dtype = np.uint8 if size * size <= 256 else np.int64
@@ -140,7 +140,7 @@ def avgpool_forward(x, size=2, stride=2):
     Returns out (N, C, Ho, Wo) in x's dtype, Ho = (H - size) // stride + 1 (same for W),
     and cache = AvgPoolCache(x_shape, size, stride).
     """
-    out_hw = _output_size(x.shape, size, stride, "avgpool")
+    out_hw = pool_output_size(x.shape, size, stride, "avgpool")
     windows = _windows(x, size, stride, out_hw)
     out = windows[..., 0, 0].copy()
     for k, i, j in _offsets(size):
@@ -170,7 +170,7 @@ def avgpool_backward(dout, cache):
 
 def maxpool_forward_naive(x, size=2, stride=2):
     """Loop reference of maxpool_forward (same arguments, output and cache)."""
-    ho, wo = _output_size(x.shape, size, stride, "maxpool")
+    ho, wo = pool_output_size(x.shape, size, stride, "maxpool")
     n, c = x.shape[:2]
     out = np.empty((n, c, ho, wo), dtype=x.dtype)
     argmax = np.empty((n, c, ho, wo), dtype=np.int64)
@@ -199,7 +199,7 @@ def maxpool_backward_naive(dout, cache):
 
 def avgpool_forward_naive(x, size=2, stride=2):
     """Loop reference of avgpool_forward (same arguments, output and cache)."""
-    ho, wo = _output_size(x.shape, size, stride, "avgpool")
+    ho, wo = pool_output_size(x.shape, size, stride, "avgpool")
     out = np.empty(x.shape[:2] + (ho, wo), dtype=x.dtype)
     for r in range(ho):
         for s in range(wo):

@@ -1,6 +1,6 @@
 """Architectures as data: a blueprint is a JSON-serialisable list of layer specs.
 
-A spec is a plain dict: ``type`` (a key of model.layer_kinds.LAYER_KINDS), a
+A spec is a plain dict: ``type`` (a key of model.walk.KINDS), a
 unique ``name`` for layers with parameters, and that layer's hyper-parameters,
 e.g. ``{"type": "conv", "name": "conv1", "filters": 16, "kernel": 3, "pad": 1}``.
 Shapes are never written down: they are derived from the input shape.
@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 
 from data.errors import UserError
-from model.layer_kinds import LAYER_KINDS
+from model.layer_kinds import REQUIRED
+from model.walk import KINDS
 
 
 def _conv(name, filters, kernel=3, pad=1, stride=1):
@@ -120,81 +121,68 @@ PRESETS = {
 }
 
 
-def layer_label(spec, index):
-    """A readable name for a layer: its ``name``, else its type and position."""
-    return spec.get("name") or f"{spec['type']}{index}"
+NAME_RULE = "a non-empty string without '.' that does not start with '__'"
 
 
-def _is_int(value, minimum):
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
-def _is_number(value, low, high):
-    return isinstance(value, int | float) and not isinstance(value, bool) and low <= value < high
-
-
-# What each hyper-parameter may be: (check, description for the message).
-_HYPER_CHECKS = {
-    "filters": (lambda v: _is_int(v, 1), "a whole number >= 1"),
-    "units": (lambda v: _is_int(v, 1), "a whole number >= 1"),
-    "size": (lambda v: _is_int(v, 1), "a whole number >= 1"),
-    "stride": (lambda v: _is_int(v, 1), "a whole number >= 1"),
-    "pad": (lambda v: _is_int(v, 0), "a whole number >= 0"),
-    "kernel": (
-        lambda v: (
-            _is_int(v, 1)
-            or (isinstance(v, list | tuple) and len(v) == 2 and all(_is_int(k, 1) for k in v))
-        ),
-        "a whole number >= 1 or a pair of them",
-    ),
-    "p": (lambda v: _is_number(v, 0, 1), "a number in [0, 1)"),
-    "momentum": (lambda v: _is_number(v, 0, 1), "a number in [0, 1)"),
-    "eps": (lambda v: _is_number(v, 1e-12, 1), "a small positive number"),
-    "alpha": (lambda v: _is_number(v, 0, 1e6), "a number >= 0"),
-    "name": (
-        lambda v: isinstance(v, str) and v and "." not in v and not v.startswith("__"),
-        "a non-empty string without '.' that does not start with '__'",
-    ),
-}
+def _is_name(value):
+    return (
+        isinstance(value, str) and bool(value) and "." not in value and not value.startswith("__")
+    )
 
 
 def validate_blueprint(blueprint):
     """Check a blueprint and return a copy with every default hyper-parameter filled in.
 
-    Raises UserError naming the layer for: an unknown type, a missing or unknown
-    key, a hyper-parameter of the wrong type or range, a missing or repeated name
-    on a layer with parameters.
+    Every spec is checked against its kind's record (model/layer_kinds.py), and
+    the blueprints inside composite specs (a residual node's body and shortcut)
+    the same way. Raises UserError naming the layer for: an unknown type, a
+    missing or unknown key, a hyper-parameter of the wrong type or range, a
+    missing name on a layer with parameters or a composite, a name used twice
+    anywhere in the blueprint.
     """
     if not isinstance(blueprint, list) or not blueprint:
         raise UserError("a blueprint must be a non-empty list of layer specs")
-    checked, names = [], set()
-    for i, spec in enumerate(blueprint):
+    return _validate_specs(blueprint, set(), "layer")
+
+
+def _validate_specs(specs, names, where):
+    checked = []
+    for i, spec in enumerate(specs):
         if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
-            raise UserError(f"layer {i}: a layer spec must be a dict with a 'type', got {spec!r}")
-        kind = LAYER_KINDS.get(spec["type"])
-        label = layer_label(spec, i)
+            raise UserError(
+                f"{where} {i}: a layer spec must be a dict with a 'type', got {spec!r:.200}"
+            )
+        named = _is_name(spec.get("name"))
+        label = f"{where} {spec['name'] if named else i} ({spec['type']!s:.40})"
+        kind = KINDS.get(spec["type"])
         if kind is None:
             raise UserError(
-                f"layer {label}: unknown type {spec['type']!r}; known: {', '.join(LAYER_KINDS)}"
+                f"{where} {i}: unknown type {spec['type']!r:.80}; known: {', '.join(KINDS)}"
             )
-        allowed = {"type", "name", *kind.required, *kind.defaults}
-        if unknown := set(spec) - allowed:
+        allowed = {"type", "name", *kind.hyper}
+        if unknown := sorted(map(str, set(spec) - allowed)):
             raise UserError(
-                f"layer {label}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}"
+                f"{label}: unknown key(s) {unknown}; {spec['type']} takes {sorted(allowed)}"
             )
-        if missing := [k for k in kind.required if k not in spec]:
-            raise UserError(f"layer {label} ({spec['type']}): missing {missing}")
-        if kind.trainable and "name" not in spec:
-            raise UserError(f"layer {i} ({spec['type']}) has parameters and needs a unique 'name'")
+        if missing := [k for k, h in kind.hyper.items() if h.default is REQUIRED and k not in spec]:
+            raise UserError(f"{label}: missing {missing}")
         if "name" in spec:
+            if not _is_name(spec["name"]):
+                raise UserError(f"{label}: 'name' must be {NAME_RULE}, got {spec['name']!r:.80}")
             if spec["name"] in names:
                 raise UserError(f"layer name {spec['name']!r} is used twice")
             names.add(spec["name"])
+        elif kind.params is not None or kind.nested:
+            raise UserError(f"{label} has parameters and needs a unique 'name'")
         for key, value in spec.items():
-            check, wanted = _HYPER_CHECKS.get(key, (lambda v: True, ""))
-            if not check(value):
-                raise UserError(f"layer {label}: '{key}' must be {wanted}, got {value!r}")
-        checked.append({**kind.defaults, **spec})
+            hyper = kind.hyper.get(key)
+            if hyper is not None and hyper.check is not None and not hyper.check(value):
+                raise UserError(f"{label}: '{key}' must be {hyper.wanted}, got {value!r:.80}")
+        full = {k: h.default for k, h in kind.hyper.items() if h.default is not REQUIRED}
+        full.update(spec)
+        for key in kind.nested:
+            full[key] = _validate_specs(full[key], names, f"{label} {key}: layer")
+        checked.append(full)
     return checked
 
 

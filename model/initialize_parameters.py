@@ -2,25 +2,36 @@
 
 import numpy as np
 
-from model.blueprints import validate_blueprint
-from model.layer_kinds import LAYER_KINDS
 from model.shapes import trace_shapes
-
-_ACTIVATIONS = {"relu": "he", "leaky_relu": "he", "sigmoid": "glorot", "tanh": "glorot"}
-_WEIGHTED = {"conv", "fc"}
+from model.walk import KINDS, iter_layers
 
 
-def _init_rule(blueprint, i):
-    """How to scale the weights of layer i: by the activation that follows it.
+def _init_rules(specs, after=()):
+    """{layer name: rule} for every named layer: how to scale its weights.
 
-    "he" before ReLU, "glorot" before sigmoid/tanh, "output" for the layer that
-    produces the scores (no activation follows): small, so that the first
-    predictions are near uniform and the first loss is about ln(n_classes).
+    The rule comes from the activation that follows the layer, looking past
+    parameter-free layers and out of a composite into what follows it: "he"
+    before ReLU, "glorot" before sigmoid/tanh (each activation's record says),
+    "output" when a weighted layer or the end of the network comes first (the
+    scores: small weights, so the first predictions are near uniform and the
+    first loss is about ln(n_classes)).
     """
-    for spec in blueprint[i + 1 :]:
-        if spec["type"] in _ACTIVATIONS:
-            return _ACTIVATIONS[spec["type"]]
-        if spec["type"] in _WEIGHTED:
+    rules = {}
+    for i, spec in enumerate(specs):
+        following = [*specs[i + 1 :], *after]
+        for key in KINDS[spec["type"]].nested:
+            rules.update(_init_rules(spec[key], following))
+        if "name" in spec:
+            rules[spec["name"]] = _rule(following)
+    return rules
+
+
+def _rule(following):
+    for spec in iter_layers(following):
+        kind = KINDS[spec["type"]]
+        if kind.init_rule:
+            return kind.init_rule
+        if spec["type"] in ("conv", "fc"):
             break
     return "output"
 
@@ -43,31 +54,25 @@ def initialize_parameters(blueprint, input_shape, rng, dtype=np.float32):
     input_shape: one example's shape, (C, H, W) or (D,).
     rng: np.random.Generator, the only source of randomness.
     Returns {"conv1.W": (F, C, KH, KW), "conv1.b": (F,), "fc5.W": (D, M), ...,
-    "bn1.gamma", "bn1.beta", "bn1.running_mean", "bn1.running_var": (C,)} in ``dtype``.
-    Weights are normal with the He or Glorot scale (see _init_rule); biases and
-    betas 0; gammas and running variances 1; running means 0.
+    "bn1.gamma", "bn1.beta", "bn1.running_mean", "bn1.running_var": (C,)} in ``dtype``,
+    each array as its kind's record says: weights normal with the He or Glorot
+    scale (see _init_rules), the rest zeros or ones.
     Raises UserError naming the layer when the blueprint cannot take the input.
     """
     rows = trace_shapes(blueprint, input_shape)
-    blueprint = [row.spec for row in rows]
+    rules = _init_rules([row.spec for row in rows if row.depth == 0])
     params = {}
-    for i, row in enumerate(rows):
-        for key, shape in row.param_shapes.items():
-            local = key.rsplit(".", 1)[1]
-            if local == "W":
-                std = _weight_std(_init_rule(blueprint, i), shape)
-                params[key] = (rng.standard_normal(shape) * std).astype(dtype)
-            elif local in ("gamma", "running_var"):
-                params[key] = np.ones(shape, dtype=dtype)
+    for row in rows:
+        for key, p in row.params.items():
+            if p.init == "weight":
+                std = _weight_std(rules[row.spec["name"]], p.shape)
+                params[key] = (rng.standard_normal(p.shape) * std).astype(dtype)
             else:
-                params[key] = np.zeros(shape, dtype=dtype)
+                params[key] = getattr(np, p.init)(p.shape, dtype=dtype)
     return params
 
 
-def trainable_keys(blueprint):
+def trainable_keys(blueprint, input_shape):
     """The parameter keys that get gradients, in blueprint order."""
-    return [
-        f"{spec['name']}.{local}"
-        for spec in validate_blueprint(blueprint)
-        for local in LAYER_KINDS[spec["type"]].trainable
-    ]
+    rows = trace_shapes(blueprint, input_shape)
+    return [key for row in rows for key, p in row.params.items() if p.trainable]

@@ -1,29 +1,36 @@
-"""What each layer ``type`` of a blueprint means: its parameters and its two passes.
+"""What each layer ``type`` of a blueprint means: one record per kind, built with keywords.
 
-Every kind is a ``LayerKind``:
-- ``params(spec, in_shape)``: ``{local name: shape}`` of its arrays, given the
-  shape of one input example (no batch axis);
-- ``trainable``: the local names that get gradients (the rest, batch norm's
-  running statistics, are updated by the forward pass instead);
-- ``forward(spec, p, x, train, rng) -> (out, cache, new_stats)``: ``p`` holds
-  the layer's arrays by local name; ``new_stats`` is ``{}`` or the updated
-  running statistics;
-- ``backward(spec, dout, cache, need_dx) -> (dx, {local name: gradient})``;
-  ``need_dx`` is False for the first layer, whose input is the data: a layer
-  may then skip computing dx (the convolution does) and return None;
-- ``whole_batch``: True when the training forward must see the whole batch at
-  once (batch norm's statistics; dropout, so that its random masks do not
-  depend on how the batch is cut into shards). Every other layer treats the
-  examples independently, so the model runs it on shards of the batch.
+A ``LayerKind`` holds everything the program knows about a kind:
+- ``hyper``: its hyper-parameters, each a ``Hyper`` with its default (or
+  ``REQUIRED``) and the check of its value;
+- ``params(spec, in_shape) -> {local name: Param}``: its arrays' shapes and
+  how to initialize them, given one input example's shape (no batch axis);
+- ``out_shape(spec, in_shape)``: one output example's shape, by arithmetic
+  on the shapes (ValueError when the input does not fit);
+- ``forward(spec, p, x, train, rng) -> (out, cache, new_stats)`` and
+  ``backward(spec, dout, cache, need_dx) -> (dx, {local name: gradient})``: the
+  adapters between a spec and the layer's functions in ``layers/``, which get
+  their hyper-parameters by name. ``p`` holds the layer's arrays by local
+  name; ``new_stats`` is ``{}`` or batch norm's updated running statistics;
+  ``need_dx`` is False for a network's first layer (the convolution then
+  skips dx and returns None);
+- ``whole_batch``: True when the training forward must see the whole batch
+  (batch norm's statistics; dropout, so that its masks do not depend on how
+  the batch is cut into shards);
+- ``gradcheck``: the small cases its finite-difference check runs
+  (core/gradcheck.py);
+- ``init_rule``: for an activation, how the weights of the layer before it
+  are scaled ("he" before ReLU, "glorot" before sigmoid and tanh).
 
-Hyper-parameters come from the spec (with the defaults below); arrays come
-from the parameter dict. model/forward.py and model/backward.py only walk the
-blueprint and call these.
+Composite kinds (a residual node, whose body is itself a blueprint) are
+records of the same form, defined with the walk in model/walk.py.
 """
 
-from collections.abc import Callable
-from typing import NamedTuple
+import math
+from dataclasses import dataclass, field
+from typing import Any
 
+from data.checks import is_real, is_whole
 from layers import (
     avgpool_backward,
     avgpool_forward,
@@ -48,59 +55,170 @@ from layers import (
     tanh_backward,
     tanh_forward,
 )
+from layers.conv import conv_output_size
+from layers.pool import pool_output_size
+
+REQUIRED = object()  # the default of a hyper-parameter that every spec must give
 
 
-class LayerKind(NamedTuple):
-    required: tuple  # spec keys that must be given
-    defaults: dict  # optional spec keys and their default values
-    params: Callable
-    trainable: tuple
-    forward: Callable
-    backward: Callable
+@dataclass(frozen=True, kw_only=True)
+class Hyper:
+    """One hyper-parameter: its default (or REQUIRED) and the check of a value."""
+
+    default: Any = REQUIRED
+    check: Any = None  # value -> bool
+    wanted: str = ""  # what a valid value is, for the error message
+
+
+@dataclass(frozen=True, kw_only=True)
+class Param:
+    """One array of a layer: its shape and initialization.
+
+    init: "weight" (normal, scaled by the activation that follows: see
+    model/initialize_parameters.py), "zeros" or "ones". Arrays that are not
+    trainable (batch norm's running statistics) get no gradient and are
+    updated by the forward pass instead.
+    """
+
+    shape: tuple
+    init: str
+    trainable: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class GradCase:
+    """A finite-difference case: hyper-parameters, the input's shape (batch axis
+    included), and ``distinct`` inputs (no ties, away from 0) for kinks like max and ReLU."""
+
+    label: str
+    hyper: dict = field(default_factory=dict)
+    in_shape: tuple
+    distinct: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerKind:
+    hyper: dict
+    out_shape: Any  # (spec, in_shape) -> out_shape
+    forward: Any  # (spec, p, x, train, rng) -> (out, cache, new_stats)
+    backward: Any  # (spec, dout, cache, need_dx) -> (dx, {local name: gradient})
+    gradcheck: tuple
+    params: Any = None  # (spec, in_shape) -> {local name: Param}; None: no arrays
     whole_batch: bool = False
+    nested: tuple = ()  # spec keys that hold blueprints (composite kinds)
+    init_rule: str | None = None  # activations: how it scales the weights before it ("he", ...)
+
+    def param_specs(self, spec, in_shape):
+        """``{local name: Param}`` of a layer fed examples of ``in_shape``."""
+        return self.params(spec, in_shape) if self.params else {}
 
 
-def _kernel(spec):
-    """(KH, KW) from ``kernel``: an int or a pair."""
+def whole(minimum, default=REQUIRED):
+    """A hyper-parameter that is a whole number >= minimum."""
+    return Hyper(
+        default=default,
+        check=lambda v: is_whole(v, minimum),
+        wanted=f"a whole number >= {minimum}",
+    )
+
+
+def fraction(default=REQUIRED, low=0.0, high=1.0):
+    """A hyper-parameter that is a number in [low, high)."""
+    return Hyper(
+        default=default,
+        check=lambda v: is_real(v, low, high, high_open=True),
+        wanted=f"a number in [{low:g}, {high:g})",
+    )
+
+
+def _is_kernel(value):
+    return is_whole(value, 1) or (
+        isinstance(value, list | tuple) and len(value) == 2 and all(is_whole(k, 1) for k in value)
+    )
+
+
+def kernel_size(spec):
+    """(KH, KW) from a conv spec's ``kernel``: an int or a pair."""
     k = spec["kernel"]
-    return (k, k) if isinstance(k, int) else tuple(k)
+    return (k, k) if is_whole(k) else tuple(k)
 
 
-def _no_params(spec, in_shape):
-    return {}
+def _same_shape(spec, in_shape):
+    return tuple(in_shape)
 
 
-def _stateless(forward, backward, *hyper):
-    """A parameter-free layer whose forward takes ``x`` and the named hyper-parameters."""
-
-    def fwd(spec, p, x, train, rng):
-        out, cache = forward(x, *(spec[h] for h in hyper))
-        return out, cache, {}
-
-    def bwd(spec, dout, cache, need_dx):
-        return backward(dout, cache), {}
-
-    return fwd, bwd
+# -- convolution ------------------------------------------------------------------------
 
 
 def _conv_params(spec, in_shape):
-    return {"W": (spec["filters"], in_shape[0], *_kernel(spec)), "b": (spec["filters"],)}
+    filters = spec["filters"]
+    return {
+        "W": Param(shape=(filters, in_shape[0], *kernel_size(spec)), init="weight"),
+        "b": Param(shape=(filters,), init="zeros"),
+    }
+
+
+def _conv_out_shape(spec, in_shape):
+    if len(in_shape) != 3:
+        raise ValueError(f"needs images (C, H, W), got examples of shape {tuple(in_shape)}")
+    w_shape = (spec["filters"], in_shape[0], *kernel_size(spec))
+    ho, wo = conv_output_size(in_shape, w_shape, spec["stride"], spec["pad"])
+    return (spec["filters"], ho, wo)
 
 
 def _conv_forward(spec, p, x, train, rng):
-    out, cache = conv_forward(x, p["W"], p["b"], spec["stride"], spec["pad"])
+    out, cache = conv_forward(x, p["W"], p["b"], stride=spec["stride"], pad=spec["pad"])
     return out, cache, {}
 
 
 def _conv_backward(spec, dout, cache, need_dx):
-    dx, dW, db = conv_backward(dout, cache, need_dx)
+    dx, dW, db = conv_backward(dout, cache, need_dx=need_dx)
     return dx, {"W": dW, "b": db}
 
 
+CONV = LayerKind(
+    hyper={
+        "filters": whole(1),
+        "kernel": Hyper(check=_is_kernel, wanted="a whole number >= 1 or a pair of them"),
+        "stride": whole(1, default=1),
+        "pad": whole(0, default=0),
+    },
+    params=_conv_params,
+    out_shape=_conv_out_shape,
+    forward=_conv_forward,
+    backward=_conv_backward,
+    gradcheck=(
+        GradCase(
+            label="conv 3x3 s1 p1",
+            hyper={"filters": 4, "kernel": 3, "pad": 1},
+            in_shape=(2, 3, 6, 5),
+        ),
+        GradCase(
+            label="conv 3x2 s2 p2",
+            hyper={"filters": 3, "kernel": [3, 2], "stride": 2, "pad": 2},
+            in_shape=(2, 2, 7, 6),
+        ),
+    ),
+)
+
+# -- fully connected ----------------------------------------------------------------------
+
+
 def _fc_params(spec, in_shape):
+    return {
+        "W": Param(shape=(in_shape[0], spec["units"]), init="weight"),
+        "b": Param(shape=(spec["units"],), init="zeros"),
+    }
+
+
+def _fc_out_shape(spec, in_shape):
     if len(in_shape) != 1:
-        raise ValueError(f"needs a flat input (add a flatten layer before it), got {in_shape}")
-    return {"W": (in_shape[0], spec["units"]), "b": (spec["units"],)}
+        raise ValueError(
+            f"needs flat examples (D,), got {tuple(in_shape)}: put a flatten layer before it, "
+            "or, for a network of vectors such as mlp, give the vectors' input shape "
+            "(e.g. --input-shape 2)"
+        )
+    return (spec["units"],)
 
 
 def _fc_forward(spec, p, x, train, rng):
@@ -113,9 +231,32 @@ def _fc_backward(spec, dout, cache, need_dx):
     return dx, {"W": dW, "b": db}
 
 
+FC = LayerKind(
+    hyper={"units": whole(1)},
+    params=_fc_params,
+    out_shape=_fc_out_shape,
+    forward=_fc_forward,
+    backward=_fc_backward,
+    gradcheck=(GradCase(label="fc", hyper={"units": 4}, in_shape=(3, 7)),),
+)
+
+# -- batch normalization -------------------------------------------------------------------
+
+
 def _bn_params(spec, in_shape):
     c = (in_shape[0],)
-    return {"gamma": c, "beta": c, "running_mean": c, "running_var": c}
+    return {
+        "gamma": Param(shape=c, init="ones"),
+        "beta": Param(shape=c, init="zeros"),
+        "running_mean": Param(shape=c, init="zeros", trainable=False),
+        "running_var": Param(shape=c, init="ones", trainable=False),
+    }
+
+
+def _bn_out_shape(spec, in_shape):
+    if len(in_shape) not in (1, 3):
+        raise ValueError(f"needs (D,) vectors or (C, H, W) images, got {tuple(in_shape)}")
+    return tuple(in_shape)
 
 
 def _bn_forward(spec, p, x, train, rng):
@@ -126,8 +267,8 @@ def _bn_forward(spec, p, x, train, rng):
         p["running_mean"],
         p["running_var"],
         train,
-        spec["momentum"],
-        spec["eps"],
+        momentum=spec["momentum"],
+        eps=spec["eps"],
     )
     return out, cache, ({"running_mean": mean, "running_var": var} if train else {})
 
@@ -135,6 +276,29 @@ def _bn_forward(spec, p, x, train, rng):
 def _bn_backward(spec, dout, cache, need_dx):
     dx, dgamma, dbeta = batchnorm_backward(dout, cache)
     return dx, {"gamma": dgamma, "beta": dbeta}
+
+
+BATCHNORM = LayerKind(
+    hyper={
+        "momentum": fraction(default=0.9),
+        "eps": Hyper(
+            default=1e-5,
+            check=lambda v: is_real(v, 1e-12, 1, high_open=True),
+            wanted="a small positive number",
+        ),
+    },
+    params=_bn_params,
+    out_shape=_bn_out_shape,
+    forward=_bn_forward,
+    backward=_bn_backward,
+    whole_batch=True,
+    gradcheck=(
+        GradCase(label="batchnorm (N, D)", in_shape=(5, 4)),
+        GradCase(label="batchnorm (N, C, H, W)", in_shape=(3, 2, 3, 2)),
+    ),
+)
+
+# -- dropout --------------------------------------------------------------------------------
 
 
 def _dropout_forward(spec, p, x, train, rng):
@@ -146,38 +310,116 @@ def _dropout_backward(spec, dout, cache, need_dx):
     return dropout_backward(dout, cache), {}
 
 
-def _stateless_kind(forward, backward, **defaults):
-    fwd, bwd = _stateless(forward, backward, *defaults)
-    return LayerKind((), defaults, _no_params, (), fwd, bwd)
+DROPOUT = LayerKind(
+    hyper={"p": fraction()},
+    out_shape=_same_shape,
+    forward=_dropout_forward,
+    backward=_dropout_backward,
+    whole_batch=True,
+    gradcheck=(GradCase(label="dropout p=0.3", hyper={"p": 0.3}, in_shape=(4, 6)),),
+)
+
+# -- pooling --------------------------------------------------------------------------------
+
+
+def _pool_kind(name, forward, backward, cases):
+    def out_shape(spec, in_shape):
+        if len(in_shape) != 3:
+            raise ValueError(f"needs images (C, H, W), got examples of shape {tuple(in_shape)}")
+        ho, wo = pool_output_size((1, *in_shape), spec["size"], spec["stride"], name)
+        return (in_shape[0], ho, wo)
+
+    def fwd(spec, p, x, train, rng):
+        out, cache = forward(x, size=spec["size"], stride=spec["stride"])
+        return out, cache, {}
+
+    def bwd(spec, dout, cache, need_dx):
+        return backward(dout, cache), {}
+
+    return LayerKind(
+        hyper={"size": whole(1, default=2), "stride": whole(1, default=2)},
+        out_shape=out_shape,
+        forward=fwd,
+        backward=bwd,
+        gradcheck=cases,
+    )
+
+
+MAXPOOL = _pool_kind(
+    "maxpool",
+    maxpool_forward,
+    maxpool_backward,
+    (
+        GradCase(label="maxpool 2/2", in_shape=(2, 3, 6, 4), distinct=True),
+        GradCase(
+            label="maxpool 3/2",
+            hyper={"size": 3, "stride": 2},
+            in_shape=(2, 2, 7, 7),
+            distinct=True,
+        ),
+    ),
+)
+AVGPOOL = _pool_kind(
+    "avgpool",
+    avgpool_forward,
+    avgpool_backward,
+    (GradCase(label="avgpool 2/2", in_shape=(2, 3, 6, 4)),),
+)
+
+# -- parameter-free element-wise layers and flatten ------------------------------------------
+
+
+def _elementwise(
+    forward, backward, label, hyper=None, distinct=False, out_shape=_same_shape, init_rule=None
+):
+    """A kind without arrays whose forward takes ``x`` and its hyper-parameters by name."""
+    hyper = hyper or {}
+
+    def fwd(spec, p, x, train, rng):
+        out, cache = forward(x, **{name: spec[name] for name in hyper})
+        return out, cache, {}
+
+    def bwd(spec, dout, cache, need_dx):
+        return backward(dout, cache), {}
+
+    shape = (2, 3, 2, 2) if label == "flatten" else (3, 8)
+    return LayerKind(
+        hyper=hyper,
+        out_shape=out_shape,
+        forward=fwd,
+        backward=bwd,
+        gradcheck=(GradCase(label=label, in_shape=shape, distinct=distinct),),
+        init_rule=init_rule,
+    )
+
+
+def _flat_shape(spec, in_shape):
+    return (math.prod(in_shape),)
 
 
 LAYER_KINDS = {
-    "conv": LayerKind(
-        ("filters", "kernel"),
-        {"stride": 1, "pad": 0},
-        _conv_params,
-        ("W", "b"),
-        _conv_forward,
-        _conv_backward,
+    "conv": CONV,
+    "fc": FC,
+    "batchnorm": BATCHNORM,
+    "dropout": DROPOUT,
+    "maxpool": MAXPOOL,
+    "avgpool": AVGPOOL,
+    "relu": _elementwise(relu_forward, relu_backward, "relu", distinct=True, init_rule="he"),
+    "leaky_relu": _elementwise(
+        leaky_relu_forward,
+        leaky_relu_backward,
+        "leaky_relu",
+        hyper={
+            "alpha": Hyper(
+                default=0.01,
+                check=lambda v: is_real(v, 0, 1e6, high_open=True),
+                wanted="a number >= 0",
+            )
+        },
+        distinct=True,
+        init_rule="he",
     ),
-    "fc": LayerKind(("units",), {}, _fc_params, ("W", "b"), _fc_forward, _fc_backward),
-    "batchnorm": LayerKind(
-        (),
-        {"momentum": 0.9, "eps": 1e-5},
-        _bn_params,
-        ("gamma", "beta"),
-        _bn_forward,
-        _bn_backward,
-        whole_batch=True,
-    ),
-    "dropout": LayerKind(
-        ("p",), {}, _no_params, (), _dropout_forward, _dropout_backward, whole_batch=True
-    ),
-    "maxpool": _stateless_kind(maxpool_forward, maxpool_backward, size=2, stride=2),
-    "avgpool": _stateless_kind(avgpool_forward, avgpool_backward, size=2, stride=2),
-    "relu": _stateless_kind(relu_forward, relu_backward),
-    "leaky_relu": _stateless_kind(leaky_relu_forward, leaky_relu_backward, alpha=0.01),
-    "sigmoid": _stateless_kind(sigmoid_forward, sigmoid_backward),
-    "tanh": _stateless_kind(tanh_forward, tanh_backward),
-    "flatten": _stateless_kind(flatten_forward, flatten_backward),
+    "sigmoid": _elementwise(sigmoid_forward, sigmoid_backward, "sigmoid", init_rule="glorot"),
+    "tanh": _elementwise(tanh_forward, tanh_backward, "tanh", init_rule="glorot"),
+    "flatten": _elementwise(flatten_forward, flatten_backward, "flatten", out_shape=_flat_shape),
 }

@@ -1,45 +1,59 @@
-"""Thread an input shape through a blueprint, layer by layer.
+"""Thread an input shape through a blueprint: every layer's shapes, with size budgets.
 
-Each layer's output shape is found by running its own forward pass on one
-zero example, so no shape arithmetic is written twice and an impossible
-blueprint fails with the layer's own message, prefixed by the layer's name.
+Shapes come from each kind's arithmetic (model/walk.py's ``walk_shapes``), so
+no array is made: a blueprint or an input shape of absurd size is refused here,
+with the layer and the numbers, before anything is allocated.
 """
 
-from typing import NamedTuple
-
-import numpy as np
+import math
 
 from data.errors import UserError
-from model.blueprints import layer_label, validate_blueprint
-from model.layer_kinds import LAYER_KINDS
+from model.blueprints import validate_blueprint
+from model.walk import ShapeError, walk_shapes
 
-
-class LayerShapes(NamedTuple):
-    label: str  # the layer's name, or its type and position
-    spec: dict  # the layer spec, defaults filled in
-    in_shape: tuple  # one example, no batch axis
-    out_shape: tuple
-    param_shapes: dict  # {"<layer name>.<param>": shape}
+# Budgets, in numbers of values (float32: 4 bytes each).
+MAX_INPUT_VALUES = 1 << 24  # one example: 16.8 M values (a 4096x4096 picture)
+MAX_ACTIVATION_VALUES = 1 << 24  # one layer's output for one example
+MAX_PARAMETERS = 1 << 27  # the whole network: 134 M values, 512 MiB in float32
 
 
 def trace_shapes(blueprint, input_shape):
-    """A LayerShapes for every layer of ``blueprint`` fed examples of ``input_shape``.
+    """A ShapeRow (model/walk.py) for every layer of ``blueprint`` (composites' layers after their node).
 
     input_shape: (C, H, W) for images, (D,) for vectors (no batch axis).
-    Raises UserError naming the layer and the shapes when a layer cannot take its input.
+    Raises UserError naming the layer and the shapes when a layer cannot take its
+    input, and naming the numbers when a size is over its budget.
     """
-    shape, rows = tuple(int(s) for s in input_shape), []
-    for i, spec in enumerate(validate_blueprint(blueprint)):
-        kind, label = LAYER_KINDS[spec["type"]], layer_label(spec, i)
-        try:
-            local_shapes = kind.params(spec, shape)
-            trial = {k: np.ones(s, dtype=np.float32) for k, s in local_shapes.items()}
-            out, _, _ = kind.forward(spec, trial, np.zeros((1, *shape), np.float32), False, None)
-        except (ValueError, IndexError) as e:
+    blueprint = validate_blueprint(blueprint)
+    shape = tuple(int(s) for s in input_shape)
+    if not shape or min(shape) < 1:
+        raise UserError(f"an input shape must be positive whole numbers, got {shape}")
+    if math.prod(shape) > MAX_INPUT_VALUES:
+        raise UserError(
+            f"input shape {_x(shape)} has {math.prod(shape):,} values per example; "
+            f"the limit is {MAX_INPUT_VALUES:,}"
+        )
+    try:
+        rows = walk_shapes(blueprint, shape)
+    except ShapeError as err:
+        raise UserError(str(err)) from None
+    total = 0
+    for row in rows:
+        if math.prod(row.out_shape) > MAX_ACTIVATION_VALUES:
             raise UserError(
-                f"layer {label} ({spec['type']}) cannot take input of shape {shape}: {e}"
-            ) from None
-        param_shapes = {f"{spec['name']}.{k}": s for k, s in local_shapes.items()}
-        rows.append(LayerShapes(label, spec, shape, out.shape[1:], param_shapes))
-        shape = out.shape[1:]
+                f"layer {row.label} ({row.spec['type']}) outputs {_x(row.out_shape)} = "
+                f"{math.prod(row.out_shape):,} values per example; the limit is "
+                f"{MAX_ACTIVATION_VALUES:,}"
+            )
+        count = sum(math.prod(p.shape) for p in row.params.values())
+        total += count
+        if total > MAX_PARAMETERS:
+            raise UserError(
+                f"layer {row.label} ({row.spec['type']}) brings the parameter count to "
+                f"{total:,} ({count:,} its own); the limit is {MAX_PARAMETERS:,}"
+            )
     return rows
+
+
+def _x(shape):
+    return "x".join(map(str, shape))

@@ -1,6 +1,6 @@
 """Run a network's layers on shards of the batch, one worker thread per shard.
 
-The forward and backward passes split each batch into as many shards as there
+The forward and backward passes (model/forward.py, model/backward.py) split each batch into as many shards as there
 are worker threads (``set_threads``; default: every core) and send each shard
 through a run of layers on its own thread: data parallelism inside one process.
 NumPy releases the GIL inside its heavy operations (matrix products, array
@@ -15,11 +15,15 @@ two levels of threading do not fight over the cores.
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from itertools import pairwise
+from typing import NamedTuple
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 
 from data.checks import check_whole
+from model.walk import walk_backward, walk_forward, whole_batch
 
 _threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 _pool = None
@@ -58,3 +62,82 @@ def map_shards(task, shards):
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=_threads, thread_name_prefix="shard")
     return list(_pool.map(task, shards))
+
+
+# -- the sharded walk ---------------------------------------------------------------------------
+
+
+class Segment(NamedTuple):
+    start: int  # blueprint index of its first layer (0: its input is the data)
+    specs: list  # its layers
+    bounds: list  # [(lo, hi), ...]: the shards of the batch it ran on
+    caches: list  # caches[s]: shard s's caches, one per layer (None when not kept)
+
+
+class ForwardCaches(NamedTuple):
+    segments: list  # the Segments, in blueprint order
+    running_stats: dict  # training mode: the new batch-norm running statistics,
+    # {"bn1.running_mean": ..., "bn1.running_var": ...}, for the training loop to merge
+
+
+def segment_ranges(blueprint, train):
+    """``[(start, stop, whole_batch), ...]`` covering the blueprint in order.
+
+    In training, each layer that must see the whole batch (or holds one that
+    must) is a segment of its own (``whole_batch`` True); the layers between
+    them form sharded segments. In inference every layer works example by
+    example: one sharded segment.
+    """
+    ranges, start = [], 0
+    for i, spec in enumerate(blueprint):
+        if train and whole_batch(spec):
+            if start < i:
+                ranges.append((start, i, False))
+            ranges.append((i, i + 1, True))
+            start = i + 1
+    if start < len(blueprint):
+        ranges.append((start, len(blueprint), False))
+    return ranges
+
+
+def sharded_forward(params, x, blueprint, train, rng, keep_caches):
+    """walk_forward of a validated blueprint, each segment on shards of the batch.
+
+    Returns the output and ForwardCaches(segments, running_stats).
+    """
+    segments, running_stats = [], {}
+    for start, stop, whole in segment_ranges(blueprint, train):
+        specs = blueprint[start:stop]
+        bounds = [(0, len(x))] if whole else shard_bounds(len(x))
+        walk = partial(_forward_shard, params, x, specs, train, rng, keep_caches)
+        results = map_shards(walk, bounds)
+        x = results[0][0] if len(results) == 1 else np.concatenate([out for out, _, _ in results])
+        segments.append(Segment(start, specs, bounds, [caches for _, caches, _ in results]))
+        for _, _, stats in results:
+            running_stats.update(stats)
+    return x, ForwardCaches(segments, running_stats)
+
+
+def sharded_backward(dout, caches):
+    """walk_backward through ForwardCaches, each segment on the shards it ran on.
+
+    Returns {"<layer name>.<param>": gradient}, the shards' gradients summed in shard order.
+    """
+    grads = {}
+    for segment in reversed(caches.segments):
+        results = map_shards(partial(_backward_shard, dout, segment), range(len(segment.bounds)))
+        dxs = [dx for dx, _ in results]
+        dout = dxs[0] if len(dxs) == 1 or dxs[0] is None else np.concatenate(dxs)
+        for key in results[0][1]:
+            grads[key] = sum(shard_grads[key] for _, shard_grads in results)
+    return grads
+
+
+def _forward_shard(params, x, specs, train, rng, keep_caches, shard):
+    lo, hi = shard
+    return walk_forward(params, x[lo:hi], specs, train, rng, keep_caches)
+
+
+def _backward_shard(dout, segment, s):
+    lo, hi = segment.bounds[s]
+    return walk_backward(dout[lo:hi], segment.caches[s], segment.specs, need_dx=segment.start > 0)

@@ -1,20 +1,27 @@
 """A blueprint as a table a person can read: layer, output shape, parameter count."""
 
-import numpy as np
+import math
+
 import pandas as pd
 
 from model.shapes import trace_shapes
 
 
 def summary_table(blueprint, input_shape):
-    """DataFrame with columns layer, type, output shape, params (one row per layer)."""
+    """DataFrame with columns layer, type, output shape, params (one row per layer).
+
+    The layers inside a residual node follow it, indented by two spaces per
+    level; a shortcut's layers say so in the type column.
+    """
     rows = trace_shapes(blueprint, input_shape)
     return pd.DataFrame(
         {
-            "layer": [r.label for r in rows],
-            "type": [r.spec["type"] for r in rows],
+            "layer": ["  " * r.depth + r.label for r in rows],
+            "type": [
+                r.spec["type"] + (" (shortcut)" if r.branch == "shortcut" else "") for r in rows
+            ],
             "output shape": ["x".join(map(str, r.out_shape)) for r in rows],
-            "params": [sum(int(np.prod(s)) for s in r.param_shapes.values()) for r in rows],
+            "params": [sum(math.prod(p.shape) for p in r.params.values()) for r in rows],
         }
     )
 
@@ -24,4 +31,6 @@ def format_summary(blueprint, input_shape, title=""):
     table = summary_table(blueprint, input_shape)
     total = int(table["params"].sum())
     head = f"{title}  input {'x'.join(map(str, input_shape))}\n" if title else ""
-    return f"{head}{table.to_string(index=False)}\ntotal parameters: {total:,}"
+    table["layer"] = table["layer"].str.ljust(table["layer"].str.len().max())  # left-aligned
+    text = table.to_string(index=False)
+    return f"{head}{text}\ntotal parameters: {total:,}"

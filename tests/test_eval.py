@@ -51,7 +51,7 @@ def test_accuracy_counts_hits():
     [([0, 1, 2], [0, 1]), ([0.0, 1.0], [0, 1]), ([], []), ([[0, 1]], [[0, 1]])],
 )
 def test_accuracy_rejects_bad_labels(y_true, y_pred):
-    with pytest.raises(UserError, match="y_true"):
+    with pytest.raises(ValueError, match="y_true"):
         accuracy(y_true, y_pred)
 
 
@@ -124,7 +124,7 @@ def test_most_confused_pairs_sorted_and_zeros_dropped():
 
 
 def test_most_confused_pairs_rejects_wrong_shape():
-    with pytest.raises(UserError, match="3 class names"):
+    with pytest.raises(ValueError, match="3 class names"):
         most_confused_pairs(np.zeros((2, 2), dtype=int), ["a", "b", "c"])
 
 
@@ -147,5 +147,5 @@ def test_top_k_orders_classes_by_probability():
     np.testing.assert_array_equal(classes, [[1, 2], [0, 2], [0, 1]])  # tie -> lower index
     np.testing.assert_array_equal(top, np.float32([[0.6, 0.3], [0.5, 0.3], [0.4, 0.4]]))
     assert classes.dtype == np.int64 and top.dtype == np.float32
-    with pytest.raises(UserError, match="k=4"):
+    with pytest.raises(ValueError, match="k=4"):
         top_k(probs, k=4)

@@ -7,7 +7,6 @@ import pytest
 
 from core.gradcheck import numerical_gradient, rel_error
 from core.loss import mse, softmax_cross_entropy
-from data.errors import UserError
 
 
 def numerical_loss_gradient(loss_fn, x, *args):
@@ -71,8 +70,8 @@ def test_cross_entropy_float32_stays_float32():
         ((2, 4), [0.0, 1.0], "integers"),
     ],
 )
-def test_cross_entropy_bad_labels_raise_user_error(scores_shape, y, match):
-    with pytest.raises(UserError, match=match):
+def test_cross_entropy_bad_labels_raise_value_error(scores_shape, y, match):
+    with pytest.raises(ValueError, match=match):
         softmax_cross_entropy(np.zeros(scores_shape), np.array(y))
 
 
@@ -96,6 +95,6 @@ def test_mse_float32_stays_float32():
     np.testing.assert_allclose(dpred, 2 / 6)
 
 
-def test_mse_shape_mismatch_raises_user_error():
-    with pytest.raises(UserError, match=r"\(2, 3\).*\(3, 2\)"):
+def test_mse_shape_mismatch_raises_value_error():
+    with pytest.raises(ValueError, match=r"\(2, 3\).*\(3, 2\)"):
         mse(np.zeros((2, 3)), np.zeros((3, 2)))

@@ -17,10 +17,10 @@ from data.errors import UserError
 from layers import conv_forward
 from model.backward import backward
 from model.blueprints import PRESETS, load_blueprint, minivgg, validate_blueprint
-from model.forward import forward, segment_ranges
+from model.forward import forward
 from model.initialize_parameters import initialize_parameters, trainable_keys
 from model.shapes import trace_shapes
-from model.shards import get_threads, set_threads, shard_bounds
+from model.shards import get_threads, segment_ranges, set_threads, shard_bounds
 from model.summary import format_summary, summary_table
 
 MNIST = Path(__file__).resolve().parents[1] / "data" / "mnist"
@@ -57,7 +57,7 @@ def test_preset_validates_traces_initializes_and_summarizes(name):
     for key, array in params.items():
         assert array.dtype == np.float32, key
         assert array.shape == tuple(param_shapes[key]), key
-    assert set(trainable_keys(blueprint)) <= params.keys()
+    assert set(trainable_keys(blueprint, preset_input(name))) <= params.keys()
 
     table = summary_table(blueprint, preset_input(name))
     assert list(table["layer"]) == [row.label for row in rows]
@@ -160,7 +160,7 @@ def test_whole_network_gradients_match_finite_differences(name, input_shape, bat
     _, dscores = softmax_cross_entropy(scores, y)
     grads = backward(dscores, caches, blueprint)
     cancelled = biases_before_batchnorm(blueprint)
-    for key in trainable_keys(blueprint):
+    for key in trainable_keys(blueprint, input_shape):
         size = params[key].size
         # every entry of small arrays; 30 random entries of big ones (fc5.W, conv4.W, ...)
         indices = np.arange(size) if size <= 40 else rng.choice(size, 30, replace=False)
@@ -192,7 +192,7 @@ def test_backward_returns_exactly_the_trainable_gradients(name):
     n_classes = blueprint[-1]["units"]
     _, dscores = softmax_cross_entropy(scores, rng.integers(0, n_classes, 2))
     grads = backward(dscores, caches, blueprint)
-    assert sorted(grads) == sorted(trainable_keys(blueprint))
+    assert sorted(grads) == sorted(trainable_keys(blueprint, input_shape))
     assert not [key for key in grads if "running" in key]
     for key, grad in grads.items():
         assert grad.shape == params[key].shape and grad.dtype == np.float32, key
@@ -439,7 +439,7 @@ def conv(name="c1", **hyper):
 POOL = {"type": "maxpool", "size": 2, "stride": 2}
 
 BAD_BLUEPRINTS = {
-    "unknown-type": ([{"type": "relu"}, {"type": "relux"}], ["relux1", "'relux'"]),
+    "unknown-type": ([{"type": "relu"}, {"type": "relux"}], ["layer 1", "'relux'"]),
     "missing-key": ([{"type": "conv", "name": "c1", "kernel": 3}], ["c1", "filters"]),
     "unknown-key": (
         [{"type": "conv", "name": "c1", "filter": 4, "kernel": 3}],
@@ -450,8 +450,8 @@ BAD_BLUEPRINTS = {
         [{"type": "relu"}, {"type": "conv", "filters": 4, "kernel": 3}],
         ["layer 1 (conv)", "name"],
     ),
-    # 8 -> 4 -> 2 -> 1, and the fourth pool (index 3) cannot take a 1x1 map
-    "pool-below-1-pixel": ([POOL, POOL, POOL, POOL], ["maxpool3", "(1, 1, 1)", "1x1"]),
+    # 8 -> 4 -> 2 -> 1, and the fourth pool cannot take a 1x1 map
+    "pool-below-1-pixel": ([POOL, POOL, POOL, POOL], ["maxpool4", "(1, 1, 1)", "1x1"]),
     "fc-without-flatten": (
         [conv(), {"type": "fc", "name": "f1", "units": 3}],
         ["f1", "(4, 6, 6)", "flatten"],

@@ -328,7 +328,7 @@ def test_save_refuses_nan_and_other_suffixes(tmp_path, params, blueprint, meta):
 def test_check_params_refuses_reserved_layer_names(params):
     blueprint = [{"type": "fc", "name": "__meta", "units": 3}]
     # validate_blueprint refuses such names, so no parameter key can collide with "__meta__"
-    with pytest.raises(UserError, match="m.npz: layer __meta: 'name' must be"):
+    with pytest.raises(UserError, match=r"m.npz: layer 0 \(fc\): 'name' must be.*'__meta'"):
         check_params({}, blueprint, MLP_SHAPE, "m.npz")
 
 

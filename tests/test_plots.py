@@ -118,7 +118,7 @@ def test_plot_confusion_matrix_normalized_rows_and_given_ax():
     fig, ax = plt.subplots()
     assert plot_confusion_matrix(cm, ["cat", "dog"], ax=ax, normalize=True) is fig
     assert [t.get_text() for t in ax.texts] == ["75.0", "25.0", "0.0", "0.0"]
-    with pytest.raises(UserError, match="3 class names"):
+    with pytest.raises(ValueError, match="3 class names"):
         plot_confusion_matrix(cm, ["a", "b", "c"])
 
 
@@ -203,7 +203,7 @@ def test_plot_feature_maps_one_row_per_layer():
     assert sum(len(ax.images) for ax in fig.axes) == 8 + 3 + 1  # the bar chart has no image
     assert len(fig.axes[11].patches) == 10
     assert fig.axes[0].get_ylabel().startswith("conv1")
-    with pytest.raises(UserError, match="'bad'"):
+    with pytest.raises(ValueError, match="'bad'"):
         plot_feature_maps([("bad", np.zeros((2, 3)))])
 
 
@@ -241,6 +241,6 @@ def test_save_figure_writes_png_atomically_and_closes(tmp_path, history):
 
 def test_save_figure_rejects_other_formats(tmp_path):
     fig, _ = plt.subplots()
-    with pytest.raises(UserError, match=r"\.png"):
+    with pytest.raises(ValueError, match=r"\.png"):
         save_figure(fig, tmp_path / "plot.jpg")
     assert list(tmp_path.iterdir()) == []
