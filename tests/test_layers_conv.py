@@ -319,3 +319,18 @@ def test_impossible_groups_raise_with_the_numbers(forward, x_shape, w_shape, gro
         forward(x, W, b, 1, 1, groups=groups)
     for number in numbers:
         assert number in str(info.value)
+
+
+def test_grouped_non_contiguous_inputs_equal_loop_reference():
+    rng = np.random.default_rng(18)
+    x = rng.standard_normal((2, 6, 5, 4)).transpose(0, 3, 1, 2)  # (2, 4, 6, 5), transposed
+    W = rng.standard_normal((8, 2, 3, 6))[..., ::2]  # (8, 2, 3, 3), every other column
+    b = rng.standard_normal(16)[::2]
+    assert not x.flags.c_contiguous and not W.flags.c_contiguous
+    out, cache = conv_forward(x, W, b, 2, 1, groups=2)
+    out_naive, cache_naive = conv_forward_naive(x, W, b, 2, 1, groups=2)
+    dout = rng.standard_normal(out.shape)
+    fast = (out, *conv_backward(dout, cache))
+    naive = (out_naive, *conv_backward_naive(dout, cache_naive))
+    for a, a_naive in zip(fast, naive, strict=True):
+        assert np.abs(a - a_naive).max() < 1e-10
