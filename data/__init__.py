@@ -4,7 +4,15 @@ Every loader returns a ``Dataset`` (images uint8 (N, C, H, W), labels int64 (N,)
 ``load_dataset(name)`` reaches them all by name (``DATASETS``).
 """
 
-from data.augment import affine_warp, bilinear_sample, elastic_distortion, random_affine
+from data.augment import (
+    affine_warp,
+    bilinear_sample,
+    elastic_distortion,
+    random_affine,
+    random_crop,
+    random_erasing,
+    random_flip,
+)
 from data.batches import iterate_minibatches
 from data.cifar10 import load_cifar10, read_cifar10_archive
 from data.dataset import Dataset
@@ -36,6 +44,9 @@ __all__ = [
     "make_spiral",
     "normalize",
     "random_affine",
+    "random_crop",
+    "random_erasing",
+    "random_flip",
     "read_cifar10_archive",
     "read_idx",
     "stratified_split",

@@ -1,6 +1,11 @@
 """Data augmentation: pure, vectorized functions of (images, rng) on float (N, C, H, W) batches.
 
-Each output pixel reads the input at a source position computed for it (the inverse
+Natural images (CIFAR-10 style): ``random_crop`` (pad, then a random crop back to H x W),
+``random_flip`` (left-right mirror) and ``random_erasing`` (cutout: a random rectangle set
+to ``fill``). Each draws one row of random numbers per image and builds its result from
+index arrays or masks over the whole batch at once, never a loop over images.
+
+Warps (digits): ``random_affine`` and ``elastic_distortion``. Each output pixel reads the input at a source position computed for it (the inverse
 map), with bilinear interpolation; positions outside the image read ``fill``. All
 images of a batch are warped at once: coordinates are (N, H, W) arrays and the
 four neighbours are gathered with one fancy index each.
@@ -9,9 +14,15 @@ Coordinates: x is the column (to the right), y the row (downwards); the centre o
 rotation and scaling is the image centre ((W - 1) / 2, (H - 1) / 2).
 """
 
-import numpy as np
+import math
 
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from data.checks import check_real, check_whole
 from data.errors import UserError
+
+_ERASING_ATTEMPTS = 10  # rectangles tried per image before giving up, as in torchvision
 
 
 def random_affine(
@@ -109,9 +120,7 @@ def bilinear_sample(images, src_y, src_x, fill=0.0):
     """
     n, c, h, w = images.shape
     dtype = images.dtype
-    fill = np.asarray(fill, dtype)
-    if fill.size not in (1, c):
-        raise UserError(f"fill must be one value or one per channel ({c}), got shape {fill.shape}")
+    fill = _fill_values(fill, c, dtype)
     # A border of fill, one pixel before and two after: positions clipped to [-1, H]
     # (and [-1, W]) and their +1 neighbours then all lie inside the padded image, and
     # positions further out than one pixel read fill alone.
@@ -133,6 +142,116 @@ def bilinear_sample(images, src_y, src_x, fill=0.0):
     top = v00 + wx * (v01 - v00)
     bottom = v10 + wx * (v11 - v10)
     return (top + wy * (bottom - top)).reshape(n, c, *src_y.shape[1:])
+
+
+def random_crop(images, rng, pad=4, fill=0.0):
+    """Pad each image by ``pad`` pixels of ``fill``, then crop a random H x W window of it.
+
+    Equivalently, shift each image by its own integers (dy, dx), each uniform in
+    [-pad, pad], filling what is uncovered.
+
+    images: float (N, C, H, W).
+    rng:    np.random.Generator; draws (N, 2) integers, one row (top, left) per image.
+    pad:    whole number >= 0; 0 returns a copy of ``images``.
+    fill:   float or (C,) array, the value of the padding (pass the normalized value of
+            a black pixel).
+    Returns an array shaped and typed like ``images``.
+    """
+    pad = check_whole("random_crop: pad", pad, minimum=0)
+    n = _check_images(images)
+    _, c, h, w = images.shape
+    fill = _fill_values(fill, c, images.dtype)
+    padded = np.empty((n, c, h + 2 * pad, w + 2 * pad), dtype=images.dtype)
+    padded[...] = fill.reshape(-1, 1, 1)
+    padded[:, :, pad : pad + h, pad : pad + w] = images
+    top, left = rng.integers(0, 2 * pad + 1, (n, 2)).T
+    # windows[n, c, i, j] is the H x W crop whose top-left corner is (i, j): a view, no copy.
+    windows = sliding_window_view(padded, (h, w), axis=(2, 3))  # (N, C, 2p+1, 2p+1, H, W)
+    return windows[np.arange(n), :, top, left]  # (N, C, H, W): one gather for the batch
+
+
+def random_flip(images, rng, p=0.5):
+    """Mirror each image left-right with probability ``p``.
+
+    images: float (N, C, H, W).
+    rng:    np.random.Generator; draws N uniforms, one per image.
+    p:      number in [0, 1]; 0 returns a copy of ``images``, 1 flips them all.
+    Returns an array shaped and typed like ``images``.
+    """
+    p = check_real("random_flip: p", p, 0, 1)
+    n = _check_images(images)
+    flip = rng.random(n) < p
+    return np.where(flip[:, None, None, None], images[..., ::-1], images)
+
+
+def random_erasing(images, rng, p=0.5, scale=(0.02, 0.2), ratio=(0.3, 3.3), fill=0.0):
+    """Random erasing (cutout): with probability ``p`` set a random rectangle of an image to fill.
+
+    As in Zhong et al. (2017) and torchvision: the rectangle's area is a fraction of the
+    image uniform in ``scale``, its aspect ratio (height / width) log-uniform in ``ratio``,
+    its position uniform among those where it fits. Sides are rounded to whole pixels; of
+    _ERASING_ATTEMPTS candidates per image the first that fits the image and whose rounded
+    area still lies in ``scale`` is used, and an image none of whose candidates fit is
+    left as it is.
+
+    images: float (N, C, H, W).
+    rng:    np.random.Generator; draws the same numbers whatever ``p`` is, one row per image.
+    p:      number in [0, 1], the probability that an image is erased.
+    scale:  (low, high), 0 < low <= high <= 1, the erased fraction of the image's area.
+    ratio:  (low, high), 0 < low <= high, the rectangle's height / width.
+    fill:   float or (C,) array, the erased pixels' value (the normalized black pixel, or 0
+            for the mean).
+    Returns an array shaped and typed like ``images``; all channels share the rectangle.
+    """
+    p = check_real("random_erasing: p", p, 0, 1)
+    scale_low, scale_high = _check_range("random_erasing: scale", scale, high=1.0)
+    ratio_low, ratio_high = _check_range("random_erasing: ratio", ratio)
+    n = _check_images(images)
+    _, c, h, w = images.shape
+    fill = _fill_values(fill, c, images.dtype)
+    k = _ERASING_ATTEMPTS
+    erase = rng.random(n) < p
+    area = rng.uniform(scale_low, scale_high, (n, k)) * (h * w)
+    aspect = np.exp(rng.uniform(math.log(ratio_low), math.log(ratio_high), (n, k)))
+    where = rng.random((n, 2))  # (top, left) as fractions of the free room
+    heights = np.rint(np.sqrt(area * aspect)).astype(np.intp)  # (N, k) candidates
+    widths = np.rint(np.sqrt(area / aspect)).astype(np.intp)
+    erased = heights * widths
+    fits = (heights >= 1) & (heights <= h) & (widths >= 1) & (widths <= w)
+    fits &= (erased >= scale_low * h * w) & (erased <= scale_high * h * w)
+    first = fits.argmax(axis=1)  # the first candidate that fits (0 when none does)
+    rows = np.arange(n)
+    active = erase & fits[rows, first]
+    eh = np.where(active, heights[rows, first], 0)  # an empty rectangle when not erased
+    ew = np.where(active, widths[rows, first], 0)
+    top = (where[:, 0] * (h - eh + 1)).astype(np.intp)  # uniform in [0, h - eh]
+    left = (where[:, 1] * (w - ew + 1)).astype(np.intp)
+    y = np.arange(h)[None, :, None]
+    x = np.arange(w)[None, None, :]
+    inside = (y >= top[:, None, None]) & (y < (top + eh)[:, None, None])
+    inside = inside & (x >= left[:, None, None]) & (x < (left + ew)[:, None, None])  # (N, H, W)
+    return np.where(inside[:, None], fill.reshape(1, -1, 1, 1), images)
+
+
+def _check_range(name, pair, high=math.inf):
+    """``(low, high)`` as floats with 0 < low <= high <= ``high``, or a UserError naming it."""
+    try:
+        low_value, high_value = pair
+    except (TypeError, ValueError):
+        raise UserError(f"{name} must be a pair (low, high), got {pair!r}") from None
+    low_value = check_real(f"{name}[0]", low_value, 0, high)
+    high_value = check_real(f"{name}[1]", high_value, 0, high)
+    if not 0 < low_value <= high_value:
+        raise UserError(f"{name} must satisfy 0 < low <= high, got {pair!r}")
+    return low_value, high_value
+
+
+def _fill_values(fill, c, dtype):
+    """``fill`` as a ``dtype`` array of 1 or ``c`` values, or a UserError."""
+    fill = np.asarray(fill, dtype)
+    if fill.size not in (1, c):
+        raise UserError(f"fill must be one value or one per channel ({c}), got shape {fill.shape}")
+    return fill
 
 
 def _gaussian_matrix(size, sigma, dtype):

@@ -20,6 +20,7 @@ from layers.conv_naive import conv_backward_naive, conv_forward_naive
 from layers.dropout import dropout_backward, dropout_forward
 from layers.fc import fc_backward, fc_forward
 from layers.flatten import flatten_backward, flatten_forward
+from layers.global_avgpool import global_avgpool_backward, global_avgpool_forward
 from layers.pool import (
     avgpool_backward,
     avgpool_backward_naive,
@@ -48,6 +49,8 @@ __all__ = [
     "fc_forward",
     "flatten_backward",
     "flatten_forward",
+    "global_avgpool_backward",
+    "global_avgpool_forward",
     "leaky_relu_backward",
     "leaky_relu_forward",
     "maxpool_backward",

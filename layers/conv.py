@@ -22,7 +22,20 @@ How it is fast:
   the other; the model runs shards of the batch on worker threads
   (model/shards.py). ``cols`` is rebuilt in the backward pass rather than kept,
   so memory stays small at any batch size.
+
+Grouped convolution (``groups = g``, PyTorch's meaning): the C input channels and
+the F filters are cut into g consecutive groups; filter f of group k sees only the
+C/g channels of group k, so W is (F, C/g, KH, KW). ``groups == 1`` is the code
+above, untouched. ``groups > 1`` reuses the same im2col, its rows regrouped
+(n, g, C/g*KH*KW, P), times W regrouped (g, F/g, C/g*KH*KW): one batched matrix
+product per chunk, forward and for both gradients; depthwise (groups == C) is the
+case C/g == 1. Measured against the alternative for depthwise (a strided
+multiply-add on the padded input per kernel offset, chunked the same way), the
+batched product was 2-4x faster forward and about as fast backward (the per-offset
+passes over memory cost more than BLAS's tiny products).
 """
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -39,10 +52,11 @@ def chunk_bounds(n_items, bytes_per_example):
     return [(lo, min(lo + chunk, n_items)) for lo in range(0, n_items, chunk)]
 
 
-def conv_output_size(in_shape, w_shape, stride, pad):
+def conv_output_size(in_shape, w_shape, stride, pad, groups=1):
     """``(Ho, Wo)`` of a convolution, or a ValueError saying why it is impossible.
 
-    in_shape: (N, C, H, W) or (C, H, W); w_shape: (F, C, KH, KW).
+    in_shape: (N, C, H, W) or (C, H, W); w_shape: (F, C/groups, KH, KW);
+    groups: int >= 1 dividing both C and F.
     """
     if len(in_shape) not in (3, 4) or len(w_shape) != 4:
         raise ValueError(
@@ -55,7 +69,9 @@ def conv_output_size(in_shape, w_shape, stride, pad):
         raise ValueError(
             f"convolution needs stride >= 1 and pad >= 0, got stride={stride} pad={pad}"
         )
-    if C != WC:
+    if groups != 1:
+        _check_groups(C, F, WC, groups, w_shape)
+    elif C != WC:
         raise ValueError(
             f"convolution: input has {C} channels but the weights {tuple(w_shape)} expect {WC}"
         )
@@ -66,6 +82,22 @@ def conv_output_size(in_shape, w_shape, stride, pad):
             f"(output would be {Ho}x{Wo})"
         )
     return Ho, Wo
+
+
+def _check_groups(C, F, WC, groups, w_shape):
+    """Raise a ValueError naming groups, C and F unless W (F, C/groups, KH, KW) fits C channels."""
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"convolution: groups must be a whole number >= 1, got groups={groups!r}")
+    if C % groups or F % groups:
+        raise ValueError(
+            f"convolution: groups={groups} must divide both the {C} input channels and "
+            f"the {F} filters"
+        )
+    if WC * groups != C:
+        raise ValueError(
+            f"convolution with groups={groups}: input has {C} channels, so the weights need "
+            f"{C // groups} channels per group, but the weights {tuple(w_shape)} have {WC}"
+        )
 
 
 def flat_padded(x, top, bottom, left, right, step=1):
@@ -106,17 +138,23 @@ def im2col(xf, KH, KW, stride, Ho, Wp):
     return windows.reshape(n, C * KH * KW, P)
 
 
-def conv_forward(x, W, b, stride=1, pad=0):
+def conv_forward(x, W, b, stride=1, pad=0, groups=1):
     """Convolution forward.
 
-    x: (N, C, H, W) input; W: (F, C, KH, KW) filters; b: (F,) biases.
+    x: (N, C, H, W) input; W: (F, C/groups, KH, KW) filters; b: (F,) biases.
     stride, pad: ints (the same vertically and horizontally).
-    Returns out (N, F, Ho, Wo) in x's dtype and cache = (xf, x_shape, W, stride, pad)
-    where xf (N, C, L) is the zero-padded input with its rows flattened (see flat_padded).
+    groups: int dividing C and F; filter f sees input channels
+    [k*C/g, (k+1)*C/g) where k = f // (F/g). groups == C is a depthwise convolution.
+    Returns out (N, F, Ho, Wo) in x's dtype and a cache. With groups == 1 the cache is
+    the tuple (xf, x_shape, W, stride, pad), where xf (N, C, L) is the zero-padded input
+    with its rows flattened (see flat_padded); with groups > 1 it is a GroupedConvCache
+    holding the same five fields and ``groups``.
     """
     N, C, H, Wd = x.shape
     F, _, KH, KW = W.shape
-    Ho, Wo = conv_output_size(x.shape, W.shape, stride, pad)
+    Ho, Wo = conv_output_size(x.shape, W.shape, stride, pad, groups)
+    if groups != 1:
+        return _grouped_forward(x, W, b, stride, pad, groups, Ho, Wo)
     Wp = Wd + 2 * pad
     xf = flat_padded(x, pad, pad + stride, pad, pad)
     W2 = W.reshape(F, C * KH * KW)
@@ -136,8 +174,10 @@ def conv_backward(dout, cache, need_dx=True):
     dout: (N, F, Ho, Wo) upstream gradient; cache: from conv_forward.
     need_dx: False skips dx (None is returned), e.g. for a network's first layer,
     whose input is the data.
-    Returns dx (N, C, H, W), dW (F, C, KH, KW), db (F,).
+    Returns dx (N, C, H, W), dW (F, C/groups, KH, KW), db (F,).
     """
+    if isinstance(cache, GroupedConvCache):
+        return _grouped_backward(dout, cache, need_dx)
     xf, (N, C, H, Wd), W, stride, pad = cache
     F, _, KH, KW = W.shape
     Ho, Wo = dout.shape[2:]
@@ -179,4 +219,79 @@ def conv_backward(dout, cache, need_dx=True):
         .astype(dout.dtype, copy=False)
     )
     db = dout.sum(axis=(0, 2, 3))
+    return dx, dW, db
+
+
+class GroupedConvCache(NamedTuple):
+    """What conv_backward needs of a conv_forward with groups > 1.
+
+    xf:      (N, C, (Hp + stride) * Wp) padded input, rows flattened (flat_padded), where
+             Hp = H + 2*pad and Wp = W + 2*pad; the ``stride`` extra rows are zeros.
+    x_shape: (N, C, H, W).
+    W:       (F, C/groups, KH, KW) filters.
+    stride, pad, groups: ints.
+    """
+
+    xf: np.ndarray
+    x_shape: tuple
+    W: np.ndarray
+    stride: int
+    pad: int
+    groups: int
+
+
+def _grouped_forward(x, W, b, stride, pad, groups, Ho, Wo):
+    """conv_forward for groups > 1 (shapes already checked): out (N, F, Ho, Wo), cache."""
+    N, C, H, Wd = x.shape
+    F, Cg, KH, KW = W.shape
+    Wp = Wd + 2 * pad
+    xf = flat_padded(x, pad, pad + stride, pad, pad)
+    cache = GroupedConvCache(xf, x.shape, W, stride, pad, groups)
+    out = np.empty((N, F, Ho, Wo), dtype=x.dtype)
+    Wg = W.reshape(groups, F // groups, Cg * KH * KW)
+    b3 = b.reshape(1, F, 1, 1)
+    for lo, hi in chunk_bounds(N, C * KH * KW * Ho * Wp * x.itemsize):
+        # im2col rows are ordered (c, ki, kj) with c outermost: group k's rows are one block
+        cols = im2col(xf[lo:hi], KH, KW, stride, Ho, Wp)
+        cols = cols.reshape(hi - lo, groups, Cg * KH * KW, Ho * Wp)
+        wide = np.matmul(Wg, cols).reshape(hi - lo, F, Ho, Wp)
+        np.add(wide[..., :Wo], b3, out=out[lo:hi])
+    return out, cache
+
+
+def _grouped_backward(dout, cache, need_dx):
+    """conv_backward for groups > 1: dx (N, C, H, W) or None, dW (F, C/g, KH, KW), db (F,)."""
+    xf, (N, C, H, Wd), W, stride, pad, groups = cache
+    F, Cg, KH, KW = W.shape
+    Ho, Wo = dout.shape[2:]
+    Hp, Wp = H + 2 * pad, Wd + 2 * pad
+    db = dout.sum(axis=(0, 2, 3))
+    # The same two correlations as the groups == 1 backward, each one batched over groups.
+    Fg = F // groups
+    W_flipped = (
+        W[:, :, ::-1, ::-1]
+        .reshape(groups, Fg, Cg, KH, KW)
+        .transpose(0, 2, 1, 3, 4)
+        .reshape(groups, Cg, Fg * KH * KW)
+    )
+    spread_h, spread_w = (Ho - 1) * stride + 1, (Wo - 1) * stride + 1
+    top, left = KH - 1, KW - 1
+    right = Wp - left - spread_w
+    bottom = Hp + 1 - spread_h
+    dx = np.empty((N, C, H, Wd), dtype=dout.dtype) if need_dx else None
+    dW_t = np.zeros((groups, Cg * KH * KW, Fg), dtype=dout.dtype)  # (group, (c, ki, kj), f)
+    for lo, hi in chunk_bounds(N, C * KH * KW * Ho * Wp * dout.itemsize):
+        n = hi - lo
+        d = np.zeros((n, F, Ho, Wp), dtype=dout.dtype)  # dout in the forward's wide layout
+        d[..., :Wo] = dout[lo:hi]
+        d = d.reshape(n, groups, Fg, Ho * Wp)
+        cols = im2col(xf[lo:hi], KH, KW, stride, Ho, Wp)
+        cols = cols.reshape(n, groups, Cg * KH * KW, Ho * Wp)
+        dW_t += np.matmul(cols, d.transpose(0, 1, 3, 2)).sum(axis=0)
+        if need_dx:
+            df = flat_padded(dout[lo:hi], top, bottom, left, right, step=stride)
+            dcols = im2col(df, KH, KW, 1, Hp, Wp).reshape(n, groups, Fg * KH * KW, Hp * Wp)
+            dxp = np.matmul(W_flipped, dcols).reshape(n, C, Hp, Wp)
+            dx[lo:hi] = dxp[:, :, pad : pad + H, pad : pad + Wd]
+    dW = dW_t.transpose(0, 2, 1).reshape(W.shape)
     return dx, dW, db

@@ -7,7 +7,7 @@ import pytest
 
 import layers
 import layers.conv
-from core.gradcheck import numerical_gradient, rel_error
+from core.gradcheck import check_layer, numerical_gradient, rel_error
 from layers import conv_backward, conv_backward_naive, conv_forward, conv_forward_naive
 
 # (x shape (N, C, H, W), w shape (F, C, KH, KW), stride, pad): non-square maps and kernels
@@ -193,3 +193,144 @@ def test_need_dx_false_skips_dx_and_keeps_the_parameter_gradients():
     no_dx, dW2, db2 = conv_backward(dout, cache, need_dx=False)
     assert no_dx is None and dx is not None
     assert np.array_equal(dW, dW2) and np.array_equal(db, db2)
+
+
+# Grouped convolution: (x shape, w shape (F, C/g, KH, KW), stride, pad, groups)
+GROUPED_CASES = [
+    ((2, 4, 5, 6), (6, 2, 3, 2), 1, 1, 2),  # two groups, non-square kernel
+    ((2, 6, 5, 5), (6, 2, 3, 3), 1, 0, 3),  # three groups
+    ((2, 4, 7, 6), (4, 1, 3, 3), 2, 1, 4),  # depthwise, stride 2, pad 1
+    ((2, 3, 7, 6), (6, 1, 2, 3), 2, 1, 3),  # depthwise with 2 filters per channel, 2x3 kernel
+    ((1, 4, 6, 5), (4, 1, 1, 3), 3, 2, 4),  # depthwise 1x3, stride 3 (floor size)
+    ((2, 4, 6, 5), (4, 4, 3, 2), 1, 1, 1),  # groups=1 through the same test
+]
+GROUPED_IDS = ["g2", "g3", "depthwise-s2p1", "depthwise-x2", "depthwise-1x3-s3", "g1"]
+
+
+@pytest.mark.parametrize("x_shape,w_shape,stride,pad,groups", GROUPED_CASES, ids=GROUPED_IDS)
+def test_grouped_fast_equals_loop_reference(x_shape, w_shape, stride, pad, groups):
+    rng = np.random.default_rng(9)
+    x, W, b = make_inputs(rng, x_shape, w_shape)
+    out, cache = conv_forward(x, W, b, stride, pad, groups=groups)
+    out_naive, cache_naive = conv_forward_naive(x, W, b, stride, pad, groups=groups)
+    assert out.shape == (x_shape[0], w_shape[0], *expected_hw(x_shape, w_shape, stride, pad))
+    dout = rng.standard_normal(out.shape)
+    fast = (out, *conv_backward(dout, cache))
+    naive = (out_naive, *conv_backward_naive(dout, cache_naive))
+    for name, a, a_naive in zip(("out", "dx", "dW", "db"), fast, naive, strict=True):
+        assert a.shape == a_naive.shape, name
+        assert np.abs(a - a_naive).max() < 1e-10, name
+
+
+@pytest.mark.parametrize(
+    "x_shape,w_shape,stride,pad,groups", GROUPED_CASES[:5], ids=GROUPED_IDS[:5]
+)
+def test_grouped_equals_one_plain_convolution_per_group(x_shape, w_shape, stride, pad, groups):
+    """An independent check of the grouping: group k is a groups=1 conv of its own slices."""
+    rng = np.random.default_rng(10)
+    x, W, b = make_inputs(rng, x_shape, w_shape)
+    out, cache = conv_forward(x, W, b, stride, pad, groups=groups)
+    dout = rng.standard_normal(out.shape)
+    dx, dW, db = conv_backward(dout, cache)
+    Cg, Fg = x_shape[1] // groups, w_shape[0] // groups
+    for k in range(groups):
+        ch, fi = slice(k * Cg, (k + 1) * Cg), slice(k * Fg, (k + 1) * Fg)
+        out_k, cache_k = conv_forward(x[:, ch], W[fi], b[fi], stride, pad)
+        dx_k, dW_k, db_k = conv_backward(dout[:, fi], cache_k)
+        np.testing.assert_allclose(out[:, fi], out_k, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(dx[:, ch], dx_k, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(dW[fi], dW_k, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(db[fi], db_k, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "x_shape,w_shape,stride,pad,groups",
+    [GROUPED_CASES[0], GROUPED_CASES[2], GROUPED_CASES[3]],
+    ids=["grouped", "depthwise-s2p1", "depthwise-x2-s2p1"],
+)
+def test_grouped_backward_matches_finite_differences(x_shape, w_shape, stride, pad, groups):
+    rng = np.random.default_rng(11)
+    x, W, b = make_inputs(rng, x_shape, w_shape)
+
+    def forward(x, W, b):
+        return conv_forward(x, W, b, stride, pad, groups=groups)
+
+    errors = check_layer(forward, conv_backward, [x, W, b], rng)
+    assert max(errors) < 1e-7, errors
+
+
+def test_groups_one_keeps_the_plain_tuple_cache_and_the_same_numbers():
+    """groups=1 is the ungrouped code path itself: same cache type, identical bits."""
+    x, W, b = make_inputs(np.random.default_rng(12), (2, 3, 6, 5), (4, 3, 3, 2), np.float32)
+    out, cache = conv_forward(x, W, b, 2, 1)
+    out_1, cache_1 = conv_forward(x, W, b, 2, 1, groups=1)
+    assert type(cache) is tuple and type(cache_1) is tuple and len(cache_1) == 5
+    assert np.array_equal(out, out_1)
+    dout = np.random.default_rng(13).standard_normal(out.shape).astype(np.float32)
+    for a, a_1 in zip(conv_backward(dout, cache), conv_backward(dout, cache_1), strict=True):
+        assert np.array_equal(a, a_1)
+
+
+@pytest.mark.parametrize("groups", [2, 4])
+def test_grouped_float32_stays_float32_and_need_dx_false_works(groups):
+    x, W, b = make_inputs(
+        np.random.default_rng(14), (3, 4, 7, 6), (8, 4 // groups, 3, 3), np.float32
+    )
+    out, cache = conv_forward(x, W, b, 2, 1, groups=groups)
+    dout = np.random.default_rng(15).standard_normal(out.shape).astype(np.float32)
+    dx, dW, db = conv_backward(dout, cache)
+    assert [a.dtype for a in (out, dx, dW, db)] == [np.float32] * 4
+    assert dx.shape == x.shape and dW.shape == W.shape and db.shape == b.shape
+    x64, W64, b64 = (a.astype(np.float64) for a in (x, W, b))
+    np.testing.assert_allclose(out, conv_forward(x64, W64, b64, 2, 1, groups=groups)[0], atol=1e-4)
+    no_dx, dW2, db2 = conv_backward(dout, cache, need_dx=False)
+    assert no_dx is None
+    assert np.array_equal(dW, dW2) and np.array_equal(db, db2)
+
+
+def test_grouped_chunking_changes_no_forward_bit(monkeypatch):
+    """A 1-byte budget (one example per chunk) gives the same grouped forward as one chunk."""
+    x, W, b = make_inputs(np.random.default_rng(16), (5, 4, 6, 6), (4, 1, 3, 3))
+    results = []
+    for budget in (1, 1 << 30):
+        monkeypatch.setattr(layers.conv, "_CHUNK_BYTES", budget)
+        out, cache = conv_forward(x, W, b, 1, 1, groups=4)
+        results.append((out, *conv_backward(np.ones_like(out), cache)))
+    assert np.array_equal(results[0][0], results[1][0])
+    for one, two in zip(results[0][1:], results[1][1:], strict=True):
+        np.testing.assert_allclose(one, two, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("forward", [conv_forward, conv_forward_naive])
+@pytest.mark.parametrize(
+    "x_shape,w_shape,groups,numbers",
+    [
+        ((1, 6, 5, 5), (4, 2, 3, 3), 3, ["groups=3", "6 input channels", "4 filters"]),
+        ((1, 4, 5, 5), (6, 1, 3, 3), 3, ["groups=3", "4 input channels", "6 filters"]),
+        ((1, 4, 5, 5), (4, 1, 3, 3), 2, ["groups=2", "4 channels", "2 channels per group"]),
+        ((1, 4, 5, 5), (4, 4, 3, 3), 0, ["groups=0"]),
+        ((1, 4, 5, 5), (4, 2, 3, 3), 2.0, ["groups=2.0"]),
+    ],
+    ids=["F-not-divisible", "C-not-divisible", "wrong-W-channels", "zero", "float"],
+)
+def test_impossible_groups_raise_with_the_numbers(forward, x_shape, w_shape, groups, numbers):
+    x, W, b = make_inputs(np.random.default_rng(17), x_shape, w_shape)
+    with pytest.raises(ValueError) as info:
+        forward(x, W, b, 1, 1, groups=groups)
+    for number in numbers:
+        assert number in str(info.value)
+
+
+def test_grouped_non_contiguous_inputs_equal_loop_reference():
+    rng = np.random.default_rng(18)
+    x = rng.standard_normal((2, 6, 5, 4)).transpose(0, 3, 1, 2)  # (2, 4, 6, 5), transposed
+    W = rng.standard_normal((8, 2, 3, 6))[..., ::2]  # (8, 2, 3, 3), every other column
+    b = rng.standard_normal(16)[::2]
+    assert not x.flags.c_contiguous and not W.flags.c_contiguous
+    out, cache = conv_forward(x, W, b, 2, 1, groups=2)
+    out_naive, cache_naive = conv_forward_naive(x, W, b, 2, 1, groups=2)
+    dout = rng.standard_normal(out.shape)
+    fast = (out, *conv_backward(dout, cache))
+    naive = (out_naive, *conv_backward_naive(dout, cache_naive))
+    for a, a_naive in zip(fast, naive, strict=True):
+        assert np.abs(a - a_naive).max() < 1e-10
