@@ -14,8 +14,8 @@ from model.layer_kinds import REQUIRED
 from model.walk import KINDS
 
 
-def _conv(name, filters, kernel=3, pad=1, stride=1):
-    return {
+def _conv(name, filters, kernel=3, pad=1, stride=1, groups=1):
+    spec = {
         "type": "conv",
         "name": name,
         "filters": filters,
@@ -23,6 +23,13 @@ def _conv(name, filters, kernel=3, pad=1, stride=1):
         "stride": stride,
         "pad": pad,
     }
+    return {**spec, "groups": groups} if groups != 1 else spec
+
+
+def _conv_bn(name, filters, kernel=3, stride=1, groups=1):
+    """A conv ('same' padding for odd kernels) and its batch norm, named '<name>_bn'."""
+    conv = _conv(name, filters, kernel, kernel // 2, stride, groups)
+    return [conv, {"type": "batchnorm", "name": f"{name}_bn"}]
 
 
 def _fc(name, units):
@@ -106,6 +113,52 @@ def wide(n_classes=10):
     ]
 
 
+def basic_block(name, in_filters, filters, stride=1):
+    """A residual basic block: two 3x3 convs with batch norm, added to the shortcut, then ReLU.
+
+    The shortcut is the identity, or a 1x1 conv with the block's stride and a
+    batch norm (a projection) where the block changes the shape.
+    """
+    body = [*_conv_bn(f"{name}_conv1", filters, stride=stride), RELU]
+    body += _conv_bn(f"{name}_conv2", filters)
+    same = stride == 1 and in_filters == filters
+    shortcut = [] if same else _conv_bn(f"{name}_proj", filters, kernel=1, stride=stride)
+    return [{"type": "residual", "name": name, "body": body, "shortcut": shortcut}, RELU]
+
+
+def resnet(n_classes=10, widths=(16, 32, 64), blocks=2):
+    """A small ResNet for 28x28 or 32x32 inputs.
+
+    Stem: Conv3x3 (widths[0]) + batch norm + ReLU; then one stage per width of
+    ``blocks`` basic blocks (the first block of each later stage halves the
+    maps with stride 2 and a projection shortcut); global average pooling; FC.
+    """
+    layers, in_filters = [*_conv_bn("stem", widths[0]), RELU], widths[0]
+    for stage, filters in enumerate(widths, start=1):
+        for block in range(1, blocks + 1):
+            stride = 2 if stage > 1 and block == 1 else 1
+            layers += basic_block(f"res{stage}{'abcdefgh'[block - 1]}", in_filters, filters, stride)
+            in_filters = filters
+    return [*layers, {"type": "global_avgpool"}, _fc("fc", n_classes)]
+
+
+def separable_block(name, in_filters, filters, stride=1):
+    """Depthwise-separable: a depthwise 3x3 (groups = channels), then a pointwise 1x1,
+    each with batch norm and ReLU."""
+    depthwise = _conv_bn(f"{name}_dw", in_filters, stride=stride, groups=in_filters)
+    return [*depthwise, RELU, *_conv_bn(f"{name}_pw", filters, kernel=1), RELU]
+
+
+def mobilenet(n_classes=10, stages=((32, 1), (64, 2), (64, 1), (128, 2), (128, 1))):
+    """A small MobileNet: a 3x3 stem (16 filters), depthwise-separable blocks
+    ((filters, stride) each), global average pooling and FC."""
+    layers, in_filters = [*_conv_bn("stem", 16), RELU], 16
+    for i, (filters, stride) in enumerate(stages, start=1):
+        layers += separable_block(f"sep{i}", in_filters, filters, stride)
+        in_filters = filters
+    return [*layers, {"type": "global_avgpool"}, _fc("fc", n_classes)]
+
+
 def mlp(n_classes=3, hidden=64):
     """A small multi-layer perceptron for 2-D toy data (input shape (2,))."""
     return [_fc("fc1", hidden), RELU, _fc("fc2", hidden), RELU, _fc("fc3", n_classes)]
@@ -117,6 +170,8 @@ PRESETS = {
     "minivgg_bn_dropout": minivgg_bn_dropout,
     "lenet5": lenet5,
     "wide": wide,
+    "resnet": resnet,
+    "mobilenet": mobilenet,
     "mlp": mlp,
 }
 

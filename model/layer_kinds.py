@@ -44,6 +44,8 @@ from layers import (
     fc_forward,
     flatten_backward,
     flatten_forward,
+    global_avgpool_backward,
+    global_avgpool_forward,
     leaky_relu_backward,
     leaky_relu_forward,
     maxpool_backward,
@@ -150,24 +152,30 @@ def _same_shape(spec, in_shape):
 # -- convolution ------------------------------------------------------------------------
 
 
+def _conv_weight_shape(spec, in_shape):
+    """(F, C/groups, KH, KW)"""
+    return (spec["filters"], in_shape[0] // spec["groups"], *kernel_size(spec))
+
+
 def _conv_params(spec, in_shape):
-    filters = spec["filters"]
     return {
-        "W": Param(shape=(filters, in_shape[0], *kernel_size(spec)), init="weight"),
-        "b": Param(shape=(filters,), init="zeros"),
+        "W": Param(shape=_conv_weight_shape(spec, in_shape), init="weight"),
+        "b": Param(shape=(spec["filters"],), init="zeros"),
     }
 
 
 def _conv_out_shape(spec, in_shape):
     if len(in_shape) != 3:
         raise ValueError(f"needs images (C, H, W), got examples of shape {tuple(in_shape)}")
-    w_shape = (spec["filters"], in_shape[0], *kernel_size(spec))
-    ho, wo = conv_output_size(in_shape, w_shape, spec["stride"], spec["pad"])
+    w_shape = _conv_weight_shape(spec, in_shape)
+    ho, wo = conv_output_size(in_shape, w_shape, spec["stride"], spec["pad"], spec["groups"])
     return (spec["filters"], ho, wo)
 
 
 def _conv_forward(spec, p, x, train, rng):
-    out, cache = conv_forward(x, p["W"], p["b"], stride=spec["stride"], pad=spec["pad"])
+    out, cache = conv_forward(
+        x, p["W"], p["b"], stride=spec["stride"], pad=spec["pad"], groups=spec["groups"]
+    )
     return out, cache, {}
 
 
@@ -182,6 +190,7 @@ CONV = LayerKind(
         "kernel": Hyper(check=_is_kernel, wanted="a whole number >= 1 or a pair of them"),
         "stride": whole(1, default=1),
         "pad": whole(0, default=0),
+        "groups": whole(1, default=1),
     },
     params=_conv_params,
     out_shape=_conv_out_shape,
@@ -197,6 +206,16 @@ CONV = LayerKind(
             label="conv 3x2 s2 p2",
             hyper={"filters": 3, "kernel": [3, 2], "stride": 2, "pad": 2},
             in_shape=(2, 2, 7, 6),
+        ),
+        GradCase(
+            label="conv 3x3 groups 2",
+            hyper={"filters": 4, "kernel": 3, "pad": 1, "groups": 2},
+            in_shape=(2, 4, 5, 5),
+        ),
+        GradCase(
+            label="conv depthwise 3x3 s2 p1",
+            hyper={"filters": 3, "kernel": 3, "stride": 2, "pad": 1, "groups": 3},
+            in_shape=(2, 3, 6, 7),
         ),
     ),
 )
@@ -366,6 +385,32 @@ AVGPOOL = _pool_kind(
     (GradCase(label="avgpool 2/2", in_shape=(2, 3, 6, 4)),),
 )
 
+# -- global average pooling ------------------------------------------------------------------
+
+
+def _global_avgpool_out_shape(spec, in_shape):
+    if len(in_shape) != 3:
+        raise ValueError(f"needs images (C, H, W), got examples of shape {tuple(in_shape)}")
+    return (in_shape[0],)
+
+
+def _global_avgpool_forward(spec, p, x, train, rng):
+    out, cache = global_avgpool_forward(x)
+    return out, cache, {}
+
+
+def _global_avgpool_backward(spec, dout, cache, need_dx):
+    return global_avgpool_backward(dout, cache), {}
+
+
+GLOBAL_AVGPOOL = LayerKind(
+    hyper={},
+    out_shape=_global_avgpool_out_shape,
+    forward=_global_avgpool_forward,
+    backward=_global_avgpool_backward,
+    gradcheck=(GradCase(label="global_avgpool", in_shape=(2, 3, 4, 5)),),
+)
+
 # -- parameter-free element-wise layers and flatten ------------------------------------------
 
 
@@ -404,6 +449,7 @@ LAYER_KINDS = {
     "dropout": DROPOUT,
     "maxpool": MAXPOOL,
     "avgpool": AVGPOOL,
+    "global_avgpool": GLOBAL_AVGPOOL,
     "relu": _elementwise(relu_forward, relu_backward, "relu", distinct=True, init_rule="he"),
     "leaky_relu": _elementwise(
         leaky_relu_forward,
