@@ -65,7 +65,7 @@ def test_preset_validates_traces_initializes_and_summarizes(name):
     assert set(trainable_keys(blueprint, preset_input(name))) <= params.keys()
 
     table = summary_table(blueprint, preset_input(name))
-    assert list(table["layer"]) == [row.label for row in rows]
+    assert list(table["layer"]) == ["  " * row.depth + row.label for row in rows]
     total = sum(array.size for array in params.values())
     assert table["params"].sum() == total
     assert f"total parameters: {total:,}" in format_summary(blueprint, preset_input(name))
