@@ -4,16 +4,18 @@ Each segment of the forward pass is walked back on the same shards of the
 batch, on worker threads (model/shards.py).
 """
 
+from model.blueprints import validate_blueprint
 from model.shards import sharded_backward
 
 
-def backward(dscores, caches, blueprint=None):
+def backward(dscores, caches, blueprint):
     """Gradients of the loss with respect to every trainable parameter.
 
     dscores: (N, K) gradient of the loss with respect to the scores.
-    caches: the ForwardCaches of the forward pass that produced the scores (they
-    hold the blueprint's layers, so ``blueprint`` is not needed).
+    caches: the ForwardCaches of the forward pass of ``blueprint`` that produced the scores.
     Returns {"<layer name>.<param>": gradient}, exactly the trainable keys
     (batch-norm running statistics have none), each shaped like its parameter.
+    The first layer's input is the data: its gradient is not computed.
     """
-    return sharded_backward(dscores, caches)
+    _, grads = sharded_backward(dscores, caches, validate_blueprint(blueprint), need_dx=False)
+    return grads

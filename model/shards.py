@@ -23,7 +23,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from data.checks import check_whole
-from model.walk import walk_backward, walk_forward, whole_batch
+from model.walk import KINDS, walk_backward, walk_forward, whole_batch
 
 _threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 _pool = None
@@ -68,9 +68,10 @@ def map_shards(task, shards):
 
 
 class Segment(NamedTuple):
-    start: int  # blueprint index of its first layer (0: its input is the data)
-    specs: list  # its layers
-    bounds: list  # [(lo, hi), ...]: the shards of the batch it ran on
+    start: int  # index of its first layer in the list of specs it belongs to
+    stop: int  # one past its last layer
+    bounds: list | None  # [(lo, hi), ...]: the shards of the batch it ran on; None for a
+    # composite node that runs its own branches sharded (its cache is then the node's)
     caches: list  # caches[s]: shard s's caches, one per layer (None when not kept)
 
 
@@ -100,37 +101,64 @@ def segment_ranges(blueprint, train):
     return ranges
 
 
-def sharded_forward(params, x, blueprint, train, rng, keep_caches):
-    """walk_forward of a validated blueprint, each segment on shards of the batch.
+def sharded_forward(params, x, specs, train=False, rng=None, keep_caches=True):
+    """walk_forward (model/walk.py) of validated specs, each segment on shards of the batch.
 
-    Returns the output and ForwardCaches(segments, running_stats).
+    A composite node that holds a whole-batch layer (a residual block with batch
+    norm) runs its own branches through this function, so that only the
+    whole-batch layers inside it see the joined batch.
+    Returns (out, ForwardCaches(segments, running_stats)).
     """
     segments, running_stats = [], {}
-    for start, stop, whole in segment_ranges(blueprint, train):
-        specs = blueprint[start:stop]
+    for start, stop, whole in segment_ranges(specs, train):
+        kind = KINDS[specs[start]["type"]]
+        if whole and kind.nested:
+            walk = partial(_sharded_walk, keep_caches=keep_caches)
+            x, cache, stats = kind.forward(specs[start], params, x, train, rng, walk=walk)
+            segments.append(Segment(start, stop, None, cache))
+            running_stats.update(stats)
+            continue
         bounds = [(0, len(x))] if whole else shard_bounds(len(x))
-        walk = partial(_forward_shard, params, x, specs, train, rng, keep_caches)
+        walk = partial(_forward_shard, params, x, specs[start:stop], train, rng, keep_caches)
         results = map_shards(walk, bounds)
         x = results[0][0] if len(results) == 1 else np.concatenate([out for out, _, _ in results])
-        segments.append(Segment(start, specs, bounds, [caches for _, caches, _ in results]))
+        segments.append(Segment(start, stop, bounds, [caches for _, caches, _ in results]))
         for _, _, stats in results:
             running_stats.update(stats)
     return x, ForwardCaches(segments, running_stats)
 
 
-def sharded_backward(dout, caches):
+def sharded_backward(dout, caches, specs, need_dx=True):
     """walk_backward through ForwardCaches, each segment on the shards it ran on.
 
-    Returns {"<layer name>.<param>": gradient}, the shards' gradients summed in shard order.
+    Returns (dx, {"<layer name>.<param>": gradient}), the shards' gradients
+    summed in shard order. need_dx: False when the specs' input is the data.
     """
     grads = {}
     for segment in reversed(caches.segments):
-        results = map_shards(partial(_backward_shard, dout, segment), range(len(segment.bounds)))
+        first_dx = need_dx or segment.start > 0
+        if segment.bounds is None:
+            spec = specs[segment.start]
+            dout, node_grads = KINDS[spec["type"]].backward(
+                spec, dout, segment.caches, first_dx, walk_back=sharded_backward
+            )
+            grads.update(node_grads)
+            continue
+        back = partial(
+            _backward_shard, dout, specs[segment.start : segment.stop], segment, first_dx
+        )
+        results = map_shards(back, range(len(segment.bounds)))
         dxs = [dx for dx, _ in results]
         dout = dxs[0] if len(dxs) == 1 or dxs[0] is None else np.concatenate(dxs)
         for key in results[0][1]:
             grads[key] = sum(shard_grads[key] for _, shard_grads in results)
-    return grads
+    return dout, grads
+
+
+def _sharded_walk(params, x, specs, train, rng, keep_caches):
+    """sharded_forward with walk_forward's results: (out, caches, running stats)."""
+    out, caches = sharded_forward(params, x, specs, train, rng, keep_caches)
+    return out, caches, caches.running_stats
 
 
 def _forward_shard(params, x, specs, train, rng, keep_caches, shard):
@@ -138,6 +166,6 @@ def _forward_shard(params, x, specs, train, rng, keep_caches, shard):
     return walk_forward(params, x[lo:hi], specs, train, rng, keep_caches)
 
 
-def _backward_shard(dout, segment, s):
+def _backward_shard(dout, specs, segment, need_dx, s):
     lo, hi = segment.bounds[s]
-    return walk_backward(dout[lo:hi], segment.caches[s], segment.specs, need_dx=segment.start > 0)
+    return walk_backward(dout[lo:hi], segment.caches[s], specs, need_dx)

@@ -128,16 +128,19 @@ def walk_shapes(specs, in_shape, depth=0, counts=None, branch=""):
 # -- the residual node -------------------------------------------------------------------------
 
 
-def _residual_forward(spec, params, x, train, rng):
-    body, body_caches, body_stats = walk_forward(params, x, spec["body"], train, rng)
-    short, short_caches, short_stats = walk_forward(params, x, spec["shortcut"], train, rng)
+def _residual_forward(spec, params, x, train, rng, walk=walk_forward):
+    """body(x) + shortcut(x). ``walk``: how to walk a branch (model/shards.py passes its
+    sharded walk, which has walk_forward's arguments and results)."""
+    body, body_caches, body_stats = walk(params, x, spec["body"], train, rng)
+    short, short_caches, short_stats = walk(params, x, spec["shortcut"], train, rng)
     return body + short, (body_caches, short_caches), {**body_stats, **short_stats}
 
 
-def _residual_backward(spec, dout, cache, need_dx):
+def _residual_backward(spec, dout, cache, need_dx, walk_back=walk_backward):
+    """dout into both branches; dx is the sum of their input gradients."""
     body_caches, short_caches = cache
-    dbody, grads = walk_backward(dout, body_caches, spec["body"], need_dx)
-    dshort, short_grads = walk_backward(dout, short_caches, spec["shortcut"], need_dx)
+    dbody, grads = walk_back(dout, body_caches, spec["body"], need_dx)
+    dshort, short_grads = walk_back(dout, short_caches, spec["shortcut"], need_dx)
     grads.update(short_grads)
     return (dbody + dshort if need_dx else None), grads
 

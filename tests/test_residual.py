@@ -201,7 +201,7 @@ def test_whole_network_gradients_match_finite_differences(name, blueprint, input
         return softmax_cross_entropy(forward(params, x, blueprint, train=train)[0], y)[0]
 
     scores, caches = forward(params, x, blueprint, train=train)
-    grads = backward(softmax_cross_entropy(scores, y)[1], caches)
+    grads = backward(softmax_cross_entropy(scores, y)[1], caches, blueprint)
     cancelled = cancelled_biases(blueprint) if train else set()
     assert grads.keys() == set(trainable_keys(blueprint, input_shape))
     for key in grads:
@@ -232,7 +232,7 @@ def test_sharded_passes_equal_one_thread_up_to_rounding(blueprint):
             set_threads(threads)
             for train in (True, False):
                 scores, caches = forward(params, x, blueprint, train=train)
-                grads = backward(softmax_cross_entropy(scores, y)[1], caches)
+                grads = backward(softmax_cross_entropy(scores, y)[1], caches, blueprint)
                 results.append((scores, grads, caches.running_stats))
     finally:
         set_threads(before)
