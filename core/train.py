@@ -7,8 +7,9 @@ of ``(seed, 3, e, b)``. So a run interrupted anywhere and resumed from its
 checkpoint reaches exactly the parameters of an uninterrupted run.
 
 A run directory holds ``best_params.npz`` (the parameters with the best
-validation accuracy so far), ``checkpoint.npz`` (everything needed to
-resume) and ``log.csv`` (one row per epoch), all written atomically.
+validation accuracy so far), ``checkpoint.npz`` (what resume reads: the
+parameters, the optimizer state, the config and the RunState) and ``log.csv``
+(one row per epoch), all written atomically.
 """
 
 import dataclasses
@@ -116,15 +117,28 @@ class TrainResult(NamedTuple):
 class RunState(NamedTuple):
     """Where a run is: what a checkpoint holds besides parameters and optimizer state."""
 
-    epoch: int  # 0-based epoch in progress
-    batch: int  # next batch of that epoch
-    loss_sum: float  # sums over the batches of the epoch so far
-    correct: int
-    seen: int
-    seconds: float
-    best_val_acc: float
-    best_epoch: int
-    log_rows: list
+    epoch: int = 0  # 0-based epoch in progress
+    batch: int = 0  # next batch of that epoch
+    loss_sum: float = 0.0  # sums over the batches of the epoch so far
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0
+    best_val_acc: float = -1.0
+    best_epoch: int = 0
+    log_rows: list = []  # one dict per finished epoch, keyed by LOG_COLUMNS (never mutated)
+
+
+class Run(NamedTuple):
+    """What stays fixed while a run trains."""
+
+    config: TrainConfig
+    data: TrainData
+    blueprint: list
+    optimizer: object  # core.optim.Optimizer
+    paths: dict  # "best", "ckpt", "log": the files in the run folder
+    per_epoch: int  # batches per epoch
+    total_steps: int  # updates in the whole run, for the schedule
+    warmup: int  # warm-up updates
 
 
 class Diverged(UserError):
@@ -156,13 +170,13 @@ def prepare_data(config):
     norm = fit_normalization(x[train_idx])
     fill = (-norm.mean / norm.std).astype(np.float32)  # pixel value 0, normalized
     return TrainData(
-        normalize(x[train_idx], norm),
-        y[train_idx],
-        normalize(x[val_idx], norm),
-        y[val_idx],
-        norm,
-        fill,
-        ds,
+        x_train=normalize(x[train_idx], norm),
+        y_train=y[train_idx],
+        x_val=normalize(x[val_idx], norm),
+        y_val=y[val_idx],
+        norm=norm,
+        fill=fill,
+        dataset=ds,
     )
 
 
@@ -188,8 +202,14 @@ def train_step(params, opt_state, xb, yb, blueprint, optimizer, step, lr, rng, c
     return params, opt_state, loss, int((scores.argmax(axis=1) == yb).sum())
 
 
+def lr_of(run, step):
+    """The learning rate of 0-based update ``step``."""
+    config = run.config
+    return lr_at(step, run.total_steps, config.lr, config.schedule, run.warmup)
+
+
 def write_log(path, rows):
-    """The log rows as CSV, written atomically."""
+    """The log rows (dicts keyed by LOG_COLUMNS) as CSV, written atomically."""
     atomic_write_text(path, pd.DataFrame(rows, columns=LOG_COLUMNS).to_csv(index=False))
 
 
@@ -207,6 +227,104 @@ def run_meta(config, data, blueprint, **extra):
     }
 
 
+def save_run(run, params, opt_state, state):
+    """The checkpoint: parameters, optimizer state, and the config and state that resume reads."""
+    meta = run_meta(run.config, run.data, run.blueprint, run_state=state._asdict())
+    save_checkpoint(run.paths["ckpt"], params, opt_state, run.blueprint, meta)
+
+
+def load_run(path):
+    """(config, params, opt_state, state) from the checkpoint ``path``."""
+    ckpt = load_checkpoint(path)
+    saved = ckpt.meta["run_state"]
+    # checkpoints written before the log rows were dicts hold them as lists in LOG_COLUMNS order
+    rows = [row if isinstance(row, dict) else dict(zip(LOG_COLUMNS, row, strict=True))
+            for row in saved["log_rows"]]  # fmt: skip
+    state = RunState(**{**saved, "log_rows": rows})
+    return TrainConfig(**ckpt.meta["config"]), ckpt.params, ckpt.opt_state, state
+
+
+def epoch_batches(run, params, opt_state, state):
+    """Train the rest of epoch ``state.epoch``, yielding (params, opt_state, state) per batch.
+
+    The caller's loop variables then always hold a consistent triple, whatever batch a Ctrl-C
+    lands in; the epoch's shuffle comes from its own stream, so a resumed run can skip the
+    batches it has done.
+    """
+    config, data, epoch = run.config, run.data, state.epoch
+    shuffle = make_rng(config.seed, 2, epoch)
+    batches = iterate_minibatches(data.x_train, data.y_train, config.batch_size, shuffle)
+    t0 = time.perf_counter() - state.seconds
+    for b, (xb, yb) in enumerate(batches):
+        if b < state.batch:
+            continue
+        step = epoch * run.per_epoch + b
+        lr = lr_of(run, step)
+        rng = make_rng(config.seed, 3, epoch, b)
+        if config.augment:
+            xb = random_affine(xb, rng, fill=data.fill)
+        params, opt_state, loss, correct = train_step(
+            params, opt_state, xb, yb, run.blueprint, run.optimizer, step, lr, rng, config.clip_norm
+        )
+        state = state._replace(
+            batch=b + 1,
+            loss_sum=state.loss_sum + loss * len(yb),
+            correct=state.correct + correct,
+            seen=state.seen + len(yb),
+            seconds=time.perf_counter() - t0,
+        )
+        yield params, opt_state, state
+
+
+def validate(run, params, epoch):
+    """(val_loss, val_acc) after 0-based ``epoch``; Diverged if the loss is not finite."""
+    val_loss, val_acc = loss_and_accuracy(params, run.blueprint, run.data.x_val, run.data.y_val)
+    if not math.isfinite(val_loss):  # the very last update can still blow up
+        raise Diverged(f"the validation loss became {val_loss} after epoch {epoch + 1}")
+    return val_loss, val_acc
+
+
+def end_epoch(run, params, opt_state, state, echo):
+    """Validate the finished epoch, log it, save the files; returns the next epoch's state."""
+    epoch = state.epoch
+    val_loss, val_acc = validate(run, params, epoch)
+    row = {
+        "epoch": epoch + 1,
+        "lr": lr_of(run, (epoch + 1) * run.per_epoch - 1),  # the epoch's last update's
+        "train_loss": state.loss_sum / state.seen,
+        "train_acc": state.correct / state.seen,
+        "val_loss": val_loss,
+        "val_acc": val_acc,
+        "seconds": state.seconds,
+        "images_per_s": state.seen / state.seconds,
+    }
+    echo(
+        f"epoch {row['epoch']:3d}  lr {row['lr']:.2e}  train loss {row['train_loss']:.4f} "
+        f"acc {row['train_acc']:.4f}  val loss {val_loss:.4f} acc {val_acc:.4f}  "
+        f"{row['seconds']:.1f} s ({row['images_per_s']:.0f} images/s)"
+    )
+    improved = val_acc > state.best_val_acc
+    done = RunState(
+        epoch=epoch + 1,
+        best_val_acc=max(val_acc, state.best_val_acc),
+        best_epoch=epoch + 1 if improved else state.best_epoch,
+        log_rows=[*state.log_rows, row],
+    )
+    # The files first, then the state: a Ctrl-C while they are written checkpoints the epoch as
+    # not yet finished, and the resumed run validates it and writes them again.
+    write_log(run.paths["log"], done.log_rows)
+    if improved:
+        meta = run_meta(run.config, run.data, run.blueprint, epoch=epoch + 1, val_acc=val_acc)
+        save_model(run.paths["best"], params, run.blueprint, meta)
+    save_run(run, params, opt_state, done)
+    return done
+
+
+def stopped_early(config, state):
+    """True once ``config.patience`` epochs have passed without a better validation accuracy."""
+    return bool(config.patience) and state.epoch - state.best_epoch >= config.patience
+
+
 def train(config, out_dir, resume=False, progress=None, echo=print):
     """Train a model as ``config`` says, writing its files to ``out_dir``.
 
@@ -218,134 +336,48 @@ def train(config, out_dir, resume=False, progress=None, echo=print):
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        k: out_dir / f
-        for k, f in [("best", "best_params.npz"), ("ckpt", "checkpoint.npz"), ("log", "log.csv")]
-    }
+    paths = {"best": out_dir / "best_params.npz", "ckpt": out_dir / "checkpoint.npz",
+             "log": out_dir / "log.csv"}  # fmt: skip
     if resume:
-        ckpt = load_checkpoint(paths["ckpt"])
-        config = TrainConfig(**ckpt.meta["config"])
-        params, opt_state, state = ckpt.params, ckpt.opt_state, RunState(**ckpt.meta["run_state"])
+        config, params, opt_state, state = load_run(paths["ckpt"])
     data = prepare_data(config)
     _, blueprint = load_blueprint(config.arch, data.dataset.n_classes)
     optimizer = make_optimizer(config.optimizer, weight_decay=config.weight_decay)
     if not resume:
         params = initialize_parameters(blueprint, data.x_train.shape[1:], make_rng(config.seed, 0))
         opt_state = optimizer.init(params)
-        state = RunState(0, 0, 0.0, 0, 0, 0.0, -1.0, 0, [])
-
-    n = len(data.y_train)
-    per_epoch = math.ceil(n / config.batch_size)
-    total_steps, warmup = config.epochs * per_epoch, round(config.warmup_epochs * per_epoch)
+        state = RunState()
+    per_epoch = math.ceil(len(data.y_train) / config.batch_size)
+    run = Run(
+        config=config,
+        data=data,
+        blueprint=blueprint,
+        optimizer=optimizer,
+        paths=paths,
+        per_epoch=per_epoch,
+        total_steps=config.epochs * per_epoch,
+        warmup=round(config.warmup_epochs * per_epoch),
+    )
     show = sys.stderr.isatty() if progress is None else progress
     echo(
-        f"training {config.arch} on {config.dataset}: {n} images, {len(data.y_val)} for "
-        f"validation, {config.epochs} epochs of {per_epoch} batches of {config.batch_size}"
+        f"training {config.arch} on {config.dataset}: {len(data.y_train)} images, "
+        f"{len(data.y_val)} for validation, {config.epochs} epochs of {per_epoch} batches "
+        f"of {config.batch_size}"
     )
-
-    def checkpoint(state):
-        meta = run_meta(config, data, blueprint, run_state=state._asdict())
-        save_checkpoint(
-            paths["ckpt"],
-            params,
-            opt_state,
-            blueprint,
-            meta,
-            state.epoch,
-            state.batch,
-            make_rng(config.seed, 3, state.epoch, state.batch).bit_generator.state,
-        )
-
-    epoch = state.epoch
     try:
-        while epoch < config.epochs:
-            # shuffled by the epoch's own stream; a resumed run skips the batches it has done
-            shuffle = make_rng(config.seed, 2, epoch)
-            batches = iterate_minibatches(data.x_train, data.y_train, config.batch_size, shuffle)
-            bar = tqdm(
-                total=per_epoch,
-                initial=state.batch,
-                disable=not show,
-                leave=False,
-                desc=f"epoch {epoch + 1}/{config.epochs}",
-                unit="batch",
-            )
-            t0 = time.perf_counter() - state.seconds
-            for b, (xb, yb) in enumerate(batches):
-                if b < state.batch:
-                    continue
-                step = epoch * per_epoch + b
-                lr = lr_at(step, total_steps, config.lr, config.schedule, warmup)
-                rng = make_rng(config.seed, 3, epoch, b)
-                if config.augment:
-                    xb = random_affine(xb, rng, fill=data.fill)
-                new_params, new_opt_state, loss, correct = train_step(
-                    params, opt_state, xb, yb, blueprint, optimizer, step, lr, rng, config.clip_norm
-                )
-                # one statement: a Ctrl-C cannot land between the parameters and the batch count
-                params, opt_state, state = (
-                    new_params,
-                    new_opt_state,
-                    state._replace(
-                        batch=b + 1,
-                        loss_sum=state.loss_sum + loss * len(yb),
-                        correct=state.correct + correct,
-                        seen=state.seen + len(yb),
-                        seconds=time.perf_counter() - t0,
-                    ),
-                )
+        while state.epoch < config.epochs and not stopped_early(config, state):
+            bar = tqdm(total=per_epoch, initial=state.batch, disable=not show, leave=False,
+                       desc=f"epoch {state.epoch + 1}/{config.epochs}", unit="batch")  # fmt: skip
+            batches = epoch_batches(run, params, opt_state, state)
+            for params, opt_state, state in batches:  # noqa: B007 (read after the loop)
                 bar.set_postfix(loss=f"{state.loss_sum / state.seen:.4f}", refresh=False)
                 bar.update()
             bar.close()
-            lr = lr_at((epoch + 1) * per_epoch - 1, total_steps, config.lr, config.schedule, warmup)
-            val_loss, val_acc = loss_and_accuracy(params, blueprint, data.x_val, data.y_val)
-            if not math.isfinite(val_loss):  # the very last update can still blow up
-                raise Diverged(f"the validation loss became {val_loss} after epoch {epoch + 1}")
-            row = [
-                epoch + 1,
-                lr,
-                state.loss_sum / state.seen,
-                state.correct / state.seen,
-                val_loss,
-                val_acc,
-                state.seconds,
-                state.seen / state.seconds,
-            ]
-            echo(
-                f"epoch {epoch + 1:3d}  lr {lr:.2e}  train loss {row[2]:.4f} acc {row[3]:.4f}  "
-                f"val loss {val_loss:.4f} acc {val_acc:.4f}  {state.seconds:.1f} s "
-                f"({row[7]:.0f} images/s)"
-            )
-            improved = val_acc > state.best_val_acc
-            done = RunState(
-                epoch + 1,
-                0,
-                0.0,
-                0,
-                0,
-                0.0,
-                max(val_acc, state.best_val_acc),
-                epoch + 1 if improved else state.best_epoch,
-                [*state.log_rows, row],
-            )
-            # The files first, then the state: a Ctrl-C while they are written checkpoints the
-            # epoch as not yet finished, and the resumed run validates it and writes them again.
-            write_log(paths["log"], done.log_rows)
-            if improved:
-                save_model(
-                    paths["best"],
-                    params,
-                    blueprint,
-                    run_meta(config, data, blueprint, epoch=epoch + 1, val_acc=val_acc),
-                )
-            checkpoint(done)
-            state = done
-            epoch += 1
-            if config.patience and epoch - state.best_epoch >= config.patience:
+            state = end_epoch(run, params, opt_state, state, echo)
+            if stopped_early(config, state):
                 echo(f"early stop: no better validation accuracy for {config.patience} epochs")
-                break
     except KeyboardInterrupt:
-        checkpoint(state)
+        save_run(run, params, opt_state, state)
         echo(f"\ninterrupted: checkpoint written to {paths['ckpt']}; continue with --resume")
         raise
     except Diverged as e:
@@ -357,10 +389,5 @@ def train(config, out_dir, resume=False, progress=None, echo=print):
         raise Diverged(f"{e}: training stopped; try a smaller --lr; {kept}") from None
 
     best = load_model(paths["best"])
-    return TrainResult(
-        best.params,
-        best.blueprint,
-        best.meta,
-        pd.DataFrame(state.log_rows, columns=LOG_COLUMNS),
-        out_dir,
-    )
+    log = pd.DataFrame(state.log_rows, columns=LOG_COLUMNS)
+    return TrainResult(best.params, best.blueprint, best.meta, log, out_dir)
