@@ -12,6 +12,7 @@ parameters, the optimizer state, the config and the RunState) and ``log.csv``
 (one row per epoch), all written atomically.
 """
 
+import contextlib
 import dataclasses
 import datetime
 import math
@@ -38,7 +39,7 @@ from data import (
     stratified_split,
 )
 from data.errors import UserError
-from data.files import atomic_write_text
+from data.files import atomic_write_text, remove_leftover_temporaries
 from data.normalization import Normalization
 from model.backward import backward
 from model.blueprints import load_blueprint
@@ -46,6 +47,7 @@ from model.forward import forward
 from model.initialize_parameters import initialize_parameters
 from model.params_io import load_checkpoint, load_model, save_checkpoint, save_model
 
+RUN_FILES = {"best": "best_params.npz", "ckpt": "checkpoint.npz", "log": "log.csv"}
 LOG_COLUMNS = [
     "epoch",
     "lr",
@@ -143,6 +145,10 @@ class Run(NamedTuple):
 
 class Diverged(UserError):
     """The loss became NaN or infinite."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A Ctrl-C, after the checkpoint was written; its message says where and what next."""
 
 
 def make_rng(seed, *stream):
@@ -325,69 +331,196 @@ def stopped_early(config, state):
     return bool(config.patience) and state.epoch - state.best_epoch >= config.patience
 
 
-def train(config, out_dir, resume=False, progress=None, echo=print):
-    """Train a model as ``config`` says, writing its files to ``out_dir``.
+def plural(count, word, words=None):
+    """``"1 epoch"``, ``"2 epochs"``; ``words`` for another plural (``"batches"``)."""
+    return f"{count} {word if count == 1 else words or word + 's'}"
 
-    resume: continue from ``out_dir/checkpoint.npz`` (its config is used).
-    progress: show a progress bar per epoch (default: when stderr is a terminal).
-    echo: where the one-line-per-epoch log goes.
-    Returns a TrainResult. Raises Diverged on a NaN/infinite loss (the files
-    of the last good epoch stay) and KeyboardInterrupt after writing a checkpoint.
+
+def option(field):
+    """The command-line option of a TrainConfig field: ``"weight_decay"`` -> ``"--weight-decay"``."""
+    return "--" + field.replace("_", "-")
+
+
+def resumed_config(saved, changes, source):
+    """The config a resumed run continues with: ``saved`` with ``changes`` applied.
+
+    changes: {TrainConfig field: value} the user gave. ``epochs`` may grow (the run is
+    extended; the schedule is then planned over the new total), ``data_dir`` may move; any
+    other value that differs from the saved one is refused, never ignored.
     """
-    out_dir = Path(out_dir)
+    changes = dict(changes or {})
+    if conflicts := [
+        f for f in changes if f not in ("epochs", "data_dir") and changes[f] != getattr(saved, f)
+    ]:
+        given = ", ".join(f"{option(f)} {changes[f]}" for f in conflicts)
+        kept = ", ".join(f"{option(f)} {getattr(saved, f)}" for f in conflicts)
+        raise UserError(
+            f"{source}: --resume continues the run with its own settings ({kept}), not "
+            f"{given}; only --epochs (to extend it) may change; start a new run in another --out"
+        )
+    if changes.get("epochs", saved.epochs) < saved.epochs:
+        raise UserError(
+            f"{source}: --epochs {changes['epochs']}: the run was planned for "
+            f"{plural(saved.epochs, 'epoch')}; a resumed run can be extended, not shortened"
+        )
+    return dataclasses.replace(saved, **changes)
+
+
+def refuse_to_replace(out_dir, resume, overwrite):
+    """The run files already in ``out_dir``; a UserError if a new run would replace them unasked."""
+    found = [name for name in RUN_FILES.values() if (out_dir / name).exists()]
+    if found and not resume and not overwrite:
+        raise UserError(
+            f"{out_dir} holds a run already ({', '.join(found)}); continue it with --resume, "
+            "replace it with --overwrite, or choose another --out"
+        )
+    return found
+
+
+def prepare_folder(out_dir, replaced, echo):
+    """Make ``out_dir`` ready once everything is checked (so a refused run leaves no folder).
+
+    replaced: the files of an earlier run to delete (--overwrite). Files that killed atomic
+    writes left behind are removed too.
+    """
+    if replaced:
+        echo(f"replacing the run in {out_dir} (--overwrite): {', '.join(replaced)} deleted")
+        for name in replaced:
+            (out_dir / name).unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"best": out_dir / "best_params.npz", "ckpt": out_dir / "checkpoint.npz",
-             "log": out_dir / "log.csv"}  # fmt: skip
+    if removed := remove_leftover_temporaries(out_dir):
+        echo(f"removed what interrupted writes left in {out_dir}: {', '.join(removed)}")
+
+
+def start(config, out_dir, resume, changes, overwrite, echo):
+    """Everything a run needs before its first batch: (run, params, opt_state, state)."""
+    paths = {key: out_dir / name for key, name in RUN_FILES.items()}
+    found = refuse_to_replace(out_dir, resume, overwrite)
     if resume:
-        config, params, opt_state, state = load_run(paths["ckpt"])
+        saved, params, opt_state, state = load_run(paths["ckpt"])
+        config = resumed_config(saved, changes, paths["ckpt"])
     data = prepare_data(config)
     _, blueprint = load_blueprint(config.arch, data.dataset.n_classes)
-    optimizer = make_optimizer(config.optimizer, weight_decay=config.weight_decay)
-    if not resume:
-        params = initialize_parameters(blueprint, data.x_train.shape[1:], make_rng(config.seed, 0))
-        opt_state = optimizer.init(params)
-        state = RunState()
     per_epoch = math.ceil(len(data.y_train) / config.batch_size)
     run = Run(
         config=config,
         data=data,
         blueprint=blueprint,
-        optimizer=optimizer,
+        optimizer=make_optimizer(config.optimizer, weight_decay=config.weight_decay),
         paths=paths,
         per_epoch=per_epoch,
         total_steps=config.epochs * per_epoch,
         warmup=round(config.warmup_epochs * per_epoch),
     )
-    show = sys.stderr.isatty() if progress is None else progress
-    echo(
-        f"training {config.arch} on {config.dataset}: {len(data.y_train)} images, "
-        f"{len(data.y_val)} for validation, {config.epochs} epochs of {per_epoch} batches "
-        f"of {config.batch_size}"
+    lr_of(run, 0)  # checks the schedule and warm-up now, before anything is written
+    prepare_folder(out_dir, [] if resume else found, echo)
+    if not resume:
+        params = initialize_parameters(blueprint, data.x_train.shape[1:], make_rng(config.seed, 0))
+        return run, params, run.optimizer.init(params), RunState()
+    if config.epochs != saved.epochs:
+        step = state.epoch * per_epoch + state.batch
+        replanned = "" if config.schedule == "constant" else (
+            f"; the {config.schedule} schedule is planned anew over {config.epochs} epochs "
+            f"(learning rate {lr_of(run, step):.2e} where the run resumes)"
+        )  # fmt: skip
+        echo(f"extending the run from {saved.epochs} to {config.epochs} epochs{replanned}")
+    return run, params, opt_state, state
+
+
+def describe(run):
+    """The first line of a run's output."""
+    config, data = run.config, run.data
+    images = f"{plural(len(data.y_train), 'image')} to train on, {len(data.y_val)} to validate"
+    if config.limit is not None:
+        images += f" (the {config.limit} that --limit keeps)"
+    return (
+        f"training {config.arch} on {config.dataset}: {images}; "
+        f"{plural(config.epochs, 'epoch')} of {plural(run.per_epoch, 'batch', 'batches')} of {config.batch_size}"
     )
-    try:
-        while state.epoch < config.epochs and not stopped_early(config, state):
-            bar = tqdm(total=per_epoch, initial=state.batch, disable=not show, leave=False,
-                       desc=f"epoch {state.epoch + 1}/{config.epochs}", unit="batch")  # fmt: skip
-            batches = epoch_batches(run, params, opt_state, state)
-            for params, opt_state, state in batches:  # noqa: B007 (read after the loop)
+
+
+@contextlib.contextmanager
+def progress_report(run, state, style, echo):
+    """A function ``report(state)`` to call after each batch of the epoch ``state.epoch``.
+
+    style: "bar" (tqdm, for a terminal), "lines" (a line through ``echo`` at every tenth of
+    the epoch and at least every 30 s: a log file or CI sees the run move) or None.
+    """
+    desc = f"epoch {state.epoch + 1}/{run.config.epochs}"
+    if style == "bar":
+        with tqdm(
+            total=run.per_epoch, initial=state.batch, leave=False, desc=desc, unit="batch"
+        ) as bar:
+
+            def report(state):
                 bar.set_postfix(loss=f"{state.loss_sum / state.seen:.4f}", refresh=False)
                 bar.update()
-            bar.close()
+
+            yield report
+        return
+    last_line = time.perf_counter()
+
+    def report(state):
+        nonlocal last_line
+        tenth = state.batch * 10 // run.per_epoch > (state.batch - 1) * 10 // run.per_epoch
+        if state.batch < run.per_epoch and (tenth or time.perf_counter() - last_line >= 30):
+            echo(f"  {desc}: batch {state.batch}/{run.per_epoch}, "
+                 f"loss {state.loss_sum / state.seen:.4f}, {state.seconds:.0f} s")  # fmt: skip
+            last_line = time.perf_counter()
+
+    yield report if style == "lines" else lambda state: None
+
+
+def train(config, out_dir, resume=False, progress=None, echo=print, changes=None, overwrite=False):
+    """Train a model as ``config`` says, writing its files to ``out_dir``.
+
+    resume: continue from ``out_dir/checkpoint.npz`` with its config (``config`` is not read),
+            changed by ``changes`` ({field: value}; see ``resumed_config``: only ``epochs`` may
+            grow); a finished run says so and trains no further.
+    overwrite: replace a run already in ``out_dir`` (refused otherwise, with a UserError).
+    progress: True for a progress bar, False for none; None: a bar when stderr is a terminal,
+              else a line through ``echo`` every tenth of an epoch (a log file, CI).
+    echo: where the one-line-per-epoch log goes.
+    Returns a TrainResult. Raises Diverged on a NaN/infinite loss (the files of the last good
+    epoch stay) and Interrupted (a KeyboardInterrupt) after writing a checkpoint.
+    """
+    out_dir = Path(out_dir)
+    run, params, opt_state, state = start(config, out_dir, resume, changes, overwrite, echo)
+    config = run.config
+    if progress is None:
+        style = "bar" if sys.stderr.isatty() else "lines"
+    else:
+        style = "bar" if progress else None
+    echo(describe(run))
+    if stopped_early(config, state):
+        echo(f"the run in {out_dir} stopped early after {plural(state.epoch, 'epoch')} "
+             f"(--patience {config.patience}); nothing to train")  # fmt: skip
+    elif state.epoch >= config.epochs:
+        echo(f"the run in {out_dir} had finished its {plural(state.epoch, 'epoch')}; nothing to "
+             "train: give a larger --epochs to extend it")  # fmt: skip
+    try:
+        while state.epoch < config.epochs and not stopped_early(config, state):
+            with progress_report(run, state, style, echo) as report:
+                batches = epoch_batches(run, params, opt_state, state)
+                for params, opt_state, state in batches:  # noqa: B007 (read after the loop)
+                    report(state)
             state = end_epoch(run, params, opt_state, state, echo)
             if stopped_early(config, state):
-                echo(f"early stop: no better validation accuracy for {config.patience} epochs")
+                patience = plural(config.patience, "epoch")
+                echo(f"early stop: no better validation accuracy for {patience}")
     except KeyboardInterrupt:
         save_run(run, params, opt_state, state)
-        echo(f"\ninterrupted: checkpoint written to {paths['ckpt']}; continue with --resume")
-        raise
+        raise Interrupted(
+            f"interrupted: checkpoint written to {run.paths['ckpt']}; continue with --resume"
+        ) from None
     except Diverged as e:
         kept = (
-            f"the last good parameters are in {paths['best']}"
-            if paths["best"].exists()
+            f"the last good parameters are in {run.paths['best']}"
+            if run.paths["best"].exists()
             else "no epoch finished, so no parameters were kept"
         )
         raise Diverged(f"{e}: training stopped; try a smaller --lr; {kept}") from None
 
-    best = load_model(paths["best"])
+    best = load_model(run.paths["best"])
     log = pd.DataFrame(state.log_rows, columns=LOG_COLUMNS)
     return TrainResult(best.params, best.blueprint, best.meta, log, out_dir)
