@@ -59,7 +59,8 @@ def build_parser():
         "--preset",
         choices=sorted(RECIPES),
         default="default",
-        help="a named recipe; the options below override it (default: %(default)s)",
+        help="a named recipe; the options below override it (default: %(default)s); with "
+        "--resume it only names the default --out",
     )
     train.add_argument(
         "--dataset",
@@ -112,7 +113,12 @@ def build_parser():
         type=int,
         help="validation images held out of training (default: 5000, or a tenth)",
     )
-    train.add_argument("--limit", type=positive_int, help="train on N images only, for a quick run")
+    train.add_argument(
+        "--limit",
+        type=positive_int,
+        help="use N images of the training set only, the validation images included (a "
+        "stratified sample), for a quick run",
+    )
     train.add_argument(
         "--patience",
         type=positive_int,
@@ -126,8 +132,18 @@ def build_parser():
         type=Path,
         help="run folder for the parameters, log and figures (default: runs/<preset>)",
     )
-    train.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its checkpoint"
+    again = train.add_mutually_exclusive_group()
+    again.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its checkpoint, with its settings; only --epochs "
+        "may change, to extend the run (a cosine or step schedule is then planned anew over "
+        "the new total)",
+    )
+    again.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in --out (refused otherwise)",
     )
 
     evaluate = sub.add_parser(
@@ -227,27 +243,36 @@ def build_parser():
     return parser
 
 
+def given_options(args):
+    """The training settings the user gave on the command line, {TrainConfig field: value}."""
+    from core.train import TrainConfig
+
+    return {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if getattr(args, f.name, None) is not None
+    }
+
+
 def train_config(args):
     """The recipe named by --preset, with every option the user gave on top."""
     from core.train import RECIPES
 
-    given = {
-        f.name: getattr(args, f.name)
-        for f in dataclasses.fields(RECIPES["default"])
-        if getattr(args, f.name, None) is not None
-    }
-    return dataclasses.replace(RECIPES[args.preset], **given)
+    return dataclasses.replace(RECIPES[args.preset], **given_options(args))
 
 
 def command_train(args):
     from core.report import describe, evaluate, load_test_set, write_figures
     from core.train import train
 
-    config = train_config(args)
     out = args.out or Path("runs") / args.preset
     started = time.perf_counter()
-    result = train(config, out, resume=args.resume)
-    x_test, y_test, raw = load_test_set(result.meta, config.data_dir)
+    if args.resume:  # the checkpoint's settings, with the options given checked against them
+        result = train(None, out, resume=True, changes=given_options(args))
+    else:
+        result = train(train_config(args), out, overwrite=args.overwrite)
+    data_dir = result.meta["config"]["data_dir"] if args.data_dir is None else args.data_dir
+    x_test, y_test, raw = load_test_set(result.meta, data_dir)
     model = result  # has params, blueprint, meta
     evaluation = evaluate(model, x_test, y_test)
     figures = write_figures(
@@ -380,8 +405,8 @@ def main(argv=None):
             raise
         print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # training's says where its checkpoint is
+        print(str(e) or "interrupted", file=sys.stderr)
         return 130
 
 

@@ -30,7 +30,8 @@ def one_run(config, run_dir):
     from model.shards import set_threads
 
     set_threads(1)
-    result = train(config, run_dir, progress=False, echo=lambda *_: None)
+    # a run folder of the sweep's own: a new sweep replaces it, as it replaces the sweep's table
+    result = train(config, run_dir, progress=False, echo=lambda *_: None, overwrite=True)
     x_test, y_test, _ = load_test_set(result.meta, config.data_dir)
     return {
         "config": f"{config.optimizer} lr={config.lr:g}",

@@ -7,10 +7,12 @@ of ``(seed, 3, e, b)``. So a run interrupted anywhere and resumed from its
 checkpoint reaches exactly the parameters of an uninterrupted run.
 
 A run directory holds ``best_params.npz`` (the parameters with the best
-validation accuracy so far), ``checkpoint.npz`` (everything needed to
-resume) and ``log.csv`` (one row per epoch), all written atomically.
+validation accuracy so far), ``checkpoint.npz`` (what resume reads: the
+parameters, the optimizer state, the config and the RunState) and ``log.csv``
+(one row per epoch), all written atomically.
 """
 
+import contextlib
 import dataclasses
 import datetime
 import math
@@ -37,7 +39,7 @@ from data import (
     stratified_split,
 )
 from data.errors import UserError
-from data.files import atomic_write_text
+from data.files import atomic_write_text, remove_leftover_temporaries
 from data.normalization import Normalization
 from model.backward import backward
 from model.blueprints import load_blueprint
@@ -45,6 +47,7 @@ from model.forward import forward
 from model.initialize_parameters import initialize_parameters
 from model.params_io import load_checkpoint, load_model, save_checkpoint, save_model
 
+RUN_FILES = {"best": "best_params.npz", "ckpt": "checkpoint.npz", "log": "log.csv"}
 LOG_COLUMNS = [
     "epoch",
     "lr",
@@ -116,19 +119,36 @@ class TrainResult(NamedTuple):
 class RunState(NamedTuple):
     """Where a run is: what a checkpoint holds besides parameters and optimizer state."""
 
-    epoch: int  # 0-based epoch in progress
-    batch: int  # next batch of that epoch
-    loss_sum: float  # sums over the batches of the epoch so far
-    correct: int
-    seen: int
-    seconds: float
-    best_val_acc: float
-    best_epoch: int
-    log_rows: list
+    epoch: int = 0  # 0-based epoch in progress
+    batch: int = 0  # next batch of that epoch
+    loss_sum: float = 0.0  # sums over the batches of the epoch so far
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0
+    best_val_acc: float = -1.0
+    best_epoch: int = 0
+    log_rows: list = []  # one dict per finished epoch, keyed by LOG_COLUMNS (never mutated)
+
+
+class Run(NamedTuple):
+    """What stays fixed while a run trains."""
+
+    config: TrainConfig
+    data: TrainData
+    blueprint: list
+    optimizer: object  # core.optim.Optimizer
+    paths: dict  # "best", "ckpt", "log": the files in the run folder
+    per_epoch: int  # batches per epoch
+    total_steps: int  # updates in the whole run, for the schedule
+    warmup: int  # warm-up updates
 
 
 class Diverged(UserError):
     """The loss became NaN or infinite."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A Ctrl-C, after the checkpoint was written; its message says where and what next."""
 
 
 def make_rng(seed, *stream):
@@ -156,13 +176,13 @@ def prepare_data(config):
     norm = fit_normalization(x[train_idx])
     fill = (-norm.mean / norm.std).astype(np.float32)  # pixel value 0, normalized
     return TrainData(
-        normalize(x[train_idx], norm),
-        y[train_idx],
-        normalize(x[val_idx], norm),
-        y[val_idx],
-        norm,
-        fill,
-        ds,
+        x_train=normalize(x[train_idx], norm),
+        y_train=y[train_idx],
+        x_val=normalize(x[val_idx], norm),
+        y_val=y[val_idx],
+        norm=norm,
+        fill=fill,
+        dataset=ds,
     )
 
 
@@ -188,8 +208,14 @@ def train_step(params, opt_state, xb, yb, blueprint, optimizer, step, lr, rng, c
     return params, opt_state, loss, int((scores.argmax(axis=1) == yb).sum())
 
 
+def lr_of(run, step):
+    """The learning rate of 0-based update ``step``."""
+    config = run.config
+    return lr_at(step, run.total_steps, config.lr, config.schedule, run.warmup)
+
+
 def write_log(path, rows):
-    """The log rows as CSV, written atomically."""
+    """The log rows (dicts keyed by LOG_COLUMNS) as CSV, written atomically."""
     atomic_write_text(path, pd.DataFrame(rows, columns=LOG_COLUMNS).to_csv(index=False))
 
 
@@ -207,160 +233,294 @@ def run_meta(config, data, blueprint, **extra):
     }
 
 
-def train(config, out_dir, resume=False, progress=None, echo=print):
-    """Train a model as ``config`` says, writing its files to ``out_dir``.
+def save_run(run, params, opt_state, state):
+    """The checkpoint: parameters, optimizer state, and the config and state that resume reads."""
+    meta = run_meta(run.config, run.data, run.blueprint, run_state=state._asdict())
+    save_checkpoint(run.paths["ckpt"], params, opt_state, run.blueprint, meta)
 
-    resume: continue from ``out_dir/checkpoint.npz`` (its config is used).
-    progress: show a progress bar per epoch (default: when stderr is a terminal).
-    echo: where the one-line-per-epoch log goes.
-    Returns a TrainResult. Raises Diverged on a NaN/infinite loss (the files
-    of the last good epoch stay) and KeyboardInterrupt after writing a checkpoint.
+
+def load_run(path):
+    """(config, params, opt_state, state) from the checkpoint ``path``."""
+    ckpt = load_checkpoint(path)
+    saved = ckpt.meta["run_state"]
+    # checkpoints written before the log rows were dicts hold them as lists in LOG_COLUMNS order
+    rows = [row if isinstance(row, dict) else dict(zip(LOG_COLUMNS, row, strict=True))
+            for row in saved["log_rows"]]  # fmt: skip
+    state = RunState(**{**saved, "log_rows": rows})
+    return TrainConfig(**ckpt.meta["config"]), ckpt.params, ckpt.opt_state, state
+
+
+def epoch_batches(run, params, opt_state, state):
+    """Train the rest of epoch ``state.epoch``, yielding (params, opt_state, state) per batch.
+
+    The caller's loop variables then always hold a consistent triple, whatever batch a Ctrl-C
+    lands in; the epoch's shuffle comes from its own stream, so a resumed run can skip the
+    batches it has done.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        k: out_dir / f
-        for k, f in [("best", "best_params.npz"), ("ckpt", "checkpoint.npz"), ("log", "log.csv")]
+    config, data, epoch = run.config, run.data, state.epoch
+    shuffle = make_rng(config.seed, 2, epoch)
+    batches = iterate_minibatches(data.x_train, data.y_train, config.batch_size, shuffle)
+    t0 = time.perf_counter() - state.seconds
+    for b, (xb, yb) in enumerate(batches):
+        if b < state.batch:
+            continue
+        step = epoch * run.per_epoch + b
+        lr = lr_of(run, step)
+        rng = make_rng(config.seed, 3, epoch, b)
+        if config.augment:
+            xb = random_affine(xb, rng, fill=data.fill)
+        params, opt_state, loss, correct = train_step(
+            params, opt_state, xb, yb, run.blueprint, run.optimizer, step, lr, rng, config.clip_norm
+        )
+        state = state._replace(
+            batch=b + 1,
+            loss_sum=state.loss_sum + loss * len(yb),
+            correct=state.correct + correct,
+            seen=state.seen + len(yb),
+            seconds=time.perf_counter() - t0,
+        )
+        yield params, opt_state, state
+
+
+def validate(run, params, epoch):
+    """(val_loss, val_acc) after 0-based ``epoch``; Diverged if the loss is not finite."""
+    val_loss, val_acc = loss_and_accuracy(params, run.blueprint, run.data.x_val, run.data.y_val)
+    if not math.isfinite(val_loss):  # the very last update can still blow up
+        raise Diverged(f"the validation loss became {val_loss} after epoch {epoch + 1}")
+    return val_loss, val_acc
+
+
+def end_epoch(run, params, opt_state, state, echo):
+    """Validate the finished epoch, log it, save the files; returns the next epoch's state."""
+    epoch = state.epoch
+    val_loss, val_acc = validate(run, params, epoch)
+    row = {
+        "epoch": epoch + 1,
+        "lr": lr_of(run, (epoch + 1) * run.per_epoch - 1),  # the epoch's last update's
+        "train_loss": state.loss_sum / state.seen,
+        "train_acc": state.correct / state.seen,
+        "val_loss": val_loss,
+        "val_acc": val_acc,
+        "seconds": state.seconds,
+        "images_per_s": state.seen / state.seconds,
     }
+    echo(
+        f"epoch {row['epoch']:3d}  lr {row['lr']:.2e}  train loss {row['train_loss']:.4f} "
+        f"acc {row['train_acc']:.4f}  val loss {val_loss:.4f} acc {val_acc:.4f}  "
+        f"{row['seconds']:.1f} s ({row['images_per_s']:.0f} images/s)"
+    )
+    improved = val_acc > state.best_val_acc
+    done = RunState(
+        epoch=epoch + 1,
+        best_val_acc=max(val_acc, state.best_val_acc),
+        best_epoch=epoch + 1 if improved else state.best_epoch,
+        log_rows=[*state.log_rows, row],
+    )
+    # The files first, then the state: a Ctrl-C while they are written checkpoints the epoch as
+    # not yet finished, and the resumed run validates it and writes them again.
+    write_log(run.paths["log"], done.log_rows)
+    if improved:
+        meta = run_meta(run.config, run.data, run.blueprint, epoch=epoch + 1, val_acc=val_acc)
+        save_model(run.paths["best"], params, run.blueprint, meta)
+    save_run(run, params, opt_state, done)
+    return done
+
+
+def stopped_early(config, state):
+    """True once ``config.patience`` epochs have passed without a better validation accuracy."""
+    return bool(config.patience) and state.epoch - state.best_epoch >= config.patience
+
+
+def plural(count, word, words=None):
+    """``"1 epoch"``, ``"2 epochs"``; ``words`` for another plural (``"batches"``)."""
+    return f"{count} {word if count == 1 else words or word + 's'}"
+
+
+def option(field):
+    """The command-line option of a TrainConfig field: ``"weight_decay"`` -> ``"--weight-decay"``."""
+    return "--" + field.replace("_", "-")
+
+
+def resumed_config(saved, changes, source):
+    """The config a resumed run continues with: ``saved`` with ``changes`` applied.
+
+    changes: {TrainConfig field: value} the user gave. ``epochs`` may grow (the run is
+    extended; the schedule is then planned over the new total), ``data_dir`` may move; any
+    other value that differs from the saved one is refused, never ignored.
+    """
+    changes = dict(changes or {})
+    if conflicts := [
+        f for f in changes if f not in ("epochs", "data_dir") and changes[f] != getattr(saved, f)
+    ]:
+        given = ", ".join(f"{option(f)} {changes[f]}" for f in conflicts)
+        kept = ", ".join(f"{option(f)} {getattr(saved, f)}" for f in conflicts)
+        raise UserError(
+            f"{source}: --resume continues the run with its own settings ({kept}), not "
+            f"{given}; only --epochs (to extend it) may change; start a new run in another --out"
+        )
+    if changes.get("epochs", saved.epochs) < saved.epochs:
+        raise UserError(
+            f"{source}: --epochs {changes['epochs']}: the run was planned for "
+            f"{plural(saved.epochs, 'epoch')}; a resumed run can be extended, not shortened"
+        )
+    return dataclasses.replace(saved, **changes)
+
+
+def refuse_to_replace(out_dir, resume, overwrite):
+    """The run files already in ``out_dir``; a UserError if a new run would replace them unasked."""
+    found = [name for name in RUN_FILES.values() if (out_dir / name).exists()]
+    if found and not resume and not overwrite:
+        raise UserError(
+            f"{out_dir} holds a run already ({', '.join(found)}); continue it with --resume, "
+            "replace it with --overwrite, or choose another --out"
+        )
+    return found
+
+
+def prepare_folder(out_dir, replaced, echo):
+    """Make ``out_dir`` ready once everything is checked (so a refused run leaves no folder).
+
+    replaced: the files of an earlier run to delete (--overwrite). Files that killed atomic
+    writes left behind are removed too.
+    """
+    if replaced:
+        echo(f"replacing the run in {out_dir} (--overwrite): {', '.join(replaced)} deleted")
+        for name in replaced:
+            (out_dir / name).unlink()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if removed := remove_leftover_temporaries(out_dir):
+        echo(f"removed what interrupted writes left in {out_dir}: {', '.join(removed)}")
+
+
+def start(config, out_dir, resume, changes, overwrite, echo):
+    """Everything a run needs before its first batch: (run, params, opt_state, state)."""
+    paths = {key: out_dir / name for key, name in RUN_FILES.items()}
+    found = refuse_to_replace(out_dir, resume, overwrite)
     if resume:
-        ckpt = load_checkpoint(paths["ckpt"])
-        config = TrainConfig(**ckpt.meta["config"])
-        params, opt_state, state = ckpt.params, ckpt.opt_state, RunState(**ckpt.meta["run_state"])
+        saved, params, opt_state, state = load_run(paths["ckpt"])
+        config = resumed_config(saved, changes, paths["ckpt"])
     data = prepare_data(config)
     _, blueprint = load_blueprint(config.arch, data.dataset.n_classes)
-    optimizer = make_optimizer(config.optimizer, weight_decay=config.weight_decay)
+    per_epoch = math.ceil(len(data.y_train) / config.batch_size)
+    run = Run(
+        config=config,
+        data=data,
+        blueprint=blueprint,
+        optimizer=make_optimizer(config.optimizer, weight_decay=config.weight_decay),
+        paths=paths,
+        per_epoch=per_epoch,
+        total_steps=config.epochs * per_epoch,
+        warmup=round(config.warmup_epochs * per_epoch),
+    )
+    lr_of(run, 0)  # checks the schedule and warm-up now, before anything is written
+    prepare_folder(out_dir, [] if resume else found, echo)
     if not resume:
         params = initialize_parameters(blueprint, data.x_train.shape[1:], make_rng(config.seed, 0))
-        opt_state = optimizer.init(params)
-        state = RunState(0, 0, 0.0, 0, 0, 0.0, -1.0, 0, [])
+        return run, params, run.optimizer.init(params), RunState()
+    if config.epochs != saved.epochs:
+        step = state.epoch * per_epoch + state.batch
+        replanned = "" if config.schedule == "constant" else (
+            f"; the {config.schedule} schedule is planned anew over {config.epochs} epochs "
+            f"(learning rate {lr_of(run, step):.2e} where the run resumes)"
+        )  # fmt: skip
+        echo(f"extending the run from {saved.epochs} to {config.epochs} epochs{replanned}")
+    return run, params, opt_state, state
 
-    n = len(data.y_train)
-    per_epoch = math.ceil(n / config.batch_size)
-    total_steps, warmup = config.epochs * per_epoch, round(config.warmup_epochs * per_epoch)
-    show = sys.stderr.isatty() if progress is None else progress
-    echo(
-        f"training {config.arch} on {config.dataset}: {n} images, {len(data.y_val)} for "
-        f"validation, {config.epochs} epochs of {per_epoch} batches of {config.batch_size}"
+
+def describe(run):
+    """The first line of a run's output."""
+    config, data = run.config, run.data
+    images = f"{plural(len(data.y_train), 'image')} to train on, {len(data.y_val)} to validate"
+    if config.limit is not None:
+        images += f" (the {config.limit} that --limit keeps)"
+    return (
+        f"training {config.arch} on {config.dataset}: {images}; "
+        f"{plural(config.epochs, 'epoch')} of {plural(run.per_epoch, 'batch', 'batches')} of {config.batch_size}"
     )
 
-    def checkpoint(state):
-        meta = run_meta(config, data, blueprint, run_state=state._asdict())
-        save_checkpoint(
-            paths["ckpt"],
-            params,
-            opt_state,
-            blueprint,
-            meta,
-            state.epoch,
-            state.batch,
-            make_rng(config.seed, 3, state.epoch, state.batch).bit_generator.state,
-        )
 
-    epoch = state.epoch
-    try:
-        while epoch < config.epochs:
-            # shuffled by the epoch's own stream; a resumed run skips the batches it has done
-            shuffle = make_rng(config.seed, 2, epoch)
-            batches = iterate_minibatches(data.x_train, data.y_train, config.batch_size, shuffle)
-            bar = tqdm(
-                total=per_epoch,
-                initial=state.batch,
-                disable=not show,
-                leave=False,
-                desc=f"epoch {epoch + 1}/{config.epochs}",
-                unit="batch",
-            )
-            t0 = time.perf_counter() - state.seconds
-            for b, (xb, yb) in enumerate(batches):
-                if b < state.batch:
-                    continue
-                step = epoch * per_epoch + b
-                lr = lr_at(step, total_steps, config.lr, config.schedule, warmup)
-                rng = make_rng(config.seed, 3, epoch, b)
-                if config.augment:
-                    xb = random_affine(xb, rng, fill=data.fill)
-                new_params, new_opt_state, loss, correct = train_step(
-                    params, opt_state, xb, yb, blueprint, optimizer, step, lr, rng, config.clip_norm
-                )
-                # one statement: a Ctrl-C cannot land between the parameters and the batch count
-                params, opt_state, state = (
-                    new_params,
-                    new_opt_state,
-                    state._replace(
-                        batch=b + 1,
-                        loss_sum=state.loss_sum + loss * len(yb),
-                        correct=state.correct + correct,
-                        seen=state.seen + len(yb),
-                        seconds=time.perf_counter() - t0,
-                    ),
-                )
+@contextlib.contextmanager
+def progress_report(run, state, style, echo):
+    """A function ``report(state)`` to call after each batch of the epoch ``state.epoch``.
+
+    style: "bar" (tqdm, for a terminal), "lines" (a line through ``echo`` at every tenth of
+    the epoch and at least every 30 s: a log file or CI sees the run move) or None.
+    """
+    desc = f"epoch {state.epoch + 1}/{run.config.epochs}"
+    if style == "bar":
+        with tqdm(
+            total=run.per_epoch, initial=state.batch, leave=False, desc=desc, unit="batch"
+        ) as bar:
+
+            def report(state):
                 bar.set_postfix(loss=f"{state.loss_sum / state.seen:.4f}", refresh=False)
                 bar.update()
-            bar.close()
-            lr = lr_at((epoch + 1) * per_epoch - 1, total_steps, config.lr, config.schedule, warmup)
-            val_loss, val_acc = loss_and_accuracy(params, blueprint, data.x_val, data.y_val)
-            if not math.isfinite(val_loss):  # the very last update can still blow up
-                raise Diverged(f"the validation loss became {val_loss} after epoch {epoch + 1}")
-            row = [
-                epoch + 1,
-                lr,
-                state.loss_sum / state.seen,
-                state.correct / state.seen,
-                val_loss,
-                val_acc,
-                state.seconds,
-                state.seen / state.seconds,
-            ]
-            echo(
-                f"epoch {epoch + 1:3d}  lr {lr:.2e}  train loss {row[2]:.4f} acc {row[3]:.4f}  "
-                f"val loss {val_loss:.4f} acc {val_acc:.4f}  {state.seconds:.1f} s "
-                f"({row[7]:.0f} images/s)"
-            )
-            improved = val_acc > state.best_val_acc
-            done = RunState(
-                epoch + 1,
-                0,
-                0.0,
-                0,
-                0,
-                0.0,
-                max(val_acc, state.best_val_acc),
-                epoch + 1 if improved else state.best_epoch,
-                [*state.log_rows, row],
-            )
-            # The files first, then the state: a Ctrl-C while they are written checkpoints the
-            # epoch as not yet finished, and the resumed run validates it and writes them again.
-            write_log(paths["log"], done.log_rows)
-            if improved:
-                save_model(
-                    paths["best"],
-                    params,
-                    blueprint,
-                    run_meta(config, data, blueprint, epoch=epoch + 1, val_acc=val_acc),
-                )
-            checkpoint(done)
-            state = done
-            epoch += 1
-            if config.patience and epoch - state.best_epoch >= config.patience:
-                echo(f"early stop: no better validation accuracy for {config.patience} epochs")
-                break
+
+            yield report
+        return
+    last_line = time.perf_counter()
+
+    def report(state):
+        nonlocal last_line
+        tenth = state.batch * 10 // run.per_epoch > (state.batch - 1) * 10 // run.per_epoch
+        if state.batch < run.per_epoch and (tenth or time.perf_counter() - last_line >= 30):
+            echo(f"  {desc}: batch {state.batch}/{run.per_epoch}, "
+                 f"loss {state.loss_sum / state.seen:.4f}, {state.seconds:.0f} s")  # fmt: skip
+            last_line = time.perf_counter()
+
+    yield report if style == "lines" else lambda state: None
+
+
+def train(config, out_dir, resume=False, progress=None, echo=print, changes=None, overwrite=False):
+    """Train a model as ``config`` says, writing its files to ``out_dir``.
+
+    resume: continue from ``out_dir/checkpoint.npz`` with its config (``config`` is not read),
+            changed by ``changes`` ({field: value}; see ``resumed_config``: only ``epochs`` may
+            grow); a finished run says so and trains no further.
+    overwrite: replace a run already in ``out_dir`` (refused otherwise, with a UserError).
+    progress: True for a progress bar, False for none; None: a bar when stderr is a terminal,
+              else a line through ``echo`` every tenth of an epoch (a log file, CI).
+    echo: where the one-line-per-epoch log goes.
+    Returns a TrainResult. Raises Diverged on a NaN/infinite loss (the files of the last good
+    epoch stay) and Interrupted (a KeyboardInterrupt) after writing a checkpoint.
+    """
+    out_dir = Path(out_dir)
+    run, params, opt_state, state = start(config, out_dir, resume, changes, overwrite, echo)
+    config = run.config
+    if progress is None:
+        style = "bar" if sys.stderr.isatty() else "lines"
+    else:
+        style = "bar" if progress else None
+    echo(describe(run))
+    if stopped_early(config, state):
+        echo(f"the run in {out_dir} stopped early after {plural(state.epoch, 'epoch')} "
+             f"(--patience {config.patience}); nothing to train")  # fmt: skip
+    elif state.epoch >= config.epochs:
+        echo(f"the run in {out_dir} had finished its {plural(state.epoch, 'epoch')}; nothing to "
+             "train: give a larger --epochs to extend it")  # fmt: skip
+    try:
+        while state.epoch < config.epochs and not stopped_early(config, state):
+            with progress_report(run, state, style, echo) as report:
+                batches = epoch_batches(run, params, opt_state, state)
+                for params, opt_state, state in batches:  # noqa: B007 (read after the loop)
+                    report(state)
+            state = end_epoch(run, params, opt_state, state, echo)
+            if stopped_early(config, state):
+                patience = plural(config.patience, "epoch")
+                echo(f"early stop: no better validation accuracy for {patience}")
     except KeyboardInterrupt:
-        checkpoint(state)
-        echo(f"\ninterrupted: checkpoint written to {paths['ckpt']}; continue with --resume")
-        raise
+        save_run(run, params, opt_state, state)
+        raise Interrupted(
+            f"interrupted: checkpoint written to {run.paths['ckpt']}; continue with --resume"
+        ) from None
     except Diverged as e:
         kept = (
-            f"the last good parameters are in {paths['best']}"
-            if paths["best"].exists()
+            f"the last good parameters are in {run.paths['best']}"
+            if run.paths["best"].exists()
             else "no epoch finished, so no parameters were kept"
         )
         raise Diverged(f"{e}: training stopped; try a smaller --lr; {kept}") from None
 
-    best = load_model(paths["best"])
-    return TrainResult(
-        best.params,
-        best.blueprint,
-        best.meta,
-        pd.DataFrame(state.log_rows, columns=LOG_COLUMNS),
-        out_dir,
-    )
+    best = load_model(run.paths["best"])
+    log = pd.DataFrame(state.log_rows, columns=LOG_COLUMNS)
+    return TrainResult(best.params, best.blueprint, best.meta, log, out_dir)

@@ -10,10 +10,15 @@ reported as a UserError.
 """
 
 import os
+import re
 import secrets
 from pathlib import Path
 
 from data.errors import UserError
+
+TOKEN_HEX_BYTES = 6  # a temporary file's random part: 12 hex digits
+# .<name>.<random>.tmp<suffix>: what atomic_write names its temporary files, and only that
+_TEMPORARY = re.compile(rf"\.(.+)\.[0-9a-f]{{{2 * TOKEN_HEX_BYTES}}}\.tmp(.*)", re.DOTALL)
 
 
 def atomic_write(path, write):
@@ -30,7 +35,7 @@ def atomic_write(path, write):
     temporary file before it propagates, and the previous file stays as it was.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp{path.suffix}")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(TOKEN_HEX_BYTES)}.tmp{path.suffix}")
     try:
         # 0o666 lets the umask decide the permissions, as for any new file (mkstemp's 0o600 would
         # make every saved file private to its owner).
@@ -59,6 +64,29 @@ def atomic_write_text(path, text, encoding="utf-8"):
     Returns the destination as a Path. Raises UserError as ``atomic_write`` does.
     """
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding=encoding))
+
+
+def remove_leftover_temporaries(folder):
+    """Delete the temporary files that killed atomic writes left in ``folder``.
+
+    folder: str or Path of an existing folder.
+    Only plain files named exactly as ``atomic_write`` names them
+    (``.<name>.<12 hex digits>.tmp<suffix of name>``) are removed: a SIGKILL gives
+    no chance to clean up, and nothing else ever has such a name.
+    Returns the sorted list of the names removed.
+    """
+    removed = []
+    for entry in Path(folder).iterdir():
+        match = _TEMPORARY.fullmatch(entry.name)
+        if (
+            match
+            and Path(match[1]).suffix == match[2]
+            and entry.is_file()
+            and not entry.is_symlink()
+        ):
+            entry.unlink()
+            removed.append(entry.name)
+    return sorted(removed)
 
 
 def _fsync(path):

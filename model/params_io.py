@@ -22,9 +22,13 @@ A checkpoint (``save_checkpoint``) is the same file plus:
 - ``"__opt__/<state key>"``: each optimizer state array (core/optim.py names them
   ``"<slot>.<param key>"``, e.g. ``"__opt__/m.conv1.W"``), float32, shaped like its parameter.
   ``check_params`` refuses layer names starting with ``"__"``, so the prefix cannot collide.
-- ``"__rng__"``: JSON text of the training Generator's ``bit_generator.state`` (a dict; the
-  PCG64 state's 128-bit integers are exact in JSON).
-- ``meta["epoch"]`` and ``meta["step"]``: how far training had got.
+- ``"__checkpoint__"``: JSON text of the list of the optimizer state keys (sorted), which marks
+  the file as a checkpoint (plain SGD has no state arrays) and shows a missing state array.
+  Where the run stands goes in ``meta``, written and read by the trainer.
+
+Checkpoints of earlier versions hold ``"__rng__"`` (a generator state) instead of
+``"__checkpoint__"``, and ``meta["epoch"]`` and ``meta["step"]``: they still load, and the
+generator state, which nothing reads, is dropped.
 
 Loading accepts any floating dtype and casts it to float32 (the training dtype), so a model
 kept in float64 still loads; integer, boolean and complex arrays are refused. Every problem
@@ -50,7 +54,8 @@ from model.shapes import trace_shapes
 FORMAT_VERSION = 1
 BLUEPRINT_KEY = "__blueprint__"
 META_KEY = "__meta__"
-RNG_KEY = "__rng__"
+CHECKPOINT_KEY = "__checkpoint__"
+OLD_RNG_KEY = "__rng__"  # marked checkpoints before CHECKPOINT_KEY; read only to be dropped
 OPT_PREFIX = "__opt__/"
 REQUIRED_META = {
     "input_shape": list,
@@ -80,21 +85,13 @@ class Checkpoint(NamedTuple):
 
     params:    as in Model.
     opt_state: {"<slot>.<param key>": float32 array shaped like that parameter}.
-    blueprint, meta: as in Model (meta also holds "epoch" and "step").
-    epoch:     int, completed epochs.
-    step:      int, optimizer updates done so far.
-    rng_state: dict, a ``bit_generator.state``; restore with
-               ``rng = np.random.default_rng(); rng.bit_generator.state = rng_state``
-               (for the default PCG64 generator).
+    blueprint, meta: as in Model (meta also holds where the run stands, as the trainer wrote it).
     """
 
     params: dict
     opt_state: dict
     blueprint: list
     meta: dict
-    epoch: int
-    step: int
-    rng_state: dict
 
 
 def save_model(path, params, blueprint, meta):
@@ -111,23 +108,20 @@ def save_model(path, params, blueprint, meta):
     return _write_npz(path, arrays)
 
 
-def save_checkpoint(path, params, opt_state, blueprint, meta, epoch, step, rng_state):
+def save_checkpoint(path, params, opt_state, blueprint, meta):
     """Write everything needed to resume training to ``path``, atomically.
 
-    path, params, blueprint, meta: as for ``save_model``.
+    path, params, blueprint: as for ``save_model``.
+    meta:      as for ``save_model``, plus where the run stands (the trainer's business).
     opt_state: the optimizer state, {"<slot>.<param key>": floating array shaped like that
                parameter} (core/optim.py); may be empty (plain SGD).
-    epoch:     int, completed epochs; step: int, optimizer updates done (both go into meta).
-    rng_state: dict, the training Generator's ``rng.bit_generator.state``.
     Returns the Path written. Raises UserError, writing nothing, if anything is inconsistent.
     """
     source = os.fspath(path)
-    meta = {**meta, "epoch": _count(epoch, "epoch", source), "step": _count(step, "step", source)}
     arrays, path = _model_arrays(path, params, blueprint, meta)
     opt_state = _check_opt_state(opt_state, arrays, source)
     arrays.update({OPT_PREFIX + key: value for key, value in opt_state.items()})
-    _generator_from(rng_state, source)  # refuse a state that could not be restored
-    arrays[RNG_KEY] = np.array(_to_json(rng_state, source, RNG_KEY))
+    arrays[CHECKPOINT_KEY] = np.array(json.dumps(sorted(opt_state)))
     return _write_npz(path, arrays)
 
 
@@ -140,7 +134,11 @@ def load_model(path):
     """
     source = os.fspath(path)
     arrays = _read_npz(source)
-    rest = {k: v for k, v in arrays.items() if not k.startswith(OPT_PREFIX) and k != RNG_KEY}
+    rest = {
+        k: v
+        for k, v in arrays.items()
+        if not k.startswith(OPT_PREFIX) and k not in (CHECKPOINT_KEY, OLD_RNG_KEY)
+    }
     return _model_from(rest, source)
 
 
@@ -148,32 +146,33 @@ def load_checkpoint(path):
     """Read and check a checkpoint written by ``save_checkpoint``.
 
     path: str or Path of the ``.npz`` file.
-    Returns Checkpoint(params, opt_state, blueprint, meta, epoch, step, rng_state); see its
-    docstring. Raises UserError naming the file and the key for any problem, including a
-    model file without optimizer and generator state.
+    Returns Checkpoint(params, opt_state, blueprint, meta); see its docstring. Reads the
+    checkpoints of earlier versions too (module docstring). Raises UserError naming the file
+    and the key for any problem, including a model file without optimizer state.
     """
     source = os.fspath(path)
     arrays = _read_npz(source)
-    if RNG_KEY not in arrays:
+    if CHECKPOINT_KEY not in arrays and OLD_RNG_KEY not in arrays:
         raise UserError(
-            f"{source}: no '{RNG_KEY}' entry: a model file, not a training checkpoint; "
+            f"{source}: no '{CHECKPOINT_KEY}' entry: a model file, not a training checkpoint; "
             "resume from a checkpoint saved during training, or load it with load_model"
         )
-    rng_state = _parse_json(arrays.pop(RNG_KEY), RNG_KEY, dict, source)
-    _generator_from(rng_state, source)
     opt_state = {
         key[len(OPT_PREFIX) :]: arrays.pop(key)
         for key in list(arrays)
         if key.startswith(OPT_PREFIX)
     }
-    model = _model_from(arrays, source)
-    for key in ("epoch", "step"):
-        if key not in model.meta:
-            raise UserError(f"{source}: {META_KEY} has no '{key}'; re-save the checkpoint")
-        _count(model.meta[key], f"{META_KEY} {key}", source)
-    opt_state = _check_opt_state(opt_state, model.params, source)
-    params, blueprint, meta = model
-    return Checkpoint(params, opt_state, blueprint, meta, meta["epoch"], meta["step"], rng_state)
+    if CHECKPOINT_KEY in arrays:
+        listed = _parse_json(arrays.pop(CHECKPOINT_KEY), CHECKPOINT_KEY, list, source)
+        if listed != sorted(opt_state):
+            raise UserError(
+                f"{source}: '{CHECKPOINT_KEY}' lists the optimizer state {listed}, the file "
+                f"holds {sorted(opt_state)}; the checkpoint is damaged"
+            )
+    arrays.pop(OLD_RNG_KEY, None)
+    params, blueprint, meta = _model_from(arrays, source)
+    opt_state = _check_opt_state(opt_state, params, source)
+    return Checkpoint(params, opt_state, blueprint, meta)
 
 
 def check_params(params, blueprint, input_shape, source):
@@ -317,26 +316,6 @@ def _check_opt_state(opt_state, params, source):
             )
         shapes[key] = params[param_key].shape
     return _checked_arrays(opt_state, shapes, f"{source}: optimizer state")
-
-
-def _count(value, name, source):
-    """``value`` as a non-negative int, or a UserError naming it."""
-    if not is_whole(value, 0):
-        raise UserError(f"{source}: {name} must be a non-negative integer, got {value!r}")
-    return int(value)
-
-
-def _generator_from(rng_state, source):
-    """A Generator rebuilt from ``rng_state``, proving the state restores."""
-    try:
-        bit_generator = getattr(np.random, rng_state["bit_generator"])()
-        bit_generator.state = rng_state
-    except (TypeError, KeyError, AttributeError, ValueError) as err:
-        raise UserError(
-            f"{source}: {RNG_KEY}: not a NumPy bit_generator.state ({err!r}); pass "
-            "rng.bit_generator.state"
-        ) from None
-    return np.random.Generator(bit_generator)
 
 
 def _to_json(obj, source, key):

@@ -28,7 +28,7 @@ ROOT = Path(main.__file__).resolve().parent
 
 TRAIN_OPTIONS = [
     "--" + field.name.replace("_", "-") for field in dataclasses.fields(TrainConfig)
-] + ["--no-augment", "--preset", "--out", "--resume"]
+] + ["--no-augment", "--preset", "--out", "--resume", "--overwrite"]
 OPTIONS = {
     None: ["--debug", "--threads", "train", "evaluate", "predict", "summary", "gradcheck", "sweep"],
     "train": TRAIN_OPTIONS,

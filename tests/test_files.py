@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from data.errors import UserError
-from data.files import atomic_write, atomic_write_text
+from data.files import atomic_write, atomic_write_text, remove_leftover_temporaries
 
 OLD = b"old content, must survive a failed write"
 
@@ -128,3 +128,33 @@ def test_a_folder_in_place_of_the_file_is_refused(tmp_path):
         atomic_write_text(tmp_path / "model.npz", "x")
     assert _names(tmp_path) == ["model.npz"]
     assert (tmp_path / "model.npz").is_dir()
+
+
+def test_remove_leftover_temporaries_removes_exactly_what_atomic_write_names(tmp_path):
+    leftovers = [".checkpoint.npz.0123456789ab.tmp.npz", ".log.csv.abcdef012345.tmp.csv"]
+    kept = [
+        "checkpoint.npz",
+        "notes.tmp",
+        ".checkpoint.npz.0123456789ab.tmp.csv",  # another suffix than the name's
+        ".checkpoint.npz.0123456789AB.tmp.npz",  # not lower-case hex
+        ".checkpoint.npz.0123456789a.tmp.npz",  # 11 digits
+        ".hidden",
+    ]
+    for name in leftovers + kept:
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / ".figures.png.0123456789ab.tmp.png").mkdir()  # a folder: never removed
+    assert remove_leftover_temporaries(tmp_path) == sorted(leftovers)
+    assert _names(tmp_path) == sorted([*kept, ".figures.png.0123456789ab.tmp.png"])
+
+
+def test_a_write_interrupted_before_its_rename_leaves_a_temporary_that_is_recognised(tmp_path):
+    names = []
+
+    def remember_and_stop(tmp):
+        names.append(tmp.name)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / "log.csv", remember_and_stop)
+    (tmp_path / names[0]).write_bytes(b"half")  # as if a SIGKILL had left it
+    assert remove_leftover_temporaries(tmp_path) == names

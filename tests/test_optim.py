@@ -326,16 +326,27 @@ def test_state_keys_are_slot_dot_param_key():
 def test_make_optimizer_binds_hyper_parameters():
     opt = make_optimizer("momentum", momentum=0.5)
     assert isinstance(opt, Optimizer) and opt.name == "momentum"
-    init, update = OPTIMIZERS["momentum"]
     params = tiny_params()
     grads = tiny_grads(params, 1)
     state = opt.init(params)
     _, state = opt.update(params, grads, state, 1, 0.1)
     bound, _ = opt.update(params, grads, state, 2, 0.1)
-    direct, _ = update(params, grads, state, 2, 0.1, momentum=0.5)
-    default, _ = update(params, grads, state, 2, 0.1)
+    direct, _ = OPTIMIZERS["momentum"](momentum=0.5).update(params, grads, state, 2, 0.1)
+    default, _ = OPTIMIZERS["momentum"]().update(params, grads, state, 2, 0.1)
     np.testing.assert_array_equal(bound["fc.W"], direct["fc.W"])
     assert not np.array_equal(bound["fc.W"], default["fc.W"])
+
+
+def test_optimizers_that_keep_the_same_slots_share_one_init():
+    assert OPTIMIZERS["nesterov"]().init is OPTIMIZERS["momentum"]().init
+    assert OPTIMIZERS["adamw"]().init is OPTIMIZERS["adam"]().init
+    params = tiny_params()
+    assert set(OPTIMIZERS["nesterov"]().init(params)) == {f"v.{key}" for key in params}
+
+
+def test_the_factories_check_their_values_without_make_optimizer():
+    with pytest.raises(UserError, match="optimizer 'adam': beta1"):
+        OPTIMIZERS["adam"](beta1=1.0)
 
 
 def test_unknown_optimizer_lists_the_known_names():
@@ -367,16 +378,18 @@ def test_bad_hyper_parameters_raise_user_error_naming_them(name, hyper, word):
         make_optimizer(name, **hyper)
 
 
-def test_mismatched_grads_and_state_raise_user_error():
+def test_mismatched_grads_and_state_raise_value_error():
     opt = make_optimizer("adam")
     params = tiny_params()
     state = opt.init(params)
     grads = tiny_grads(params, 1)
-    with pytest.raises(UserError, match="conv9.W"):
+    # a bug in the caller, not the user's mistake: a plain ValueError, not a UserError
+    with pytest.raises(ValueError, match="conv9.W") as caught:
         opt.update(params, {**grads, "conv9.W": np.zeros(2)}, state, 1, 0.1)
-    with pytest.raises(UserError, match=r"fc\.b.*\(2,\)"):
+    assert not isinstance(caught.value, UserError)
+    with pytest.raises(ValueError, match=r"fc\.b.*\(2,\)"):
         opt.update(params, {**grads, "fc.b": np.zeros(2)}, state, 1, 0.1)
-    with pytest.raises(UserError, match="m.fc.W"):
+    with pytest.raises(ValueError, match="m.fc.W"):
         opt.update(params, grads, make_optimizer("rmsprop").init(params), 1, 0.1)
 
 

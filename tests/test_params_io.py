@@ -381,36 +381,49 @@ def test_a_missing_or_blocked_folder_writes_nothing(tmp_path, params, blueprint,
 
 @pytest.fixture
 def checkpoint(tmp_path, params, blueprint, meta):
-    """A saved checkpoint, the Generator it saved (continued by tests) and its inputs."""
-    rng = np.random.default_rng(42)
-    rng.standard_normal(10)  # mid-training: not the seed's fresh state
+    """A saved checkpoint and the optimizer state it holds."""
     opt_state = {f"{slot}.{k}": np.full_like(v, 0.5) for slot in "mv" for k, v in params.items()}
-    path = save_checkpoint(
-        tmp_path / "ckpt.npz", params, opt_state, blueprint, meta, 4, 120, rng.bit_generator.state
-    )
-    return path, rng, opt_state
+    meta = {**meta, "run_state": {"epoch": 4, "batch": 0}}  # the trainer's, passed through
+    path = save_checkpoint(tmp_path / "ckpt.npz", params, opt_state, blueprint, meta)
+    return path, opt_state
 
 
 def test_checkpoint_round_trip(checkpoint, params, blueprint):
-    path, _, opt_state = checkpoint
+    path, opt_state = checkpoint
     ckpt = load_checkpoint(path)
-    assert (ckpt.epoch, ckpt.step) == (4, 120)
-    assert (ckpt.meta["epoch"], ckpt.meta["step"]) == (4, 120)
+    assert ckpt.meta["run_state"] == {"epoch": 4, "batch": 0}
     assert ckpt.blueprint == validate_blueprint(blueprint)
     assert ckpt.opt_state.keys() == opt_state.keys()
     for key, value in opt_state.items():
         np.testing.assert_array_equal(ckpt.opt_state[key], value)
     for key, value in params.items():
         np.testing.assert_array_equal(ckpt.params[key], value)
-    assert "__opt__/m.fc1.W" in _raw(path)
+    raw = _raw(path)
+    assert "__opt__/m.fc1.W" in raw
+    assert json.loads(str(raw["__checkpoint__"])) == sorted(opt_state)
+    assert "__rng__" not in raw  # nothing resumes from a generator state: not written
 
 
-def test_checkpoint_restores_the_generator_exactly(checkpoint):
-    path, rng, _ = checkpoint
-    restored = np.random.default_rng()
-    restored.bit_generator.state = load_checkpoint(path).rng_state
-    np.testing.assert_array_equal(restored.standard_normal(5), rng.standard_normal(5))
-    np.testing.assert_array_equal(restored.permutation(50), rng.permutation(50))
+def test_a_checkpoint_without_optimizer_state_is_still_a_checkpoint(
+    tmp_path, params, blueprint, meta
+):
+    path = save_checkpoint(tmp_path / "sgd.npz", params, {}, blueprint, meta)  # plain SGD
+    assert load_checkpoint(path).opt_state == {}
+
+
+def test_a_checkpoint_of_the_earlier_format_still_loads(checkpoint, params):
+    """Before: a generator state in "__rng__" and meta "epoch" and "step", no "__checkpoint__"."""
+    path, opt_state = checkpoint
+    arrays = _raw(path)
+    del arrays["__checkpoint__"]
+    arrays["__rng__"] = np.array(json.dumps(np.random.default_rng(0).bit_generator.state))
+    meta = {**json.loads(str(arrays["__meta__"])), "epoch": 4, "step": 120}
+    arrays["__meta__"] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+    ckpt = load_checkpoint(path)
+    assert ckpt.opt_state.keys() == opt_state.keys()
+    assert ckpt.meta["run_state"] == {"epoch": 4, "batch": 0}
+    assert load_model(path).params.keys() == params.keys()
 
 
 def test_load_model_reads_a_checkpoint(checkpoint, params):
@@ -423,7 +436,6 @@ def test_load_checkpoint_refuses_a_model_file(saved):
 
 
 def test_checkpoint_opt_state_must_fit_the_params(tmp_path, params, blueprint, meta):
-    state = np.random.default_rng(0).bit_generator.state
     path = tmp_path / "ckpt.npz"
     wrong = [
         ({"m.fc7.W": np.zeros((2, 8), np.float32)}, "'m.fc7.W' names no parameter"),
@@ -431,19 +443,19 @@ def test_checkpoint_opt_state_must_fit_the_params(tmp_path, params, blueprint, m
     ]
     for opt_state, fragment in wrong:
         _refused(
-            lambda p, o=opt_state: save_checkpoint(p, params, o, blueprint, meta, 0, 0, state),
+            lambda p, o=opt_state: save_checkpoint(p, params, o, blueprint, meta),
             path,
             fragment,
         )
     assert _names(tmp_path) == []
 
 
-def test_checkpoint_with_a_corrupt_generator_state(checkpoint):
+def test_checkpoint_missing_an_optimizer_state_array(checkpoint):
     path = checkpoint[0]
     arrays = _raw(path)
-    arrays["__rng__"] = np.array(json.dumps({"bit_generator": "PCG64", "state": {}}))
+    del arrays["__opt__/v.fc3.b"]
     np.savez(path, **arrays)
-    _refused(load_checkpoint, path, "__rng__: not a NumPy bit_generator.state")
+    _refused(load_checkpoint, path, "v.fc3.b", "the checkpoint is damaged")
 
 
 def test_checkpoint_with_nan_in_the_optimizer_state(checkpoint):

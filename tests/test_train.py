@@ -54,12 +54,17 @@ def assert_same_final_state(run_dir, reference_dir):
     ckpt, ref = (load_checkpoint(d / "checkpoint.npz") for d in (run_dir, reference_dir))
     assert_bit_identical(ckpt.params, ref.params)
     assert_bit_identical(ckpt.opt_state, ref.opt_state)
-    assert (ckpt.epoch, ckpt.step, ckpt.rng_state) == (ref.epoch, ref.step, ref.rng_state)
+    assert run_position(ckpt) == run_position(ref)
     assert_bit_identical(
         load_model(run_dir / "best_params.npz").params,
         load_model(reference_dir / "best_params.npz").params,
     )
     pd.testing.assert_frame_equal(log_without_timing(run_dir), log_without_timing(reference_dir))
+
+
+def run_position(ckpt):
+    """A checkpoint's run state without the log rows (their timing differs between runs)."""
+    return {key: value for key, value in ckpt.meta["run_state"].items() if key != "log_rows"}
 
 
 def log_without_timing(run_dir):
@@ -227,3 +232,158 @@ def test_mlp_on_the_spiral_trains_end_to_end_with_its_figures(tmp_path, capsys):
     assert "test accuracy" in capsys.readouterr().out
     figures = sorted(p.name for p in (tmp_path / "figures").iterdir())
     assert figures == ["confusion_matrix.png", "history.png"]
+
+
+# ---- the run folder and the command line: never lose a run, never ignore an option ----------
+
+SPIRAL = ["train", "--dataset", "spiral", "--arch", "mlp", "--limit", "200", "--epochs", "1"]
+
+
+def cli(capsys, *argv):
+    """``python main.py *argv`` in-process: (exit status, stdout, stderr)."""
+    status = main.main([str(arg) for arg in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_a_new_run_never_replaces_a_run_unless_told_to(tmp_path, capsys):
+    assert cli(capsys, *SPIRAL, "--out", tmp_path)[0] == 0
+    before = (tmp_path / "checkpoint.npz").read_bytes()
+    status, out, err = cli(capsys, *SPIRAL, "--seed", "1", "--out", tmp_path)
+    assert status == 2 and out == ""
+    assert err == (
+        f"error: {tmp_path} holds a run already (best_params.npz, checkpoint.npz, log.csv); "
+        "continue it with --resume, replace it with --overwrite, or choose another --out\n"
+    )
+    assert (tmp_path / "checkpoint.npz").read_bytes() == before
+
+    status, out, _ = cli(capsys, *SPIRAL, "--seed", "1", "--out", tmp_path, "--overwrite")
+    assert status == 0
+    assert f"replacing the run in {tmp_path} (--overwrite)" in out
+    assert load_checkpoint(tmp_path / "checkpoint.npz").meta["config"]["seed"] == 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["--optimizer", "nope"],
+        ["--schedule", "nope"],
+        ["--arch", "nope"],
+        ["--limit", "5"],
+        ["--val-size", "500"],
+        ["--warmup-epochs", "-1"],
+    ],
+)
+def test_a_run_refused_for_its_options_or_data_leaves_no_folder(tmp_path, capsys, bad):
+    out = tmp_path / "run" / "nested"
+    status, _, err = cli(capsys, *SPIRAL, *bad, "--out", out)
+    assert status == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_removes_only_the_files_killed_writes_left(tmp_path, capsys, monkeypatch):
+    interrupt_at(monkeypatch, "train_step", 5)
+    assert cli(capsys, *SPIRAL, "--epochs", "2", "--out", tmp_path)[0] == 130
+    monkeypatch.undo()
+    leftovers = [".checkpoint.npz.0123456789ab.tmp.npz", ".log.csv.abcdef012345.tmp.csv"]
+    others = ["notes.tmp", ".log.csv.tmp.csv", ".checkpoint.npz.0123456789ab.tmp"]
+    for name in leftovers + others:
+        (tmp_path / name).write_bytes(b"half a file")
+    status, out, _ = cli(capsys, "train", "--resume", "--out", tmp_path)
+    assert status == 0
+    assert f"removed what interrupted writes left in {tmp_path}: {', '.join(leftovers)}" in out
+    names = {p.name for p in tmp_path.iterdir()}
+    assert not names & set(leftovers) and set(others) <= names
+
+
+def test_ctrl_c_says_interrupted_once_with_where_the_checkpoint_is(tmp_path, capsys, monkeypatch):
+    interrupt_at(monkeypatch, "train_step", 3)
+    status, out, err = cli(capsys, *SPIRAL, "--out", tmp_path)
+    assert status == 130
+    checkpoint = tmp_path / "checkpoint.npz"
+    assert err == f"interrupted: checkpoint written to {checkpoint}; continue with --resume\n"
+    assert "interrupted" not in out
+    assert load_checkpoint(checkpoint).meta["run_state"]["batch"] == 2
+
+
+def test_resume_extends_a_run_with_a_constant_schedule_to_exactly_the_longer_run(tmp_path, capsys):
+    constant = [*SPIRAL, "--schedule", "constant"]
+    assert cli(capsys, *constant, "--epochs", "2", "--out", tmp_path / "two")[0] == 0
+    assert cli(capsys, *constant, "--out", tmp_path / "one")[0] == 0
+    status, out, _ = cli(capsys, "train", "--resume", "--epochs", "2", "--out", tmp_path / "one")
+    assert status == 0
+    assert "extending the run from 1 to 2 epochs\n" in out  # nothing to re-plan
+    assert_same_final_state(tmp_path / "one", tmp_path / "two")
+    assert load_checkpoint(tmp_path / "one" / "checkpoint.npz").meta["config"]["epochs"] == 2
+
+
+def test_resume_extends_a_cosine_run_and_says_the_schedule_is_planned_anew(tmp_path, capsys):
+    assert cli(capsys, *SPIRAL, "--out", tmp_path)[0] == 0
+    status, out, _ = cli(capsys, "train", "--resume", "--epochs", "3", "--out", tmp_path)
+    assert status == 0
+    assert "extending the run from 1 to 3 epochs; the cosine schedule is planned anew" in out
+    log = pd.read_csv(tmp_path / "log.csv")
+    assert list(log["epoch"]) == [1, 2, 3]
+    assert log["lr"][1] > log["lr"][0]  # epoch 1 ended its own cosine near 0; the new one is higher
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        (["--epochs", "1"], "--epochs 1: the run was planned for 2 epochs; a resumed run can be "
+                            "extended, not shortened"),
+        (["--lr", "0.1", "--seed", "3"], "--resume continues the run with its own settings "
+                                         "(--lr 0.002, --seed 0), not --lr 0.1, --seed 3"),
+        (["--no-augment", "--augment"], "(--augment False), not --augment True"),
+    ],
+)  # fmt: skip
+def test_resume_refuses_options_that_conflict_with_the_checkpoint(tmp_path, capsys, monkeypatch,
+                                                                  given, message):  # fmt: skip
+    interrupt_at(monkeypatch, "train_step", 3)
+    assert cli(capsys, *SPIRAL, "--epochs", "2", "--out", tmp_path)[0] == 130
+    before = (tmp_path / "checkpoint.npz").read_bytes()
+    status, out, err = cli(capsys, "train", "--resume", *given, "--out", tmp_path)
+    assert status == 2 and out == ""
+    assert message in err and err.count("\n") == 1
+    assert (tmp_path / "checkpoint.npz").read_bytes() == before
+    # the same values as the checkpoint's are no conflict
+    assert cli(capsys, "train", "--resume", "--lr", "0.002", "--out", tmp_path)[0] == 0
+
+
+def test_resuming_a_finished_run_says_so_and_trains_nothing(tmp_path, capsys):
+    assert cli(capsys, *SPIRAL, "--out", tmp_path)[0] == 0
+    log = (tmp_path / "log.csv").read_bytes()
+    status, out, _ = cli(capsys, "train", "--resume", "--out", tmp_path)
+    assert status == 0
+    finished = [line for line in out.splitlines() if "had finished" in line]
+    assert finished == [
+        f"the run in {tmp_path} had finished its 1 epoch; nothing to train: give a larger "
+        "--epochs to extend it"
+    ]
+    assert not any(line.startswith("epoch ") for line in out.splitlines())
+    assert (tmp_path / "log.csv").read_bytes() == log
+
+
+def test_the_first_line_counts_limit_and_validation_truly_in_the_singular_too(tmp_path, capsys):
+    status, out, _ = cli(capsys, *SPIRAL, "--out", tmp_path)
+    assert status == 0
+    assert out.splitlines()[0] == (
+        "training mlp on spiral: 180 images to train on, 20 to validate (the 200 that --limit "
+        "keeps); 1 epoch of 12 batches of 16"
+    )
+    assert "1 epochs" not in out
+    with pytest.raises(SystemExit):
+        main.main(["train", "--help"])
+    assert "the validation images included" in " ".join(capsys.readouterr().out.split())
+
+
+def test_without_a_terminal_an_epoch_prints_a_line_every_tenth(tmp_path, monkeypatch):
+    monkeypatch.setattr(core.train.sys.stderr, "isatty", lambda: False)
+    config = dataclasses.replace(SMALL, dataset="spiral", arch="mlp", limit=None, val_size=None)
+    lines = []
+    train(config, tmp_path, echo=lines.append)  # progress=None: choose by the terminal
+    progress = [line for line in lines if line.startswith("  epoch 1/2: batch ")]
+    # 810 points to train on: 51 batches; a line as each tenth is passed, none at the end
+    batches = [int(line.split("batch ")[1].split("/")[0]) for line in progress]
+    assert batches == [6, 11, 16, 21, 26, 31, 36, 41, 46]
+    assert all(line.endswith(" s") and "/51, loss " in line for line in progress)
