@@ -107,6 +107,24 @@ def build_parser():
         default=None,
         help="random shifts, rotations and scaling of the training images",
     )
+    train.add_argument(
+        "--crop",
+        type=int,
+        metavar="PAD",
+        help="random crops of the images zero-padded by PAD pixels (default: 0, none)",
+    )
+    train.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="random horizontal flips (fashion-mnist, cifar10; never digits)",
+    )
+    train.add_argument(
+        "--erase",
+        type=float,
+        metavar="P",
+        help="random erasing (cutout) of a rectangle in each image with probability P (default: 0)",
+    )
     train.add_argument("--seed", type=int, help="makes the run repeatable (default: 0)")
     train.add_argument(
         "--val-size",

@@ -18,6 +18,10 @@ _LOADERS = {
 }
 DATASETS = tuple(_LOADERS)
 
+# Datasets whose pictures mean the same thing mirrored left to right (a mirrored
+# digit is another symbol, or none: digits are never flipped).
+MIRRORABLE = ("fashion-mnist", "cifar10")
+
 
 def load_dataset(name, data_dir=None, cache_dir=None):
     """Load a dataset by name.

@@ -237,7 +237,7 @@ def _model_arrays(path, params, blueprint, meta):
     meta = {**meta, "format_version": FORMAT_VERSION}
     meta.setdefault("created", datetime.now(UTC).isoformat(timespec="seconds"))
     meta = json.loads(_to_json(meta, source, META_KEY))  # what load_model will see
-    blueprint = [row.spec for row in _trace(blueprint, meta, source)]
+    blueprint = [row.spec for row in _trace(blueprint, meta, source) if row.depth == 0]
     arrays = check_params(params, blueprint, meta["input_shape"], source)
     arrays[BLUEPRINT_KEY] = np.array(json.dumps(blueprint))
     arrays[META_KEY] = np.array(json.dumps(meta))
@@ -254,7 +254,7 @@ def _model_from(arrays, source):
             )
     blueprint = _parse_json(arrays.pop(BLUEPRINT_KEY), BLUEPRINT_KEY, list, source)
     meta = _parse_json(arrays.pop(META_KEY), META_KEY, dict, source)
-    blueprint = [row.spec for row in _trace(blueprint, meta, source)]
+    blueprint = [row.spec for row in _trace(blueprint, meta, source) if row.depth == 0]
     params = check_params(arrays, blueprint, meta["input_shape"], source)
     return Model(params, blueprint, meta)
 
