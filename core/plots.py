@@ -340,6 +340,26 @@ def plot_sweep(summary_df, ax=None, caption=None):
     return fig
 
 
+def plot_augmentations(variants, fig=None, caption=None):
+    """Examples of training augmentations: one row per variant, one column per image.
+
+    variants: {name: images (n, C, H, W)}, the same n images each time, e.g.
+    {"original": x, "flip": flipped, ...}. Each image is min-max scaled on its own.
+    Returns the figure.
+    """
+    names = list(variants)
+    n = len(variants[names[0]])
+    if fig is None:
+        fig = plt.figure(figsize=(1.3 * n + 1.6, 1.35 * len(names) + 0.6), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(names), n))
+    for row, name in zip(axes, names, strict=True):
+        for ax, image in zip(row, variants[name], strict=True):
+            _show_image(ax, image)
+        row[0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    fig.suptitle(caption or "training augmentations, drawn at random per image", fontsize=9)
+    return fig
+
+
 def _zero_error_floor(errors):
     """Where to draw an error of 0 on a log axis: a third of the smallest positive error.
 

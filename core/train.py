@@ -29,6 +29,7 @@ from tqdm import tqdm
 from core.eval import loss_and_accuracy
 from core.loss import softmax_cross_entropy
 from core.optim import clip_by_global_norm, make_optimizer
+from core.plots import plot_augmentations, save_figure
 from core.schedules import lr_at
 from data import (
     fit_normalization,
@@ -224,17 +225,44 @@ def check_augmentation(config):
         )
 
 
-def augmented(config, data, xb, rng):
-    """A training batch with the config's random augmentations, drawn from ``rng``."""
+def augmented(config, fill, xb, rng):
+    """A training batch with the config's random augmentations, drawn from ``rng``.
+
+    fill: (C,) the normalized value of a black pixel, for what a warp, crop or
+    erasing uncovers.
+    """
     if config.augment:
-        xb = random_affine(xb, rng, fill=data.fill)
+        xb = random_affine(xb, rng, fill=fill)
     if config.crop:
-        xb = random_crop(xb, rng, pad=config.crop, fill=data.fill)
+        xb = random_crop(xb, rng, pad=config.crop, fill=fill)
     if config.flip:
         xb = random_flip(xb, rng)
     if config.erase:
-        xb = random_erasing(xb, rng, p=config.erase, fill=data.fill)
+        xb = random_erasing(xb, rng, p=config.erase, fill=fill)
     return xb
+
+
+AUGMENTATIONS = {
+    "augment": "shift, rotate, scale",
+    "crop": "crop",
+    "flip": "flip",
+    "erase": "erase",
+}
+
+
+def write_augmentation_figure(config, data, path, n=8):
+    """A figure of n training images under each of the run's augmentations, and all of them."""
+    x = data.x_train[:n]
+    variants = {"original": x}
+    none = dataclasses.replace(config, augment=False, crop=0, flip=False, erase=0.0)
+    for field, name in AUGMENTATIONS.items():
+        if getattr(config, field):
+            alone = dataclasses.replace(none, **{field: getattr(config, field)})
+            variants[name] = augmented(alone, data.fill, x, make_rng(config.seed, 4))
+    if len(variants) > 2:
+        variants["all, as in training"] = augmented(config, data.fill, x, make_rng(config.seed, 4))
+    caption = f"{config.dataset}: training augmentations (--seed {config.seed}), random per image"
+    save_figure(plot_augmentations(variants, caption=caption), path)
 
 
 def train_step(params, opt_state, xb, yb, blueprint, optimizer, step, lr, rng, clip_norm):
@@ -318,7 +346,7 @@ def epoch_batches(run, params, opt_state, state):
         step = epoch * run.per_epoch + b
         lr = lr_of(run, step)
         rng = make_rng(config.seed, 3, epoch, b)
-        xb = augmented(config, data, xb, rng)
+        xb = augmented(config, data.fill, xb, rng)
         params, opt_state, loss, correct = train_step(
             params, opt_state, xb, yb, run.blueprint, run.optimizer, step, lr, rng, config.clip_norm
         )
@@ -464,6 +492,8 @@ def start(config, out_dir, resume, changes, overwrite, echo):
     )
     lr_of(run, 0)  # checks the schedule and warm-up now, before anything is written
     prepare_folder(out_dir, [] if resume else found, echo)
+    if any(getattr(config, field) for field in AUGMENTATIONS):
+        write_augmentation_figure(config, data, out_dir / "figures" / "augmentation.png")
     if not resume:
         params = initialize_parameters(blueprint, data.x_train.shape[1:], make_rng(config.seed, 0))
         return run, params, run.optimizer.init(params), RunState()

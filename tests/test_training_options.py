@@ -30,7 +30,7 @@ def test_no_augmentation_leaves_the_batch_untouched_and_draws_nothing():
     rng = np.random.default_rng(0)
     x, data = batch_and_data(rng)
     draw = np.random.default_rng(5)
-    assert augmented(NO_AUGMENTATION, data, x, draw) is x
+    assert augmented(NO_AUGMENTATION, data.fill, x, draw) is x
     assert draw.random() == np.random.default_rng(5).random()
 
 
@@ -38,8 +38,8 @@ def test_no_augmentation_leaves_the_batch_untouched_and_draws_nothing():
 def test_each_augmentation_changes_the_batch_repeatably(option):
     config = dataclasses.replace(NO_AUGMENTATION, dataset="fashion-mnist", **option)
     x, data = batch_and_data(np.random.default_rng(0), n=16)
-    once = augmented(config, data, x, np.random.default_rng(3))
-    again = augmented(config, data, x, np.random.default_rng(3))
+    once = augmented(config, data.fill, x, np.random.default_rng(3))
+    again = augmented(config, data.fill, x, np.random.default_rng(3))
     np.testing.assert_array_equal(once, again)
     assert once.shape == x.shape and once.dtype == x.dtype
     assert not np.array_equal(once, x)
