@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from core.eval import loss_and_accuracy
 from core.loss import softmax_cross_entropy
-from core.optim import clip_by_global_norm, make_optimizer
+from core.optim import Optimizer, clip_by_global_norm, make_optimizer
 from core.schedules import lr_at
 from data import (
     fit_normalization,
@@ -136,7 +136,7 @@ class Run(NamedTuple):
     config: TrainConfig
     data: TrainData
     blueprint: list
-    optimizer: object  # core.optim.Optimizer
+    optimizer: Optimizer
     paths: dict  # "best", "ckpt", "log": the files in the run folder
     per_epoch: int  # batches per epoch
     total_steps: int  # updates in the whole run, for the schedule
