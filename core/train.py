@@ -471,7 +471,13 @@ def progress_report(run, state, style, echo):
     yield report if style == "lines" else lambda state: None
 
 
-def train(config, out_dir, resume=False, progress=None, echo=print, changes=None, overwrite=False):
+def say(line):
+    """Print ``line`` at once: to a file or pipe, stdout is block-buffered, which would hold the
+    progress lines back until the buffer fills."""
+    print(line, flush=True)
+
+
+def train(config, out_dir, resume=False, progress=None, echo=say, changes=None, overwrite=False):
     """Train a model as ``config`` says, writing its files to ``out_dir``.
 
     resume: continue from ``out_dir/checkpoint.npz`` with its config (``config`` is not read),
@@ -480,7 +486,7 @@ def train(config, out_dir, resume=False, progress=None, echo=print, changes=None
     overwrite: replace a run already in ``out_dir`` (refused otherwise, with a UserError).
     progress: True for a progress bar, False for none; None: a bar when stderr is a terminal,
               else a line through ``echo`` every tenth of an epoch (a log file, CI).
-    echo: where the one-line-per-epoch log goes.
+    echo: where the one-line-per-epoch log and the progress lines go (default: stdout, flushed).
     Returns a TrainResult. Raises Diverged on a NaN/infinite loss (the files of the last good
     epoch stay) and Interrupted (a KeyboardInterrupt) after writing a checkpoint.
     """
