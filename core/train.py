@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from core.eval import loss_and_accuracy
 from core.loss import softmax_cross_entropy
-from core.optim import clip_by_global_norm, make_optimizer
+from core.optim import Optimizer, clip_by_global_norm, make_optimizer
 from core.plots import plot_augmentations, save_figure
 from core.schedules import lr_at
 from data import (
@@ -163,7 +163,7 @@ class Run(NamedTuple):
     config: TrainConfig
     data: TrainData
     blueprint: list
-    optimizer: object  # core.optim.Optimizer
+    optimizer: Optimizer
     paths: dict  # "best", "ckpt", "log": the files in the run folder
     per_epoch: int  # batches per epoch
     total_steps: int  # updates in the whole run, for the schedule
@@ -551,7 +551,13 @@ def progress_report(run, state, style, echo):
     yield report if style == "lines" else lambda state: None
 
 
-def train(config, out_dir, resume=False, progress=None, echo=print, changes=None, overwrite=False):
+def say(line):
+    """Print ``line`` at once: to a file or pipe, stdout is block-buffered, which would hold the
+    progress lines back until the buffer fills."""
+    print(line, flush=True)
+
+
+def train(config, out_dir, resume=False, progress=None, echo=say, changes=None, overwrite=False):
     """Train a model as ``config`` says, writing its files to ``out_dir``.
 
     resume: continue from ``out_dir/checkpoint.npz`` with its config (``config`` is not read),
@@ -560,7 +566,7 @@ def train(config, out_dir, resume=False, progress=None, echo=print, changes=None
     overwrite: replace a run already in ``out_dir`` (refused otherwise, with a UserError).
     progress: True for a progress bar, False for none; None: a bar when stderr is a terminal,
               else a line through ``echo`` every tenth of an epoch (a log file, CI).
-    echo: where the one-line-per-epoch log goes.
+    echo: where the one-line-per-epoch log and the progress lines go (default: stdout, flushed).
     Returns a TrainResult. Raises Diverged on a NaN/infinite loss (the files of the last good
     epoch stay) and Interrupted (a KeyboardInterrupt) after writing a checkpoint.
     """

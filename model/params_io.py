@@ -163,11 +163,12 @@ def load_checkpoint(path):
         if key.startswith(OPT_PREFIX)
     }
     if CHECKPOINT_KEY in arrays:
-        listed = _parse_json(arrays.pop(CHECKPOINT_KEY), CHECKPOINT_KEY, list, source)
-        if listed != sorted(opt_state):
+        listed = set(_parse_json(arrays.pop(CHECKPOINT_KEY), CHECKPOINT_KEY, list, source))
+        missing, unlisted = sorted(listed - opt_state.keys()), sorted(opt_state.keys() - listed)
+        if missing or unlisted:
             raise UserError(
-                f"{source}: '{CHECKPOINT_KEY}' lists the optimizer state {listed}, the file "
-                f"holds {sorted(opt_state)}; the checkpoint is damaged"
+                f"{source}: the checkpoint is damaged: optimizer state {missing} listed in "
+                f"'{CHECKPOINT_KEY}' but missing, {unlisted} present but not listed"
             )
     arrays.pop(OLD_RNG_KEY, None)
     params, blueprint, meta = _model_from(arrays, source)
