@@ -223,8 +223,9 @@ def build_parser():
     evaluate.add_argument(
         "--out",
         type=Path,
-        default=Path("runs/evaluate"),
-        help="where the figure goes (default: %(default)s)",
+        default=None,
+        help="where the figure goes (default: runs/evaluate/<model file name>-<hash of its path>, "
+        "one folder per model file)",
     )
 
     predict = sub.add_parser("predict", help="classify pictures of handwritten digits")
@@ -339,10 +340,11 @@ def command_train(args):
 def command_evaluate(args):
     from core.eval import format_table
     from core.plots import plot_confusion_matrix, save_figure
-    from core.report import describe, evaluate, load_test_set
+    from core.report import describe, evaluate, evaluation_dir, load_test_set
     from model.params_io import load_model
 
     model = load_model(args.params)
+    out = args.out if args.out is not None else evaluation_dir(args.params)
     x, y, _ = load_test_set(model.meta, args.data_dir, args.split)
     evaluation = evaluate(model, x, y)
     print(f"{args.params}: {describe(model)}")
@@ -356,7 +358,7 @@ def command_evaluate(args):
     fig = plot_confusion_matrix(
         evaluation.confusion, model.meta["class_names"], caption=describe(model)
     )
-    path = save_figure(fig, args.out / f"confusion_matrix_{args.split}.png")
+    path = save_figure(fig, out / f"confusion_matrix_{args.split}.png")
     print(f"\nconfusion matrix: {path}")
 
 
