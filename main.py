@@ -11,6 +11,7 @@ ends with one line on stderr and exit status 2; --debug shows the traceback.
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 import time
@@ -20,25 +21,97 @@ ROOT = Path(__file__).resolve().parent
 SHIPPED_PARAMS = ROOT / "best_params.npz"
 
 
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text}")
+MAX_THREADS = 1024  # more threads than this is a typo, not a machine
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr (exit 2), like UserError."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message}; see {self.prog} --help\n")
+
+
+def whole_number(text, low=None, high=None):
+    """``text`` as an int in [low, high] (either bound optional), for argparse ``type=``."""
+    least = "" if low is None else f" >= {low}"
+    most = "" if high is None else f" <= {high}"
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or (low is not None and value < low) or (high is not None and value > high):
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number{least}{' and' if least and most else ''}{most}, got {text!r}"
+        )
     return value
+
+
+def real_number(text, low=0.0, *, low_open=False, high=math.inf):
+    """``text`` as a finite float in [low, high] ((low, high] if low_open), for ``type=``.
+
+    NaN and infinity are refused: float() accepts "nan" and "inf", and every comparison
+    with NaN is False, so a NaN would pass a plain ``value < low`` check.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    inside = value > low if low_open else value >= low
+    if not (math.isfinite(value) and inside and value <= high):
+        bound = f"> {low:g}" if low_open else f">= {low:g}"
+        if high != math.inf:
+            bound += f" and <= {high:g}"
+        raise argparse.ArgumentTypeError(f"must be a finite number {bound}, got {text!r}")
+    return value
+
+
+def positive_int(text):
+    """A whole number >= 1 (epochs, batch size, counts)."""
+    return whole_number(text, 1)
+
+
+def non_negative_int(text):
+    """A whole number >= 0 (a seed)."""
+    return whole_number(text, 0)
+
+
+def thread_count(text):
+    """A whole number of threads in [1, MAX_THREADS]."""
+    return whole_number(text, 1, MAX_THREADS)
+
+
+def probability(text):
+    """A number in [0, 1] (a probability)."""
+    return real_number(text, 0.0, high=1.0)
 
 
 def positive_float(text):
-    value = float(text)
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
+    """A finite number > 0 (a learning rate, a clipping norm)."""
+    return real_number(text, 0.0, low_open=True)
+
+
+def non_negative_float(text):
+    """A finite number >= 0 (warm-up epochs, weight decay)."""
+    return real_number(text, 0.0)
+
+
+def positive_float_list(text):
+    """Comma-separated finite numbers > 0; returns ``text`` unchanged (the sweep splits it)."""
+    for item in text.split(","):
+        try:
+            positive_float(item)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(
+                f"must be comma-separated finite numbers > 0, got {text!r}"
+            ) from None
+    return text
 
 
 def build_parser():
     from core.train import RECIPES, TrainConfig
 
     defaults = TrainConfig()
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python main.py",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -46,7 +119,7 @@ def build_parser():
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     parser.add_argument(
         "--threads",
-        type=positive_int,
+        type=thread_count,
         default=None,
         help="worker threads, each carrying a shard of every batch (default: all cores)",
     )
@@ -94,11 +167,13 @@ def build_parser():
         help=f"learning-rate schedule: constant, step, cosine (default: {defaults.schedule})",
     )
     train.add_argument(
-        "--warmup-epochs", type=float, help="linear learning-rate warm-up, in epochs (default: 0)"
+        "--warmup-epochs",
+        type=non_negative_float,
+        help="linear learning-rate warm-up, in epochs (default: 0)",
     )
     train.add_argument(
         "--weight-decay",
-        type=float,
+        type=non_negative_float,
         help="L2 weight decay on the weights (decoupled for adamw; default: 0)",
     )
     train.add_argument(
@@ -109,7 +184,7 @@ def build_parser():
     )
     train.add_argument(
         "--crop",
-        type=int,
+        type=non_negative_int,
         metavar="PAD",
         help="random crops of the images zero-padded by PAD pixels (default: 0, none)",
     )
@@ -121,14 +196,16 @@ def build_parser():
     )
     train.add_argument(
         "--erase",
-        type=float,
+        type=probability,
         metavar="P",
         help="random erasing (cutout) of a rectangle in each image with probability P (default: 0)",
     )
-    train.add_argument("--seed", type=int, help="makes the run repeatable (default: 0)")
+    train.add_argument(
+        "--seed", type=non_negative_int, help="makes the run repeatable (default: 0)"
+    )
     train.add_argument(
         "--val-size",
-        type=int,
+        type=positive_int,
         help="validation images held out of training (default: 5000, or a tenth)",
     )
     train.add_argument(
@@ -185,8 +262,9 @@ def build_parser():
     evaluate.add_argument(
         "--out",
         type=Path,
-        default=Path("runs/evaluate"),
-        help="where the figure goes (default: %(default)s)",
+        default=None,
+        help="where the figure goes (default: runs/evaluate/<model file name>-<hash of its path>, "
+        "one folder per model file)",
     )
 
     predict = sub.add_parser("predict", help="classify pictures of handwritten digits")
@@ -230,6 +308,7 @@ def build_parser():
     )
     sweep.add_argument(
         "--lrs",
+        type=positive_float_list,
         default=None,
         help="comma-separated learning rates, one per optimizer (default: each one's usual rate)",
     )
@@ -309,10 +388,11 @@ def command_train(args):
 def command_evaluate(args):
     from core.eval import format_table
     from core.plots import plot_confusion_matrix, save_figure
-    from core.report import describe, evaluate, load_test_set
+    from core.report import describe, evaluate, evaluation_dir, load_test_set
     from model.params_io import load_model
 
     model = load_model(args.params)
+    out = args.out if args.out is not None else evaluation_dir(args.params)
     x, y, _ = load_test_set(model.meta, args.data_dir, args.split)
     evaluation = evaluate(model, x, y)
     print(f"{args.params}: {describe(model)}")
@@ -326,7 +406,7 @@ def command_evaluate(args):
     fig = plot_confusion_matrix(
         evaluation.confusion, model.meta["class_names"], caption=describe(model)
     )
-    path = save_figure(fig, args.out / f"confusion_matrix_{args.split}.png")
+    path = save_figure(fig, out / f"confusion_matrix_{args.split}.png")
     print(f"\nconfusion matrix: {path}")
 
 

@@ -23,6 +23,7 @@ SPLITS = ("train", "val")
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
 SWEEP_COLUMNS = ("config", "mean", "std", "n")
 WRONG_COLOUR = "tab:red"
+PANEL_INCHES_PER_CHAR = 0.085  # an 8-point character is about 0.06 inch wide, plus a gap
 
 
 def save_figure(fig, path, dpi=120):
@@ -178,7 +179,9 @@ def plot_confusion_matrix(cm, class_names, ax=None, normalize=False, caption=Non
 def plot_predictions(
     images, y_true, y_pred, class_names, probs=None, n=25, fig=None, caption=None, title=None
 ):
-    """A grid of images titled "true/pred (p)", wrong predictions in red.
+    """A grid of images titled "true: X" over "pred: Y (p)", wrong predictions in red.
+
+    Two labelled lines, not "X/Y": class names may hold a slash ("T-shirt/top").
 
     images:      (N, C, H, W) with C = 1 or 3, or (N, H, W); any value range
                  (each image is min-max scaled; C = 1 is drawn grey).
@@ -195,16 +198,21 @@ def plot_predictions(
     """
     images, y_true, y_pred = np.asarray(images), np.asarray(y_true), np.asarray(y_pred)
     count = min(n, len(images))
-    axes = _grid(fig, count, panel_size=1.5)
+    labels = [
+        f"true: {class_names[y_true[i]]}\npred: {class_names[y_pred[i]]}"
+        + ("" if probs is None else f" ({probs[i][y_pred[i]]:.2f})")
+        for i in range(count)
+    ]
+    # Wide enough for the longest line ("pred: Ankle boot (1.00)") at 8 points, so that
+    # neighbouring titles never run into each other.
+    longest = max((len(line) for label in labels for line in label.split("\n")), default=0)
+    axes = _grid(fig, count, panel_size=max(1.5, PANEL_INCHES_PER_CHAR * longest))
     fig = axes[0].figure if axes else _empty_figure(fig, "nothing to show")
     for i, ax in enumerate(axes):
         _show_image(ax, images[i])
-        label = f"{class_names[y_true[i]]}/{class_names[y_pred[i]]}"
-        if probs is not None:
-            label += f" ({probs[i][y_pred[i]]:.2f})"
         colour = WRONG_COLOUR if y_true[i] != y_pred[i] else "black"
-        ax.set_title(label, color=colour, fontsize=9)
-    title = title or "true/predicted (probability); wrong in red"
+        ax.set_title(labels[i], color=colour, fontsize=8, linespacing=1.1)
+    title = title or "true and predicted class (probability); wrong in red"
     fig.suptitle(title + (f"\n{caption}" if caption else ""))
     return fig
 
@@ -232,7 +240,7 @@ def plot_misclassified(images, y_true, probs, class_names, n=25, fig=None, capti
         n=n,
         fig=fig,
         caption=caption,
-        title=f"Most confident mistakes ({len(idx)} shown): true/predicted (probability)",
+        title=f"Most confident mistakes ({len(idx)} shown): true and predicted class (probability)",
     )
 
 

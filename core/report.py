@@ -1,5 +1,7 @@
 """Evaluate a saved model on its dataset's test set and draw its figures."""
 
+import hashlib
+import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -17,6 +19,23 @@ from core.eval import (
 from data import load_dataset, normalize
 from data.normalization import Normalization
 from model.forward import forward_activations
+
+EVALUATE_DIR = Path("runs/evaluate")
+
+
+def evaluation_dir(params_path, base=EVALUATE_DIR):
+    """The folder for the figures of ``evaluate`` on one model file: one folder per file.
+
+    params_path: str or Path of the model (.npz) file.
+    base:        the folder that holds every model's folder.
+    Returns ``base / "<file stem>-<8 hex digits>"``, the digits a hash of the file's
+    absolute path: two models never share a folder, even both named best_params.npz
+    (runs/a/best_params.npz and runs/b/best_params.npz), and the same file always gets the
+    same one, so evaluating it again replaces only its own figures.
+    """
+    where = os.path.abspath(os.fspath(params_path))
+    digest = hashlib.sha256(where.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return Path(base) / f"{Path(where).stem}-{digest}"
 
 
 class Evaluation(NamedTuple):

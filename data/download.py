@@ -34,6 +34,30 @@ def make_downloader():
     return pooch.HTTPDownloader(progressbar=True)
 
 
+def reason(error):
+    """What went wrong in a download ``error``, short: the innermost cause, without reprs.
+
+    A requests ConnectionError wraps urllib3's MaxRetryError, whose ``reason`` is the cause
+    ("Failed to resolve 'host' ([Errno -3] Temporary failure in name resolution)").
+    """
+    inner = error.args[0] if error.args else error
+    inner = getattr(inner, "reason", inner)
+    text = str(inner) if isinstance(inner, BaseException) else str(error)
+    return clip(re.sub(r"<[^<>]*>: ", "", text))
+
+
+def clip(text, limit=240):
+    """``text`` on one line, cut at a word boundary to about ``limit`` characters, "..." marking a cut.
+
+    A requests error repeats the URL and nests its causes; the start says what happened.
+    """
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit)
+    return text[: cut if cut > limit // 2 else limit].rstrip(" ,;:(") + " ..."
+
+
 def fetch(fname, urls, md5, folder, alternative):
     """Path of ``folder/fname``, downloaded from the first working mirror if needed.
 
@@ -60,7 +84,7 @@ def fetch(fname, urls, md5, folder, alternative):
             got = re.search(r"but got (\w+)", str(e))
             reasons.append(f"{url} served a file of MD5 {got[1] if got else '(unknown)'}")
         except (requests.RequestException, OSError) as e:
-            reasons.append(f"{url}: {type(e).__name__}: {str(e)[:100]}")
+            reasons.append(f"{url}: {type(e).__name__}: {reason(e)}")
     target = folder / fname
     stale = " (the copy there has the wrong MD5)" if target.exists() else ""
     raise UserError(

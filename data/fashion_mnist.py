@@ -36,9 +36,14 @@ FASHION_CLASS_NAMES = (
     "Bag",
     "Ankle boot",
 )
+DEBIAN_HINT = (
+    "on Debian or Ubuntu, 'sudo apt-get install dataset-fashion-mnist' installs them into "
+    f"{SYSTEM_DIR}, where they are found without --data-dir"
+)
 FASHION_REMEDY = (
     f"download the four Fashion-MNIST .gz files from {FASHION_MIRRORS[0]} into that folder "
-    "(or call load_dataset('fashion-mnist') without data_dir to download them into the cache)"
+    "(or call load_dataset('fashion-mnist') without data_dir to download them into the cache); "
+    + DEBIAN_HINT
 )
 
 
@@ -61,7 +66,10 @@ def load_fashion_mnist(data_dir=None, cache_dir=None):
 
 def _download(folder):
     """Fetch the four official .gz files into ``folder``; return dict role -> Path."""
-    alternative = "put the four Fashion-MNIST files in a folder and pass --data-dir <that folder> (data_dir= in Python)"
+    alternative = (
+        "put the four Fashion-MNIST files in a folder and pass --data-dir <that folder> "
+        f"(data_dir= in Python); or, {DEBIAN_HINT}"
+    )
     paths = {}
     for role, stem in IDX_FILES.items():
         fname = f"{stem}.gz"

@@ -38,8 +38,11 @@ or dtype, NaN or infinity, incomplete meta) is one UserError naming the file and
 """
 
 import json
+import math
 import os
 import zipfile
+import zlib
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -48,6 +51,7 @@ import numpy as np
 from data.checks import is_whole
 from data.errors import UserError
 from data.files import atomic_write
+from data.json_text import parse_json
 from data.normalization import Normalization
 from model.shapes import trace_shapes
 
@@ -57,6 +61,14 @@ META_KEY = "__meta__"
 CHECKPOINT_KEY = "__checkpoint__"
 OLD_RNG_KEY = "__rng__"  # marked checkpoints before CHECKPOINT_KEY; read only to be dropped
 OPT_PREFIX = "__opt__/"
+# Caps on what a file may make this program allocate, checked before reading any data.
+MAX_MEMBERS = 10_000  # arrays in one file (a deep network with Adam state has a few hundred)
+MAX_MEMBER_BYTES = 512 * 2**20  # one array's data
+MAX_TOTAL_BYTES = 2 * 2**30  # all arrays together: a model with its optimizer state
+MAX_JSON_BYTES = 1_000_000  # the blueprint, meta and generator state, each, in characters
+_MAX_ENTRY_BYTES = 1024  # one zip directory entry: 46 bytes, a name and extra fields
+_CHUNK_BYTES = 16 * 2**20  # reading granularity
+_PLAIN_KINDS = "biufcU"  # bool, integers, floats, complex, unicode text
 REQUIRED_META = {
     "input_shape": list,
     "dataset": str,
@@ -133,13 +145,14 @@ def load_model(path):
     Raises UserError naming the file and the key for any problem (see the module docstring).
     """
     source = os.fspath(path)
-    arrays = _read_npz(source)
-    rest = {
-        k: v
-        for k, v in arrays.items()
-        if not k.startswith(OPT_PREFIX) and k not in (CHECKPOINT_KEY, OLD_RNG_KEY)
-    }
-    return _model_from(rest, source)
+    with _open_archive(source) as archive:
+        members = _members(archive, source)
+        rest = {
+            k: m
+            for k, m in members.items()
+            if not k.startswith(OPT_PREFIX) and k not in (CHECKPOINT_KEY, OLD_RNG_KEY)
+        }
+        return _model_from(archive, rest, source)
 
 
 def load_checkpoint(path):
@@ -151,28 +164,34 @@ def load_checkpoint(path):
     and the key for any problem, including a model file without optimizer state.
     """
     source = os.fspath(path)
-    arrays = _read_npz(source)
-    if CHECKPOINT_KEY not in arrays and OLD_RNG_KEY not in arrays:
-        raise UserError(
-            f"{source}: no '{CHECKPOINT_KEY}' entry: a model file, not a training checkpoint; "
-            "resume from a checkpoint saved during training, or load it with load_model"
-        )
-    opt_state = {
-        key[len(OPT_PREFIX) :]: arrays.pop(key)
-        for key in list(arrays)
-        if key.startswith(OPT_PREFIX)
-    }
-    if CHECKPOINT_KEY in arrays:
-        listed = set(_parse_json(arrays.pop(CHECKPOINT_KEY), CHECKPOINT_KEY, list, source))
-        missing, unlisted = sorted(listed - opt_state.keys()), sorted(opt_state.keys() - listed)
-        if missing or unlisted:
+    with _open_archive(source) as archive:
+        members = _members(archive, source)
+        if CHECKPOINT_KEY not in members and OLD_RNG_KEY not in members:
             raise UserError(
-                f"{source}: the checkpoint is damaged: optimizer state {missing} listed in "
-                f"'{CHECKPOINT_KEY}' but missing, {unlisted} present but not listed"
+                f"{source}: no '{CHECKPOINT_KEY}' entry: a model file, not a training checkpoint; "
+                "resume from a checkpoint saved during training, or load it with load_model"
             )
-    arrays.pop(OLD_RNG_KEY, None)
-    params, blueprint, meta = _model_from(arrays, source)
-    opt_state = _check_opt_state(opt_state, params, source)
+        opt_members = {
+            key[len(OPT_PREFIX) :]: members.pop(key)
+            for key in list(members)
+            if key.startswith(OPT_PREFIX)
+        }
+        if CHECKPOINT_KEY in members:
+            listed = set(_json_member(archive, members.pop(CHECKPOINT_KEY), list, source))
+            missing = sorted(listed - opt_members.keys())
+            unlisted = sorted(opt_members.keys() - listed)
+            if missing or unlisted:
+                raise UserError(
+                    f"{source}: the checkpoint is damaged: optimizer state {missing} listed in "
+                    f"'{CHECKPOINT_KEY}' but missing, {unlisted} present but not listed"
+                )
+        members.pop(OLD_RNG_KEY, None)
+        params, blueprint, meta = _model_from(archive, members, source)
+        where = f"{source}: optimizer state"
+        shapes = _opt_shapes(opt_members, params, source)
+        _check_headers(opt_members, shapes, where)
+        opt_state = {key: _read_member(archive, m, source) for key, m in opt_members.items()}
+    opt_state = _checked_arrays(opt_state, shapes, where)
     return Checkpoint(params, opt_state, blueprint, meta)
 
 
@@ -191,15 +210,25 @@ def check_params(params, blueprint, input_shape, source):
         rows = trace_shapes(blueprint, input_shape)
     except UserError as err:
         raise UserError(f"{source}: {err}") from None
-    expected = {key: shape for row in rows for key, shape in row.param_shapes.items()}
-    if missing := [key for key in expected if key not in params]:
+    expected = _param_shapes(rows)
+    _check_keys(params, expected, source)
+    return _checked_arrays({key: params[key] for key in expected}, expected, source)
+
+
+def _param_shapes(rows):
+    """{"<layer name>.<param>": shape} of the blueprint's LayerShapes rows, in order."""
+    return {key: shape for row in rows for key, shape in row.param_shapes.items()}
+
+
+def _check_keys(names, expected, source):
+    """Refuse parameter names (any container of keys) missing from or foreign to ``expected``."""
+    if missing := [key for key in expected if key not in names]:
         raise UserError(f"{source}: parameter(s) {missing} missing for the blueprint")
-    if extra := sorted(set(params) - set(expected)):
+    if extra := sorted(set(names) - set(expected)):
         raise UserError(
             f"{source}: unexpected key(s) {extra}: not parameters of the blueprint "
             f"(it has {list(expected)})"
         )
-    return _checked_arrays({key: params[key] for key in expected}, expected, source)
 
 
 def _checked_arrays(arrays, shapes, source):
@@ -245,19 +274,29 @@ def _model_arrays(path, params, blueprint, meta):
     return arrays, source
 
 
-def _model_from(arrays, source):
-    """A Model from the arrays of a file, checked as ``save_model`` checks what it writes."""
+def _model_from(archive, members, source):
+    """A Model from an archive's members, checked as ``save_model`` checks what it writes.
+
+    members: {key: _Member} of the model's entries (no optimizer or generator state). The
+    blueprint and meta are read first; each parameter's header must then give the shape and
+    a floating dtype the blueprint expects before its data is read.
+    """
     for key in (BLUEPRINT_KEY, META_KEY):
-        if key not in arrays:
+        if key not in members:
             raise UserError(
                 f"{source}: no '{key}' entry: not a model saved by this program "
-                f"(it holds {sorted(arrays)})"
+                f"(it holds {sorted(members)})"
             )
-    blueprint = _parse_json(arrays.pop(BLUEPRINT_KEY), BLUEPRINT_KEY, list, source)
-    meta = _parse_json(arrays.pop(META_KEY), META_KEY, dict, source)
-    blueprint = [row.spec for row in _trace(blueprint, meta, source) if row.depth == 0]
-    params = check_params(arrays, blueprint, meta["input_shape"], source)
-    return Model(params, blueprint, meta)
+    members = dict(members)
+    blueprint = _json_member(archive, members.pop(BLUEPRINT_KEY), list, source)
+    meta = _json_member(archive, members.pop(META_KEY), dict, source)
+    rows = _trace(blueprint, meta, source)
+    blueprint = [row.spec for row in rows if row.depth == 0]
+    expected = _param_shapes(rows)
+    _check_keys(members, expected, source)
+    _check_headers({key: members[key] for key in expected}, expected, source)
+    arrays = {key: _read_member(archive, members[key], source) for key in expected}
+    return Model(_checked_arrays(arrays, expected, source), blueprint, meta)
 
 
 def _trace(blueprint, meta, source):
@@ -281,7 +320,7 @@ def _trace(blueprint, meta, source):
         rows = trace_shapes(blueprint, shape)
     except UserError as err:
         raise UserError(f"{source}: {BLUEPRINT_KEY}: {err}") from None
-    names, outputs = meta["class_names"], rows[-1].out_shape
+    names, outputs = meta["class_names"], [row for row in rows if row.depth == 0][-1].out_shape
     if not all(isinstance(name, str) for name in names) or outputs != (len(names),):
         raise UserError(
             f"{source}: {META_KEY} class_names must be one str per network output: the "
@@ -307,6 +346,12 @@ def _trace(blueprint, meta, source):
 
 def _check_opt_state(opt_state, params, source):
     """Check optimizer state against the (checked) params; return it as float32."""
+    shapes = _opt_shapes(opt_state, params, source)
+    return _checked_arrays(opt_state, shapes, f"{source}: optimizer state")
+
+
+def _opt_shapes(opt_state, params, source):
+    """{state key: its parameter's shape}; refuses a key that names no parameter."""
     shapes = {}
     for key in opt_state:
         param_key = key.split(".", 1)[1] if "." in key else None
@@ -316,7 +361,7 @@ def _check_opt_state(opt_state, params, source):
                 "'<slot>.<param key>' (core/optim.py), e.g. 'm.conv1.W'"
             )
         shapes[key] = params[param_key].shape
-    return _checked_arrays(opt_state, shapes, f"{source}: optimizer state")
+    return shapes
 
 
 def _to_json(obj, source, key):
@@ -336,57 +381,230 @@ def _to_json(obj, source, key):
         ) from None
 
 
-def _parse_json(array, key, kind, source):
-    """The value of a 0-d unicode array of JSON text, which must be a ``kind``."""
-    if array.ndim != 0 or array.dtype.kind != "U":
+def _json_member(archive, member, kind, source):
+    """The value of a member holding JSON text (a 0-d unicode array), which must be a ``kind``.
+
+    The member's header is checked (0-d, unicode, at most MAX_JSON_BYTES characters) before
+    its data is read; the text is parsed by ``parse_json`` (size and nesting caps).
+    """
+    key = member.key
+    if member.shape != () or member.dtype.kind != "U":
         raise UserError(
             f"{source}: '{key}' must be JSON text (a 0-d unicode array), found "
-            f"{array.dtype} {array.shape}"
+            f"{member.dtype} {member.shape}"
         )
-    try:
-        value = json.loads(str(array))
-    except json.JSONDecodeError as err:
-        raise UserError(f"{source}: '{key}' is not valid JSON ({err})") from None
+    if member.dtype.itemsize > 4 * MAX_JSON_BYTES:
+        raise UserError(
+            f"{source}: '{key}' holds {member.dtype.itemsize // 4} characters of JSON text, "
+            f"more than the {MAX_JSON_BYTES} allowed"
+        )
+    text = str(_read_member(archive, member, source))
+    value = parse_json(text, f"{source}: '{key}'", max_bytes=4 * MAX_JSON_BYTES)
     if not isinstance(value, kind):
         raise UserError(f"{source}: '{key}' must hold a JSON {kind.__name__}, got {value!r:.80}")
     return value
 
 
-def _read_npz(source):
-    """Every array of the ``.npz`` file ``source``, read with ``allow_pickle=False``."""
-    advice = "give a .npz model file saved by this program"
+class _Member(NamedTuple):
+    """One ``.npy`` member of an archive, as its headers describe it (nothing read yet).
+
+    key: the array's name (the member's name without ".npy"); info: its zipfile.ZipInfo;
+    shape, fortran_order, dtype: from the .npy header; header_bytes: the .npy header's
+    length; nbytes: the data's length, shape product times itemsize.
+    """
+
+    key: str
+    info: zipfile.ZipInfo
+    shape: tuple
+    fortran_order: bool
+    dtype: np.dtype
+    header_bytes: int
+    nbytes: int
+
+
+_ADVICE = "give a .npz model file saved by this program"
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a first member, or an empty archive
+_END_RECORD, _END_LOCATOR64, _END_RECORD64 = b"PK\x05\x06", b"PK\x06\x07", b"PK\x06\x06"
+
+
+@contextmanager
+def _open_archive(source):
+    """The zip archive ``source``, opened after checking its signature and its directory's size.
+
+    Yields a zipfile.ZipFile. Raises UserError for a missing, unreadable, empty, foreign or
+    truncated file, and for a directory of more than MAX_MEMBERS entries (checked from the
+    end record, before zipfile reads the directory into memory).
+    """
     try:
-        archive = np.load(source, allow_pickle=False)
+        file = open(source, "rb")  # noqa: SIM115 (closed by the with below)
     except FileNotFoundError:
         raise UserError(f"{source}: no such file; check the path") from None
     except OSError as err:
         raise UserError(f"{source}: cannot read ({err.strerror or err})") from None
-    except EOFError:
-        raise UserError(f"{source}: the file is empty; {advice}") from None
-    except ValueError:
-        # Neither a zip nor a .npy file: NumPy would need a pickle, and its message suggests
-        # allowing one, which is the wrong advice for a foreign file (text, PNG, ...).
-        raise UserError(f"{source}: not an .npz archive (no zip signature); {advice}") from None
-    except zipfile.BadZipFile as err:
-        # A zip signature but no directory at the end: typically an interrupted copy.
-        raise UserError(f"{source}: truncated or corrupt .npz archive ({err}); {advice}") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise UserError(f"{source}: a single .npy array, not an .npz archive; {advice}")
-    arrays = {}
-    with archive:
-        for key in archive.files:
-            try:
-                arrays[key] = archive[key]
-            except ValueError as err:
-                if "pickle" in str(err):
-                    raise UserError(
-                        f"{source}: '{key}' holds Python objects (a pickle), which this program "
-                        f"never loads; {advice}"
-                    ) from None
-                raise UserError(f"{source}: '{key}' is not a valid array ({err})") from None
-            except (OSError, EOFError, zipfile.BadZipFile) as err:
-                raise UserError(f"{source}: '{key}' is corrupt or truncated ({err})") from None
-    return arrays
+    with file:
+        head = file.read(6)
+        if not head:
+            raise UserError(f"{source}: the file is empty; {_ADVICE}")
+        if head == b"\x93NUMPY":
+            raise UserError(f"{source}: a single .npy array, not an .npz archive; {_ADVICE}")
+        if head[:4] not in _ZIP_MAGIC:
+            # NumPy would try a pickle here, and its message suggests allowing one, which is
+            # the wrong advice for a foreign file (text, PNG, ...).
+            raise UserError(f"{source}: not an .npz archive (no zip signature); {_ADVICE}")
+        try:
+            _check_directory_size(file, source)
+            archive = zipfile.ZipFile(file)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+            # A zip signature but no directory at the end: typically an interrupted copy.
+            raise UserError(
+                f"{source}: truncated or corrupt .npz archive ({err}); {_ADVICE}"
+            ) from None
+        with archive:
+            yield archive
+
+
+def _check_directory_size(file, source):
+    """Refuse an archive whose end record declares more than MAX_MEMBERS entries.
+
+    Reads the end of central directory record (and its zip64 form, which zipfile prefers
+    when present) the way zipfile finds it; raises zipfile.BadZipFile when there is none.
+    """
+    size = file.seek(0, os.SEEK_END)
+    tail_length = min(size, 22 + 65535)  # the record, and a comment of at most 64 kB
+    file.seek(size - tail_length)
+    tail = file.read(tail_length)
+    at = len(tail) - 22 if tail[-22:-18] == _END_RECORD else tail.rfind(_END_RECORD)
+    if at < 0 or len(tail) - at < 22:
+        raise zipfile.BadZipFile("File is not a zip file (no end of central directory)")
+    entries = int.from_bytes(tail[at + 10 : at + 12], "little")
+    directory_bytes = int.from_bytes(tail[at + 12 : at + 16], "little")
+    locator = size - tail_length + at - 20
+    if locator >= 0:
+        file.seek(locator)
+        record = file.read(20)
+        if record[:4] == _END_LOCATOR64:
+            file.seek(int.from_bytes(record[8:16], "little"))
+            record = file.read(56)
+            if record[:4] == _END_RECORD64 and len(record) == 56:
+                entries = int.from_bytes(record[32:40], "little")
+                directory_bytes = int.from_bytes(record[40:48], "little")
+    # zipfile reads every directory entry (46 bytes and a name) into a ZipInfo object.
+    if entries > MAX_MEMBERS or directory_bytes > MAX_MEMBERS * _MAX_ENTRY_BYTES:
+        raise UserError(
+            f"{source}: the archive declares {entries} members in a {directory_bytes}-byte "
+            f"directory; a model file has at most {MAX_MEMBERS}; {_ADVICE}"
+        )
+
+
+def _members(archive, source):
+    """{key: _Member} for every member of ``archive``, from the headers only.
+
+    Checks, before any array data is read: names ending in ".npy", no duplicates, a
+    readable .npy header of a plain dtype (numbers, bool, unicode; never objects), data
+    length = shape product x itemsize = the zip entry's uncompressed size minus the header,
+    at most MAX_MEMBER_BYTES per member and MAX_TOTAL_BYTES in all. Raises UserError.
+    """
+    members, total = {}, 0
+    for info in archive.infolist():
+        name = info.filename
+        if not name.endswith(".npy") or info.is_dir():
+            raise UserError(f"{source}: member '{name}' is not a .npy array; {_ADVICE}")
+        key = name[: -len(".npy")]
+        if key in members:
+            raise UserError(f"{source}: member '{name}' appears twice; {_ADVICE}")
+        member = _member(archive, info, key, source)
+        total += member.nbytes
+        if total > MAX_TOTAL_BYTES:
+            raise UserError(
+                f"{source}: the arrays declare more than {MAX_TOTAL_BYTES} bytes in all "
+                f"(the limit for a model file); {_ADVICE}"
+            )
+        members[key] = member
+    return members
+
+
+def _member(archive, info, key, source):
+    """The _Member of ``info``, from its .npy header (read from the stream, data untouched)."""
+    try:
+        with archive.open(info) as stream:
+            version = np.lib.format.read_magic(stream)
+            if version == (1, 0):
+                shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
+            elif version == (2, 0):
+                shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream)
+            else:
+                raise ValueError(f".npy format version {version} (1.0 and 2.0 are read)")
+            header_bytes = stream.tell()
+    except ValueError as err:
+        raise UserError(f"{source}: '{key}' is not a valid .npy array ({err})") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as err:
+        raise UserError(f"{source}: '{key}' is corrupt or truncated ({err})") from None
+    except RuntimeError as err:  # an encrypted member
+        raise UserError(f"{source}: '{key}' cannot be read ({err}); {_ADVICE}") from None
+    if dtype.hasobject:
+        raise UserError(
+            f"{source}: '{key}' holds Python objects (a pickle), which this program never "
+            f"loads; {_ADVICE}"
+        )
+    if dtype.kind not in _PLAIN_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise UserError(
+            f"{source}: '{key}' has dtype {dtype}; a model file holds only numbers and text"
+        )
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > MAX_MEMBER_BYTES:
+        raise UserError(
+            f"{source}: '{key}' declares shape {shape} of {dtype}, {nbytes} bytes, more than "
+            f"the {MAX_MEMBER_BYTES} allowed for one array; {_ADVICE}"
+        )
+    if nbytes != info.file_size - header_bytes:
+        raise UserError(
+            f"{source}: '{key}' declares shape {shape} of {dtype} ({nbytes} bytes) but its "
+            f"zip entry holds {info.file_size - header_bytes} bytes of data: corrupt or forged"
+        )
+    return _Member(key, info, shape, fortran_order, dtype, header_bytes, nbytes)
+
+
+def _check_headers(members, shapes, source):
+    """Refuse members whose header shape or dtype is not what ``shapes`` expects (no reading)."""
+    if wrong := [
+        f"{key}: expected {tuple(shapes[key])} for the blueprint, found {m.shape}"
+        for key, m in members.items()
+        if m.shape != tuple(shapes[key])
+    ]:
+        raise UserError(f"{source}: {'; '.join(wrong)}")
+    if wrong := [f"{key} is {m.dtype}" for key, m in members.items() if m.dtype.kind != "f"]:
+        raise UserError(
+            f"{source}: {', '.join(wrong)}; parameters must be floating point (float32)"
+        )
+
+
+def _read_member(archive, member, source):
+    """The array of ``member``, streamed into a buffer of exactly its declared size.
+
+    Never trusts the zip entry alone: reads at most the declared bytes and one more, and
+    refuses a member that ends early or goes on (a forged size), or fails its CRC.
+    """
+    buffer = bytearray(member.nbytes)
+    view, got = memoryview(buffer), 0
+    try:
+        with archive.open(member.info) as stream:
+            stream.read(member.header_bytes)
+            while got < member.nbytes:
+                chunk = stream.read(min(_CHUNK_BYTES, member.nbytes - got))
+                if not chunk:
+                    break
+                view[got : got + len(chunk)] = chunk
+                got += len(chunk)
+            more = stream.read(1)
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as err:
+        raise UserError(f"{source}: '{member.key}' is corrupt or truncated ({err})") from None
+    if got < member.nbytes or more:
+        raise UserError(
+            f"{source}: '{member.key}' is corrupt or truncated ({member.nbytes} bytes declared, "
+            f"{'more' if more else got} found)"
+        )
+    order = "F" if member.fortran_order else "C"
+    return np.frombuffer(buffer, member.dtype).reshape(member.shape, order=order)
 
 
 def _write_npz(path, arrays):

@@ -19,7 +19,7 @@ from PIL import Image
 
 import main
 from core.eval import predict_proba
-from core.report import model_inputs
+from core.report import evaluation_dir, model_inputs
 from core.train import RECIPES, TrainConfig, train
 from data import load_mnist
 from model.params_io import load_model
@@ -201,3 +201,93 @@ def test_the_script_itself_exits_0_and_prints_to_stdout_only():
     )
     assert (done.returncode, done.stderr) == (0, "")
     assert "total parameters: 218,490" in done.stdout
+
+
+# ---- evaluate never writes over another model's figures ---------------------------------
+
+
+def test_each_model_file_gets_its_own_evaluate_folder(tmp_path):
+    a, b = tmp_path / "a" / "best_params.npz", tmp_path / "b" / "best_params.npz"
+    assert evaluation_dir(a) != evaluation_dir(b)
+    assert evaluation_dir(a) == evaluation_dir(tmp_path / "a" / ".." / "a" / "best_params.npz")
+    assert evaluation_dir(a).parent == Path("runs/evaluate")
+    assert evaluation_dir(a).name.startswith("best_params-")
+
+
+def test_evaluate_of_another_model_keeps_the_first_models_figure(
+    model_file, mnist, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    first, second = tmp_path / "a" / "best_params.npz", tmp_path / "b" / "best_params.npz"
+    for path in (first, second):
+        path.parent.mkdir()
+        path.write_bytes(model_file.read_bytes())
+    figures = []
+    for path in (first, second):
+        assert main.main(["evaluate", "--params", str(path)]) == 0
+        out = capsys.readouterr().out
+        figures.append(Path(re.search(r"^confusion matrix: (.+)$", out, re.M)[1]))
+        if len(figures) == 1:
+            kept = figures[0].read_bytes()
+    assert figures[0].parent != figures[1].parent
+    assert figures[0].parent.parent == figures[1].parent.parent == Path("runs/evaluate")
+    assert figures[0].read_bytes() == kept
+
+
+# ---- numeric options: NaN, infinity and wrong signs are one line, exit 2 ----------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["train", "--warmup-epochs", "nan"], "--warmup-epochs"),
+        (["train", "--warmup-epochs", "-1"], "--warmup-epochs"),
+        (["train", "--weight-decay", "inf"], "--weight-decay"),
+        (["train", "--weight-decay", "-0.01"], "--weight-decay"),
+        (["train", "--seed", "-1"], "--seed"),
+        (["train", "--seed", "1.5"], "--seed"),
+        (["train", "--lr", "nan"], "--lr"),
+        (["train", "--lr", "inf"], "--lr"),
+        (["train", "--lr", "0"], "--lr"),
+        (["train", "--clip-norm", "-inf"], "--clip-norm"),
+        (["train", "--epochs", "nan"], "--epochs"),
+        (["train", "--batch-size", "0"], "--batch-size"),
+        (["train", "--val-size", "-5"], "--val-size"),
+        (["train", "--limit", "inf"], "--limit"),
+        (["train", "--patience", "-2"], "--patience"),
+        (["--threads", "0", "summary"], "--threads"),
+        (["--threads", "1000000", "summary"], "--threads"),
+        (["summary", "--classes", "-3"], "--classes"),
+        (["sweep", "--lrs", "0.1,nan"], "--lrs"),
+        (["sweep", "--lrs", "0.1,-1"], "--lrs"),
+        (["sweep", "--seeds", "0"], "--seeds"),
+        (["sweep", "--jobs", "nan"], "--jobs"),
+        (["sweep", "--epochs", "-1"], "--epochs"),
+        (["sweep", "--limit", "1e9"], "--limit"),
+    ],
+)
+def test_a_bad_number_is_one_line_naming_the_option(argv, option, capsys):
+    with pytest.raises(SystemExit) as info:
+        main.main(argv)
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("error: ") and f"argument {option}:" in lines[0]
+    assert "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize(
+    ("function", "text", "value"),
+    [
+        (main.positive_int, "3", 3),
+        (main.non_negative_int, "0", 0),
+        (main.thread_count, "1024", 1024),
+        (main.positive_float, "1e-3", 1e-3),
+        (main.non_negative_float, "0", 0.0),
+        (main.positive_float_list, "0.1,0.01", "0.1,0.01"),
+    ],
+)
+def test_good_numbers_pass(function, text, value):
+    assert function(text) == value

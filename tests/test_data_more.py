@@ -164,6 +164,24 @@ def test_fashion_offline_says_what_to_download_and_where(tmp_path, fake_network,
     assert "MD5 8d4fb7e6c68d591d4c3dfef9ec88bf0d" in message and f"put it at {target}" in message
 
 
+def test_fashion_offline_names_the_debian_package_and_its_folder(
+    tmp_path, fake_network, no_system_fashion
+):
+    fake_network({}, fail_on=("http",))
+    with pytest.raises(UserError) as info:
+        load_dataset("fashion-mnist", cache_dir=tmp_path)
+    message = str(info.value)
+    assert "apt-get install dataset-fashion-mnist" in message
+    assert "/usr/share/datasets/fashion-mnist" in message
+
+
+def test_a_long_download_error_is_cut_between_words():
+    error = requests.ConnectionError("word " * 100 + "end")
+    text = data.download.reason(error)
+    assert text.endswith("word ...") and len(text) <= 250
+    assert data.download.reason(requests.ConnectionError("short one")) == "short one"
+
+
 def test_fashion_download_with_wrong_md5(tmp_path, fake_network, no_system_fashion):
     files, _ = fashion_files()  # not the real files: their MD5s are wrong
     fake_network(files)

@@ -133,10 +133,28 @@ def test_plot_predictions_grid_titles_and_red_mistakes():
     assert isinstance(fig, Figure)
     assert len(fig.axes) == 6
     assert all(len(ax.images) == 1 for ax in fig.axes)
-    assert fig.axes[0].get_title() == "0/0 (0.55)"
-    assert fig.axes[3].get_title() == "3/5 (0.55)"
+    assert fig.axes[0].get_title() == "true: 0\npred: 0 (0.55)"
+    assert fig.axes[3].get_title() == "true: 3\npred: 5 (0.55)"
     assert fig.axes[3].title.get_color() == "tab:red"
     assert fig.axes[0].title.get_color() == "black"
+
+
+def test_long_class_names_with_slashes_do_not_overlap(tmp_path):
+    names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat"]
+    names += ["Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+    rng = np.random.default_rng(5)
+    y_true, y_pred = np.arange(25) % 10, (np.arange(25) * 7) % 10
+    probs = np.full((25, 10), 0.01)
+    probs[np.arange(25), y_pred] = 0.91
+    fig = plot_predictions(_images(rng, (25, 1, 8, 8)), y_true, y_pred, names, probs=probs)
+    assert fig.axes[0].get_title() == "true: T-shirt/top\npred: T-shirt/top (0.91)"
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [ax.title.get_window_extent(renderer) for ax in fig.axes]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            assert not a.overlaps(b), (a, b)
+    save_figure(fig, tmp_path / "fashion.png")
 
 
 def test_plot_predictions_rgb_and_hw_images():
@@ -160,7 +178,11 @@ def test_plot_misclassified_shows_mistakes_most_confident_first():
     images = _images(rng, (5, 1, 4, 4))
     probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7], [0.05, 0.95]])
     fig = plot_misclassified(images, np.array([0, 0, 1, 1, 0]), probs, ["a", "b"])
-    assert [ax.get_title() for ax in fig.axes] == ["a/b (0.95)", "a/b (0.80)", "b/a (0.60)"]
+    assert [ax.get_title() for ax in fig.axes] == [
+        "true: a\npred: b (0.95)",
+        "true: a\npred: b (0.80)",
+        "true: b\npred: a (0.60)",
+    ]
     # the first panel is image 4, min-max scaled
     img = images[4, 0]
     np.testing.assert_allclose(
