@@ -6,10 +6,10 @@ e.g. ``{"type": "conv", "name": "conv1", "filters": 16, "kernel": 3, "pad": 1}``
 Shapes are never written down: they are derived from the input shape.
 """
 
-import json
 from pathlib import Path
 
 from data.errors import UserError
+from data.json_text import MAX_JSON_BYTES, parse_json
 from model.layer_kinds import REQUIRED
 from model.walk import KINDS
 
@@ -252,17 +252,17 @@ def load_blueprint(arch, n_classes=10):
             "and not a blueprint .json file"
         )
     try:
-        blueprint = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise UserError(
-            f"{path}: not a UTF-8 text file; save the blueprint as UTF-8 JSON"
-        ) from None
+        size = path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise UserError(
+                f"{path}: {size:,} bytes, more than the {MAX_JSON_BYTES:,} a blueprint file may "
+                "have; is this the right file?"
+            )
+        with path.open("rb") as file:
+            raw = file.read(MAX_JSON_BYTES + 1)  # no more than the cap, even if the file grew
     except OSError as e:
         raise UserError(f"{path}: cannot read the blueprint file ({e.strerror})") from None
-    except json.JSONDecodeError as e:
-        raise UserError(
-            f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"
-        ) from None
+    blueprint = parse_json(raw, str(path))
     try:
         return path.stem, validate_blueprint(blueprint)
     except UserError as e:

@@ -85,7 +85,11 @@ USER_ERRORS = [
         ["train", "--arch", "{f}/six_pools.json", *QUICK],
         ["layer maxpool5", "(2, 1, 1)", "window size 2"],
     ),
-    ("val size 0", ["train", "--val-size", "0", *QUICK[:2]], ["--val-size", "between 1 and 499"]),
+    (
+        "val size too big",
+        ["train", "--val-size", "600", *QUICK[:2]],
+        ["--val-size", "between 1 and 499"],
+    ),
     ("limit below 10", ["train", "--limit", "5"], ["--limit must be between 10 and 60000, got 5"]),
     (
         "missing params file",

@@ -57,7 +57,10 @@ def test_bad_augmentation_options_are_one_line_errors_and_leave_no_folder(
     tmp_path, capsys, argv, fragment
 ):
     out = tmp_path / "run"
-    code = main.main(["train", "--limit", "100", "--out", str(out), *argv])
+    try:
+        code = main.main(["train", "--limit", "100", "--out", str(out), *argv])
+    except SystemExit as stop:  # refused by the option parser
+        code = stop.code
     err = capsys.readouterr().err
     assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists()
