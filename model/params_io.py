@@ -31,6 +31,15 @@ kept in float64 still loads; integer, boolean and complex arrays are refused. Ev
 (missing, foreign or truncated file, a pickle inside, a missing or extra key, a wrong shape
 or dtype, NaN or infinity, incomplete meta) is one UserError naming the file and the key.
 ``load_model`` also reads checkpoints (ignoring the optimizer and generator state).
+
+A file is never trusted to say how much memory to take. Before any array data is read:
+the zip end record must declare at most MAX_MEMBERS members; each member's ``.npy`` header
+must give a plain dtype (numbers, bool, unicode; never objects) and a shape whose bytes
+equal the zip entry's uncompressed size minus the header, at most MAX_MEMBER_BYTES (and
+MAX_TOTAL_BYTES for the file); the blueprint and meta (JSON text of at most MAX_JSON_BYTES
+characters and data.json_text's nesting cap) are read first, and every parameter's header
+must then give the shape and floating dtype the blueprint expects. Each member is then
+streamed into a buffer of its declared size, refusing one that ends early or goes on.
 """
 
 import json
