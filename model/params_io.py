@@ -527,8 +527,8 @@ def _check_directory_size(file, source):
 def _members(archive, source):
     """{key: _Member} for every member of ``archive``, from the headers only.
 
-    Checks, before any array data is read: names ending in ".npy", no duplicates, a
-    readable .npy header of a plain dtype (numbers, bool, unicode; never objects), data
+    Checks, before any array data is read: names ending in ".npy", no duplicates, stored
+    or deflated (as NumPy writes), a readable .npy header of a plain dtype (numbers, bool, unicode; never objects), data
     length = shape product x itemsize = the zip entry's uncompressed size minus the header,
     at most MAX_MEMBER_BYTES per member and MAX_TOTAL_BYTES in all. Raises UserError.
     """
@@ -540,6 +540,12 @@ def _members(archive, source):
         key = name[: -len(".npy")]
         if key in members:
             raise UserError(f"{source}: member '{name}' appears twice; {_ADVICE}")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            # NumPy writes only these; zipfile inflates bzip2 and lzma without a size limit.
+            raise UserError(
+                f"{source}: member '{name}' uses zip compression method "
+                f"{info.compress_type}; a model file is stored or deflated; {_ADVICE}"
+            )
         member = _member(archive, info, key, source)
         total += member.nbytes
         if total > MAX_TOTAL_BYTES:
@@ -578,6 +584,8 @@ def _member(archive, info, key, source):
         raise UserError(
             f"{source}: '{key}' has dtype {dtype}; a model file holds only numbers and text"
         )
+    if any(n < 0 for n in shape):
+        raise UserError(f"{source}: '{key}' declares a negative shape {shape}; {_ADVICE}")
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes > MAX_MEMBER_BYTES:
         raise UserError(

@@ -484,6 +484,20 @@ def test_a_header_declaring_a_huge_shape_is_refused_unread(saved, shape):
     _refused(load_model, saved, "'fc1.W' declares shape", "allowed for one array")
 
 
+def test_a_bzip2_member_is_refused(saved):
+    arrays = _raw(saved)
+    with zipfile.ZipFile(saved, "w", zipfile.ZIP_BZIP2) as archive:
+        for key, value in arrays.items():
+            with archive.open(f"{key}.npy", "w") as member:
+                np.lib.format.write_array(member, value)
+    _refused(load_model, saved, "zip compression method 12")
+
+
+def test_a_negative_shape_is_refused(saved):
+    _with_member(saved, "fc1.b.npy", _header((-1, -1)) + bytes(4))
+    _refused(load_model, saved, "'fc1.b' declares a negative shape (-1, -1)")
+
+
 def test_a_header_disagreeing_with_the_zip_entry_is_refused(saved):
     _with_member(saved, "fc1.b.npy", _header((8,)) + bytes(8))
     _refused(load_model, saved, "'fc1.b' declares shape (8,)", "corrupt or forged")
