@@ -484,6 +484,11 @@ def test_a_header_declaring_a_huge_shape_is_refused_unread(saved, shape):
     _refused(load_model, saved, "'fc1.W' declares shape", "allowed for one array")
 
 
+def test_the_total_budget_is_checked_before_reading(saved, monkeypatch):
+    monkeypatch.setattr(params_io, "MAX_TOTAL_BYTES", 100)
+    _refused(load_model, saved, "more than 100 bytes in all")
+
+
 def test_a_bzip2_member_is_refused(saved):
     arrays = _raw(saved)
     with zipfile.ZipFile(saved, "w", zipfile.ZIP_BZIP2) as archive:
