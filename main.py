@@ -32,36 +32,34 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def whole_number(text, low=None, high=None):
-    """``text`` as an int in [low, high] (either bound optional), for argparse ``type=``."""
-    least = "" if low is None else f" >= {low}"
-    most = "" if high is None else f" <= {high}"
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or (low is not None and value < low) or (high is not None and value > high):
-        raise argparse.ArgumentTypeError(
-            f"must be a whole number{least}{' and' if least and most else ''}{most}, got {text!r}"
-        )
+    """``text`` as an int in [low, high] (either bound optional), for argparse ``type=``.
+
+    Text that is no whole number raises ValueError, which argparse reports as
+    "invalid <function> value: '<text>'"; a number out of range raises ArgumentTypeError.
+    """
+    value = int(text)
+    if (low is not None and value < low) or (high is not None and value > high):
+        least = "" if low is None else f" >= {low}"
+        most = "" if high is None else f" <= {high}"
+        joined = " and" if least and most else ""
+        raise argparse.ArgumentTypeError(f"must be a whole number{least}{joined}{most}, got {text}")
     return value
 
 
-def real_number(text, low=0.0, *, low_open=False, high=math.inf):
-    """``text`` as a finite float in [low, high] ((low, high] if low_open), for ``type=``.
+def real_number(text, low=0.0, *, low_open=False):
+    """``text`` as a finite float >= low (> low if low_open), for argparse ``type=``.
 
     NaN and infinity are refused: float() accepts "nan" and "inf", and every comparison
-    with NaN is False, so a NaN would pass a plain ``value < low`` check.
+    with NaN is False, so a NaN would pass a plain ``value < low`` check. Text that is
+    no number raises ValueError (argparse: "invalid <function> value: '<text>'").
     """
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    inside = value > low if low_open else value >= low
-    if not (math.isfinite(value) and inside and value <= high):
-        bound = f"> {low:g}" if low_open else f">= {low:g}"
-        if high != math.inf:
-            bound += f" and <= {high:g}"
-        raise argparse.ArgumentTypeError(f"must be a finite number {bound}, got {text!r}")
+    value = float(text)
+    if not (math.isfinite(value) and (value > low if low_open else value >= low)):
+        if low_open and low == 0:
+            wanted = "a positive number"
+        else:
+            wanted = f"a finite number {'>' if low_open else '>='} {low:g}"
+        raise argparse.ArgumentTypeError(f"must be {wanted}, got {text}")
     return value
 
 
@@ -100,7 +98,7 @@ def positive_float_list(text):
     for item in text.split(","):
         try:
             positive_float(item)
-        except argparse.ArgumentTypeError:
+        except (ValueError, argparse.ArgumentTypeError):
             raise argparse.ArgumentTypeError(
                 f"must be comma-separated finite numbers > 0, got {text!r}"
             ) from None
@@ -205,7 +203,7 @@ def build_parser():
     )
     train.add_argument(
         "--val-size",
-        type=positive_int,
+        type=int,  # its range depends on the dataset: core/train.py checks it
         help="validation images held out of training (default: 5000, or a tenth)",
     )
     train.add_argument(

@@ -38,6 +38,8 @@ CIFAR10_CLASS_NAMES = (
     "truck",
 )
 RECORD_BYTES = 1 + 3 * 32 * 32
+MAX_BATCH_BYTES = 256 * 2**20  # one batch file; the real ones are 30.7 MB
+MAX_TAR_MEMBERS = 1000  # the real archive holds 8 files
 CIFAR10_REMEDY = (
     f"download {CIFAR10_URL} again (MD5 {CIFAR10_MD5}); it is the binary version, "
     "not the python one"
@@ -83,12 +85,17 @@ def read_cifar10_archive(path):
     where = shown_path(path)
     try:
         with tarfile.open(path, "r:gz") as tar:
-            members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
+            members = _batch_members(tar, where)
             batches = {}
             for name in (*CIFAR10_TRAIN_BATCHES, CIFAR10_TEST_BATCH):
                 if name not in members:
                     raise UserError(
                         f"{where}: {name} is missing from the archive; {CIFAR10_REMEDY}"
+                    )
+                if members[name].size > MAX_BATCH_BYTES:  # before reading: never trust it
+                    raise UserError(
+                        f"{where}:{name}: declares {members[name].size} bytes, more than the "
+                        f"{MAX_BATCH_BYTES} a batch may hold here; {CIFAR10_REMEDY}"
                     )
                 batches[name] = tar.extractfile(members[name]).read()
     except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
@@ -103,6 +110,26 @@ def read_cifar10_archive(path):
         y_test=y_test,
         class_names=CIFAR10_CLASS_NAMES,
     )
+
+
+def _batch_members(tar, where):
+    """{file name: TarInfo} of the batch files, reading at most MAX_TAR_MEMBERS headers.
+
+    Stops as soon as every batch is found; refuses an archive of more members than that
+    (each header read is kept in memory by tarfile).
+    """
+    wanted, members = {*CIFAR10_TRAIN_BATCHES, CIFAR10_TEST_BATCH}, {}
+    for count, member in enumerate(tar, 1):
+        if count > MAX_TAR_MEMBERS:
+            raise UserError(
+                f"{where}: more than {MAX_TAR_MEMBERS} members; not the CIFAR-10 archive; "
+                f"{CIFAR10_REMEDY}"
+            )
+        if member.isfile() and Path(member.name).name in wanted:
+            members[Path(member.name).name] = member
+            if len(members) == len(wanted):
+                break
+    return members
 
 
 def _parse_batch(data, source):

@@ -6,6 +6,7 @@ refuses both with one UserError naming the source, before parsing.
 """
 
 import json
+import os
 import re
 
 from data.errors import UserError
@@ -49,6 +50,29 @@ def parse_json(text, source, max_bytes=MAX_JSON_BYTES, max_depth=MAX_JSON_DEPTH)
         raise UserError(f"{source} is not valid JSON ({err})") from None
     except RecursionError:  # a nesting the scan did not see; never a traceback
         raise UserError(f"{source}: JSON nested too deep to read") from None
+
+
+def read_json_file(path, max_bytes=MAX_JSON_BYTES, max_depth=MAX_JSON_DEPTH):
+    """The value of the JSON file ``path``, read with the caps of ``parse_json``.
+
+    path: str or Path. Reads at most ``max_bytes + 1`` bytes, so a huge file (or a device
+    such as /dev/zero) is refused without being read in full.
+    Returns the parsed value. Raises UserError naming the file for a missing or unreadable
+    file and for everything ``parse_json`` refuses.
+    """
+    source = os.fspath(path)
+    try:
+        with open(source, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise UserError(f"{source}: no such file; check the path") from None
+    except OSError as err:
+        raise UserError(f"{source}: cannot read ({err.strerror or err})") from None
+    if len(data) > max_bytes:
+        raise UserError(
+            f"{source}: more than {max_bytes} bytes of JSON text; is this the right file?"
+        )
+    return parse_json(data, source, max_bytes, max_depth)
 
 
 def json_depth(text):

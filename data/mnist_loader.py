@@ -11,6 +11,7 @@ a stamp file to skip it would save little and could go stale.
 
 import gzip
 import hashlib
+import math
 import zlib
 from pathlib import Path
 
@@ -29,6 +30,8 @@ IDX_DTYPE_NAMES = {
     0x0E: "float64",
 }
 GZIP_MAGIC = b"\x1f\x8b"
+MAX_IDX_BYTES = 512 * 2**20  # one IDX file's values; Fashion-MNIST's training images are 47 MB
+_CHUNK_BYTES = 16 * 2**20
 
 # The four files of MNIST and of Fashion-MNIST, by role; each may end in .gz or not.
 IDX_FILES = {
@@ -75,15 +78,26 @@ def read_idx(path, ndim, remedy, sha256=None):
             compressed = f.read(2) == GZIP_MAGIC
         opener = gzip.open if compressed else open
         with opener(path, "rb") as f:
-            data = f.read()
+            # The header first, then exactly the bytes it declares (and a count of any
+            # more): a small .gz that inflates to gigabytes is never read in full.
+            head = f.read(4)
+            if len(head) == 4 and head[:2] == b"\x00\x00" and head[3] == ndim:
+                head += f.read(4 * ndim)
+            dims = _parse_header(head, ndim, where, remedy)
+            expected = math.prod(dims)
+            shape = "x".join(str(d) for d in dims)
+            if expected > MAX_IDX_BYTES:
+                raise UserError(
+                    f"{where}: header says {shape} values = {expected} bytes, more than the "
+                    f"{MAX_IDX_BYTES} an IDX file may hold here; {remedy}"
+                )
+            data = head + f.read(expected)
+            extra = _count_rest(f)
     except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
         raise UserError(f"{where}: damaged gzip stream ({e}); {remedy}") from e
 
-    dims = _parse_header(data, ndim, where, remedy)
     header_bytes = 4 + 4 * ndim
-    expected = int(np.prod(dims, dtype=np.int64))
-    held = len(data) - header_bytes
-    shape = "x".join(str(d) for d in dims)
+    held = len(data) - header_bytes + extra
     if held < expected:
         raise UserError(
             f"{where}: truncated: header says {shape} values = {expected} bytes "
@@ -103,6 +117,14 @@ def read_idx(path, ndim, remedy, sha256=None):
             )
     # Copy out of the immutable bytes so that callers get an ordinary writable array.
     return np.frombuffer(data, np.uint8, expected, header_bytes).reshape(dims).copy()
+
+
+def _count_rest(f, limit=_CHUNK_BYTES):
+    """How many bytes are left in the open file ``f``, counted in chunks, at most ``limit + 1``."""
+    count = 0
+    while count <= limit and (chunk := f.read(min(_CHUNK_BYTES, limit + 1 - count))):
+        count += len(chunk)
+    return count
 
 
 def _parse_header(data, ndim, where, remedy):

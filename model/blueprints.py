@@ -9,7 +9,7 @@ Shapes are never written down: they are derived from the input shape.
 from pathlib import Path
 
 from data.errors import UserError
-from data.json_text import MAX_JSON_BYTES, parse_json
+from data.json_text import read_json_file
 from model.layer_kinds import REQUIRED
 from model.walk import KINDS
 
@@ -251,18 +251,7 @@ def load_blueprint(arch, n_classes=10):
             f"unknown architecture {arch!r}: not a preset ({', '.join(PRESETS)}) "
             "and not a blueprint .json file"
         )
-    try:
-        size = path.stat().st_size
-        if size > MAX_JSON_BYTES:
-            raise UserError(
-                f"{path}: {size:,} bytes, more than the {MAX_JSON_BYTES:,} a blueprint file may "
-                "have; is this the right file?"
-            )
-        with path.open("rb") as file:
-            raw = file.read(MAX_JSON_BYTES + 1)  # no more than the cap, even if the file grew
-    except OSError as e:
-        raise UserError(f"{path}: cannot read the blueprint file ({e.strerror})") from None
-    blueprint = parse_json(raw, str(path))
+    blueprint = read_json_file(path)
     try:
         return path.stem, validate_blueprint(blueprint)
     except UserError as e:

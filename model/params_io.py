@@ -35,6 +35,15 @@ kept in float64 still loads; integer, boolean and complex arrays are refused. Ev
 (missing, foreign or truncated file, a pickle inside, a missing or extra key, a wrong shape
 or dtype, NaN or infinity, incomplete meta) is one UserError naming the file and the key.
 ``load_model`` also reads checkpoints (ignoring the optimizer and generator state).
+
+A file is never trusted to say how much memory to take. Before any array data is read:
+the zip end record must declare at most MAX_MEMBERS members; each member's ``.npy`` header
+must give a plain dtype (numbers, bool, unicode; never objects) and a shape whose bytes
+equal the zip entry's uncompressed size minus the header, at most MAX_MEMBER_BYTES (and
+MAX_TOTAL_BYTES for the file); the blueprint and meta (JSON text of at most MAX_JSON_BYTES
+characters and data.json_text's nesting cap) are read first, and every parameter's header
+must then give the shape and floating dtype the blueprint expects. Each member is then
+streamed into a buffer of its declared size, refusing one that ends early or goes on.
 """
 
 import json
@@ -499,8 +508,8 @@ def _check_directory_size(file, source):
 def _members(archive, source):
     """{key: _Member} for every member of ``archive``, from the headers only.
 
-    Checks, before any array data is read: names ending in ".npy", no duplicates, a
-    readable .npy header of a plain dtype (numbers, bool, unicode; never objects), data
+    Checks, before any array data is read: names ending in ".npy", no duplicates, stored
+    or deflated (as NumPy writes), a readable .npy header of a plain dtype (numbers, bool, unicode; never objects), data
     length = shape product x itemsize = the zip entry's uncompressed size minus the header,
     at most MAX_MEMBER_BYTES per member and MAX_TOTAL_BYTES in all. Raises UserError.
     """
@@ -512,6 +521,12 @@ def _members(archive, source):
         key = name[: -len(".npy")]
         if key in members:
             raise UserError(f"{source}: member '{name}' appears twice; {_ADVICE}")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            # NumPy writes only these; zipfile inflates bzip2 and lzma without a size limit.
+            raise UserError(
+                f"{source}: member '{name}' uses zip compression method "
+                f"{info.compress_type}; a model file is stored or deflated; {_ADVICE}"
+            )
         member = _member(archive, info, key, source)
         total += member.nbytes
         if total > MAX_TOTAL_BYTES:
@@ -550,6 +565,8 @@ def _member(archive, info, key, source):
         raise UserError(
             f"{source}: '{key}' has dtype {dtype}; a model file holds only numbers and text"
         )
+    if any(n < 0 for n in shape):
+        raise UserError(f"{source}: '{key}' declares a negative shape {shape}; {_ADVICE}")
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes > MAX_MEMBER_BYTES:
         raise UserError(

@@ -252,7 +252,6 @@ def test_evaluate_of_another_model_keeps_the_first_models_figure(
         (["train", "--clip-norm", "-inf"], "--clip-norm"),
         (["train", "--epochs", "nan"], "--epochs"),
         (["train", "--batch-size", "0"], "--batch-size"),
-        (["train", "--val-size", "-5"], "--val-size"),
         (["train", "--limit", "inf"], "--limit"),
         (["train", "--patience", "-2"], "--patience"),
         (["--threads", "0", "summary"], "--threads"),

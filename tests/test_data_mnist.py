@@ -142,10 +142,32 @@ def test_checksum_mismatch(tmp_path):
 
 
 def test_damaged_gzip_stream(tmp_path):
-    path = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
     path.write_bytes(gzip.compress(idx_bytes(IMAGES))[:-12])
-    with pytest.raises(UserError, match="t10k-labels-idx1-ubyte.gz: damaged gzip"):
+    with pytest.raises(UserError, match="t10k-images-idx3-ubyte.gz: damaged gzip"):
+        read_idx(path, 3, "re-copy it")
+
+
+def test_a_gzip_bomb_is_refused_without_reading_it_all(tmp_path):
+    """A valid header, then far more data than it declares: counted, never held."""
+    path = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        f.write(idx_bytes(np.zeros(10, np.uint8)))
+        zeros = bytes(2**20)
+        for _ in range(40):
+            f.write(zeros)
+    assert path.stat().st_size < 2**20
+    with pytest.raises(UserError, match="size does not match the header"):
         read_idx(path, 1, "re-copy it")
+
+
+def test_a_header_declaring_too_much_is_refused_before_reading(tmp_path):
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(
+        b"\x00\x00\x08\x03" + b"".join(n.to_bytes(4, "big") for n in (100_000, 4096, 4096))
+    )
+    with pytest.raises(UserError, match="more than the"):
+        read_idx(path, 3, "re-copy it")
 
 
 def test_missing_file(tmp_path):

@@ -294,6 +294,29 @@ def test_cifar10_not_an_archive(tmp_path):
         read_cifar10_archive(path)
 
 
+def test_cifar10_a_batch_declaring_gigabytes_is_refused_unread(tmp_path):
+    """A tar header may declare any size: it is checked before the member is read."""
+    names = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+    buffer = io.BytesIO()
+    for name in names:
+        info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
+        info.size = 2**31 if name == "test_batch.bin" else 0
+        buffer.write(info.tobuf(format=tarfile.GNU_FORMAT))
+    path = tmp_path / "cifar-10-binary.tar.gz"
+    path.write_bytes(gzip.compress(buffer.getvalue()))  # the 2 GiB never follow
+    with pytest.raises(UserError, match="test_batch.bin: declares 2147483648 bytes"):
+        read_cifar10_archive(path)
+
+
+def test_cifar10_an_archive_of_too_many_members(tmp_path, monkeypatch):
+    monkeypatch.setattr(data.cifar10, "MAX_TAR_MEMBERS", 3)
+    archive, _, _ = cifar_archive()
+    path = tmp_path / "cifar-10-binary.tar.gz"
+    path.write_bytes(archive)
+    with pytest.raises(UserError, match="more than 3 members"):
+        read_cifar10_archive(path)
+
+
 # digits, toy sets, load_dataset
 
 

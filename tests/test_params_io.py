@@ -1,8 +1,10 @@
 """Tests of model.params_io: exact round trips, and one clear refusal for every kind of bad file."""
 
 import errno
+import io
 import json
 import os
+import zipfile
 from datetime import datetime
 
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 from PIL import Image
 
 from data.errors import UserError
+from model import params_io
 from model.blueprints import PRESETS, validate_blueprint
 from model.initialize_parameters import initialize_parameters
 from model.params_io import (
@@ -464,3 +467,104 @@ def test_checkpoint_with_nan_in_the_optimizer_state(checkpoint):
     arrays["__opt__/v.fc3.b"][1] = np.nan
     np.savez(path, **arrays)
     _refused(load_checkpoint, path, "optimizer state: v.fc3.b holds 1 NaN")
+
+
+# ---- hostile files: refused from their headers, before any data is read ----------------
+
+
+def _with_member(path, name, data):
+    """Rewrite the zip at ``path`` with member ``name`` (a .npy file's bytes) replaced or added."""
+    with zipfile.ZipFile(path) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    members[name] = data
+    with zipfile.ZipFile(path, "w") as archive:
+        for member, content in members.items():
+            archive.writestr(member, content)
+
+
+def _header(shape, descr="<f4"):
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer, {"descr": descr, "fortran_order": False, "shape": shape}
+    )
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("shape", [(10**6, 10**6), (2**62, 2**62, 2**62)], ids=["huge", "overflow"])
+def test_a_header_declaring_a_huge_shape_is_refused_unread(saved, shape):
+    _with_member(saved, "fc1.W.npy", _header(shape) + bytes(16))
+    _refused(load_model, saved, "'fc1.W' declares shape", "allowed for one array")
+
+
+def test_the_total_budget_is_checked_before_reading(saved, monkeypatch):
+    monkeypatch.setattr(params_io, "MAX_TOTAL_BYTES", 100)
+    _refused(load_model, saved, "more than 100 bytes in all")
+
+
+def test_a_bzip2_member_is_refused(saved):
+    arrays = _raw(saved)
+    with zipfile.ZipFile(saved, "w", zipfile.ZIP_BZIP2) as archive:
+        for key, value in arrays.items():
+            with archive.open(f"{key}.npy", "w") as member:
+                np.lib.format.write_array(member, value)
+    _refused(load_model, saved, "zip compression method 12")
+
+
+def test_a_negative_shape_is_refused(saved):
+    _with_member(saved, "fc1.b.npy", _header((-1, -1)) + bytes(4))
+    _refused(load_model, saved, "'fc1.b' declares a negative shape (-1, -1)")
+
+
+def test_a_header_disagreeing_with_the_zip_entry_is_refused(saved):
+    _with_member(saved, "fc1.b.npy", _header((8,)) + bytes(8))
+    _refused(load_model, saved, "'fc1.b' declares shape (8,)", "corrupt or forged")
+
+
+def test_a_wrong_shape_is_refused_from_the_header(saved, monkeypatch):
+    read, original = [], params_io._read_member
+
+    def recording(archive, member, source):
+        read.append(member.key)
+        return original(archive, member, source)
+
+    monkeypatch.setattr(params_io, "_read_member", recording)
+    _with_member(saved, "fc1.W.npy", _header((3, 3)) + bytes(36))
+    _refused(load_model, saved, "fc1.W: expected (2, 8) for the blueprint, found (3, 3)")
+    assert read == ["__blueprint__", "__meta__"]  # no parameter's data was read
+
+
+def test_a_structured_dtype_is_refused(saved):
+    _with_member(saved, "fc1.b.npy", _header((8,), [("a", "<f4")]) + bytes(32))
+    _refused(load_model, saved, "'fc1.b' has dtype")
+
+
+def test_too_many_members_are_refused_before_zipfile_reads_them(saved, monkeypatch):
+    monkeypatch.setattr(params_io, "MAX_MEMBERS", 5)
+    _refused(load_model, saved, "declares 8 members", "at most 5")
+
+
+@pytest.mark.parametrize("key", ["__blueprint__", "__meta__"])
+def test_deeply_nested_json_is_refused(saved, key):
+    arrays = _raw(saved)
+    arrays[key] = np.array("[" * 50_000 + "]" * 50_000)
+    np.savez(saved, **arrays)
+    _refused(load_model, saved, f"'{key}': JSON nested 50000 levels deep")
+
+
+def test_huge_json_is_refused_from_its_header(saved):
+    arrays = _raw(saved)
+    arrays["__meta__"] = np.array(" " * 2_000_000 + "{}")
+    np.savez(saved, **arrays)
+    _refused(load_model, saved, "'__meta__' holds 2000002 characters")
+
+
+def test_a_compressed_model_still_loads(saved, params):
+    np.savez_compressed(saved, **_raw(saved))
+    model = load_model(saved)
+    for key, value in params.items():
+        np.testing.assert_array_equal(model.params[key], value.astype(np.float32))
+
+
+def test_loaded_parameters_are_writable(saved):
+    model = load_model(saved)
+    model.params["fc1.W"] += 1  # training updates them in place
