@@ -505,7 +505,7 @@ def write_bad_blueprint_file(tmp_path, kind):
         path.write_text('[{"type": "relu",}]')  # trailing comma
         return path, ["not valid JSON", "line 1"]
     if kind == "missing":
-        return path, ["cannot read"]
+        return path, ["no such file"]
     if kind == "directory":
         path.mkdir()
         return path, ["cannot read"]

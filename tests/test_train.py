@@ -241,7 +241,10 @@ SPIRAL = ["train", "--dataset", "spiral", "--arch", "mlp", "--limit", "200", "--
 
 def cli(capsys, *argv):
     """``python main.py *argv`` in-process: (exit status, stdout, stderr)."""
-    status = main.main([str(arg) for arg in argv])
+    try:
+        status = main.main([str(arg) for arg in argv])
+    except SystemExit as stop:  # refused by the option parser, before any command runs
+        status = stop.code
     out, err = capsys.readouterr()
     return status, out, err
 
