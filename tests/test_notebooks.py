@@ -53,10 +53,11 @@ def every_kind_blueprint():
         {"type": "batchnorm", "name": "n1"},
         {"type": "leaky_relu", "alpha": 0.1},
         {"type": "maxpool", "size": 2, "stride": 2},
-        {"type": "conv", "name": "c2", "filters": 6, "kernel": 3, "stride": 2},
+        {"type": "conv", "name": "c2", "filters": 6, "kernel": 3, "stride": 2, "groups": 2},
         {"type": "sigmoid"},
         {"type": "avgpool", "size": 2, "stride": 1},
         {"type": "tanh"},
+        {"type": "global_avgpool"},
         {"type": "flatten"},
         {"type": "dropout", "p": 0.5},
         {"type": "fc", "name": "f1", "units": 12},
@@ -103,7 +104,7 @@ def test_forward_notebook_walks_any_blueprint(tmp_path, monkeypatch):
     text = printed(nb)
     assert "every_kind.npz" in text
     assert IDENTICAL in text
-    assert EVERY_LAYER_IDENTICAL.replace("True", "True (14 of 14 layers)") in text
+    assert EVERY_LAYER_IDENTICAL.replace("True", "True (15 of 15 layers)") in text
     lines = text.splitlines()
     for row in trace_shapes(blueprint, (1, 28, 28)):
         shape_line = f"{row.label + ':':<13}{str((1, *row.out_shape)):<18}{row.spec['type']}"
