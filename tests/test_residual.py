@@ -3,6 +3,7 @@ the blueprint format, its errors, float64 finite differences through the walk, a
 
 import numpy as np
 import pytest
+from test_model import numerical_loss_gradient
 
 from core.gradcheck import check_kind, rel_error
 from core.loss import softmax_cross_entropy
@@ -82,20 +83,6 @@ def cancelled_biases(specs):
         for key in KINDS[spec["type"]].nested:
             found |= cancelled_biases(spec.get(key, []))
     return found
-
-
-def numerical(loss_of, array, indices, h=1e-5):
-    flat = array.reshape(-1)
-    grad = np.empty(len(indices))
-    for j, i in enumerate(indices):
-        old = flat[i]
-        flat[i] = old + h
-        plus = loss_of()
-        flat[i] = old - h
-        minus = loss_of()
-        flat[i] = old
-        grad[j] = (plus - minus) / (2 * h)
-    return grad
 
 
 # ---------------------------------------------------------------------------- the format
@@ -207,7 +194,7 @@ def test_whole_network_gradients_match_finite_differences(name, blueprint, input
     for key in grads:
         size = params[key].size
         indices = np.arange(size) if size <= 30 else rng.choice(size, 30, replace=False)
-        numeric = numerical(loss_of, params[key], indices)
+        numeric = numerical_loss_gradient(loss_of, params[key], indices)
         analytic = grads[key].reshape(-1)[indices]
         if key in cancelled:
             assert np.abs(analytic).max() < 1e-9 and np.abs(numeric).max() < 1e-9, key
