@@ -35,3 +35,16 @@ def test_evaluate_command_prints_the_shipped_accuracy(capsys, tmp_path):
     printed = capsys.readouterr().out
     assert "test accuracy 99." in printed and "precision" in printed
     assert (tmp_path / "confusion_matrix_test.png").stat().st_size > 0
+
+
+FASHION = SHIPPED.parent / "plot" / "fashion" / "fashion_params.npz"
+
+
+def test_the_fashion_model_file_holds_the_fashion_recipe_and_a_resnet():
+    from core.train import RECIPES, TrainConfig
+
+    model = load_model(FASHION)
+    assert model.meta["dataset"] == "fashion-mnist" and model.meta["input_shape"] == [1, 28, 28]
+    assert TrainConfig(**model.meta["config"]) == RECIPES["fashion"]  # the preset reproduces it
+    assert [spec["type"] for spec in model.blueprint].count("residual") == 6
+    assert model.meta["val_acc"] > 0.94
