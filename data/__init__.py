@@ -2,52 +2,47 @@
 
 Every loader returns a ``Dataset`` (images uint8 (N, C, H, W), labels int64 (N,));
 ``load_dataset(name)`` reaches them all by name (``DATASETS``).
+
+Importing ``data`` is cheap: each name below is imported from its module the first time it is
+used, so that ``data.errors`` and ``data.checks``, which every floor above needs, do not load
+every dataset loader and its dependencies (pooch, requests, scikit-learn).
 """
 
-from data.augment import (
-    affine_warp,
-    bilinear_sample,
-    elastic_distortion,
-    random_affine,
-    random_crop,
-    random_erasing,
-    random_flip,
-)
-from data.batches import iterate_minibatches
-from data.cifar10 import load_cifar10, read_cifar10_archive
-from data.dataset import Dataset
-from data.digits import load_digits
-from data.download import default_cache_dir
-from data.fashion_mnist import load_fashion_mnist
-from data.mnist_loader import load_mnist, read_idx
-from data.normalization import Normalization, fit_normalization, normalize
-from data.registry import DATASETS, load_dataset
-from data.split import stratified_split
-from data.toy import make_circles, make_spiral
+import importlib
 
-__all__ = [
-    "DATASETS",
-    "Dataset",
-    "Normalization",
-    "affine_warp",
-    "bilinear_sample",
-    "default_cache_dir",
-    "elastic_distortion",
-    "fit_normalization",
-    "iterate_minibatches",
-    "load_cifar10",
-    "load_dataset",
-    "load_digits",
-    "load_fashion_mnist",
-    "load_mnist",
-    "make_circles",
-    "make_spiral",
-    "normalize",
-    "random_affine",
-    "random_crop",
-    "random_erasing",
-    "random_flip",
-    "read_cifar10_archive",
-    "read_idx",
-    "stratified_split",
-]
+_EXPORTS = {
+    "DATASETS": "data.registry",
+    "Dataset": "data.dataset",
+    "Normalization": "data.normalization",
+    "affine_warp": "data.augment",
+    "bilinear_sample": "data.augment",
+    "default_cache_dir": "data.download",
+    "elastic_distortion": "data.augment",
+    "fit_normalization": "data.normalization",
+    "iterate_minibatches": "data.batches",
+    "load_cifar10": "data.cifar10",
+    "load_dataset": "data.registry",
+    "load_digits": "data.digits",
+    "load_fashion_mnist": "data.fashion_mnist",
+    "load_mnist": "data.mnist_loader",
+    "make_circles": "data.toy",
+    "make_spiral": "data.toy",
+    "normalize": "data.normalization",
+    "random_affine": "data.augment",
+    "random_crop": "data.augment",
+    "random_erasing": "data.augment",
+    "random_flip": "data.augment",
+    "read_cifar10_archive": "data.cifar10",
+    "read_idx": "data.mnist_loader",
+    "stratified_split": "data.split",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    """``data.<name>``: the name from its module, imported on first use (PEP 562)."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
