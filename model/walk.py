@@ -175,7 +175,9 @@ def _is_blueprint(value):
 
 RESIDUAL = LayerKind(
     hyper={
-        "body": Hyper(check=lambda v: _is_blueprint(v) and v, wanted="a non-empty list of specs"),
+        "body": Hyper(
+            check=lambda v: _is_blueprint(v) and bool(v), wanted="a non-empty list of specs"
+        ),
         "shortcut": Hyper(default=[], check=_is_blueprint, wanted="a list of specs"),
     },
     nested=("body", "shortcut"),

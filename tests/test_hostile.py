@@ -399,6 +399,13 @@ def _mnist_copy(work):
     return folder
 
 
+def _evaluate_refused(work, folder, fragments):
+    """``evaluate`` of the shipped model on the MNIST files in ``folder`` is refused."""
+    out = work / "figures"
+    _refused(work, "evaluate", "--params", SHIPPED, "--data-dir", folder, "--out", out,
+             fragments=fragments)  # fmt: skip
+
+
 def test_a_gzip_bomb_in_a_data_folder(work):
     folder = _mnist_copy(work)
     header = b"\x00\x00\x08\x03" + b"".join(n.to_bytes(4, "big") for n in (10_000, 28, 28))
@@ -407,31 +414,11 @@ def test_a_gzip_bomb_in_a_data_folder(work):
     gz = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + deflated
     gz += struct.pack("<2L", crc, size % 2**32)
     (folder / "t10k-images-idx3-ubyte.gz").write_bytes(gz)
-    _refused(
-        work,
-        "evaluate",
-        "--params",
-        SHIPPED,
-        "--data-dir",
-        folder,
-        "--out",
-        work / "figures",
-        fragments=["t10k-images-idx3-ubyte.gz", "does not match the header"],
-    )
+    _evaluate_refused(work, folder, ["t10k-images-idx3-ubyte.gz", "does not match the header"])
 
 
 def test_an_idx_header_declaring_a_huge_count(work):
     folder = _mnist_copy(work)
     header = b"\x00\x00\x08\x03" + b"".join(n.to_bytes(4, "big") for n in (2**31, 28, 28))
     (folder / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(header + bytes(784)))
-    _refused(
-        work,
-        "evaluate",
-        "--params",
-        SHIPPED,
-        "--data-dir",
-        folder,
-        "--out",
-        work / "figures",
-        fragments=["t10k-images-idx3-ubyte.gz"],
-    )
+    _evaluate_refused(work, folder, ["t10k-images-idx3-ubyte.gz"])
