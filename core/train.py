@@ -91,7 +91,7 @@ class TrainConfig:
     data_dir: str | None = None
 
 
-FASHION_EPOCHS = 16
+FASHION_EPOCHS = 24
 
 # Named training recipes: the main job, the shipped model and the Fashion-MNIST model.
 RECIPES = {
@@ -107,7 +107,8 @@ RECIPES = {
         augment=True,
     ),
     # Fashion-MNIST: a small residual network, SGD with Nesterov momentum, and the
-    # augmentations of natural images (crops, flips, erasing).
+    # augmentations of natural images (crops, flips). No erasing: with it this net
+    # underfits in a 2-hour budget (train accuracy 94.5% after 16 epochs).
     "fashion": TrainConfig(
         dataset="fashion-mnist",
         arch="resnet",
@@ -120,7 +121,6 @@ RECIPES = {
         weight_decay=5e-4,
         crop=2,
         flip=True,
-        erase=0.25,
     ),
 }
 
