@@ -17,6 +17,10 @@ A ``LayerKind`` holds everything the program knows about a kind:
 - ``whole_batch``: True when the training forward must see the whole batch
   (batch norm's statistics; dropout, so that its masks do not depend on how
   the batch is cut into shards);
+- ``per_channel``: for a whole-batch kind, True when its channels (axis 1 of
+  its input, and its (C,) arrays) are independent of each other, so that the
+  training walk may cut it by channel across the worker threads instead
+  (batch norm);
 - ``gradcheck``: the small cases its finite-difference check runs
   (core/gradcheck.py);
 - ``init_rule``: for an activation, how the weights of the layer before it
@@ -107,6 +111,7 @@ class LayerKind:
     gradcheck: tuple
     params: Any = None  # (spec, in_shape) -> {local name: Param}; None: no arrays
     whole_batch: bool = False
+    per_channel: bool = False
     nested: tuple = ()  # spec keys that hold blueprints (composite kinds)
     init_rule: str | None = None  # activations: how it scales the weights before it ("he", ...)
 
@@ -311,6 +316,7 @@ BATCHNORM = LayerKind(
     forward=_bn_forward,
     backward=_bn_backward,
     whole_batch=True,
+    per_channel=True,
     gradcheck=(
         GradCase(label="batchnorm (N, D)", in_shape=(5, 4)),
         GradCase(label="batchnorm (N, C, H, W)", in_shape=(3, 2, 3, 2)),

@@ -7,6 +7,11 @@ NumPy releases the GIL inside its heavy operations (matrix products, array
 copies), and a thread that runs a whole stretch of the network makes few, long
 NumPy calls, so the threads rarely wait for each other or for the GIL.
 
+A layer that must see the whole batch (batch norm's statistics) would stop the
+other threads; where its channels are independent of each other (the kind's
+``per_channel``), it is cut by channel instead, one slice of channels per
+thread, which gives the very same numbers as the whole layer.
+
 The shards' results are combined in shard order, so a run is repeatable for a
 given thread count; another thread count sums the gradients in another order
 and agrees up to float rounding. BLAS is limited to one thread, so that the
@@ -47,9 +52,21 @@ def get_threads():
 
 def shard_bounds(n_items):
     """``[(lo, hi), ...]``: ``range(n_items)`` cut into at most get_threads() near-equal shards."""
-    shards = max(1, min(_threads, n_items))
-    cuts = [n_items * s // shards for s in range(shards + 1)]
-    return list(pairwise(cuts))
+    return _cut(n_items, min(_threads, n_items))
+
+
+def channel_bounds(n_channels):
+    """Like shard_bounds, for a per-channel layer: slices of at least two channels each.
+
+    (On a slice of one channel, einsum drops that axis and sums batch norm's
+    values in another order: the numbers would change by rounding.)
+    """
+    return _cut(n_channels, min(_threads, n_channels // 2))
+
+
+def _cut(n_items, pieces):
+    pieces = max(1, pieces)
+    return list(pairwise(n_items * s // pieces for s in range(pieces + 1)))
 
 
 def map_shards(task, shards):
@@ -73,6 +90,7 @@ class Segment(NamedTuple):
     bounds: list | None  # [(lo, hi), ...]: the shards of the batch it ran on; None for a
     # composite node that runs its own branches sharded (its cache is then the node's)
     caches: list  # caches[s]: shard s's caches, one per layer (None when not kept)
+    axis: int = 0  # the axis the shards cut: 0 the batch, 1 the channels (a per_channel layer)
 
 
 class ForwardCaches(NamedTuple):
@@ -118,6 +136,13 @@ def sharded_forward(params, x, specs, train=False, rng=None, keep_caches=True):
             segments.append(Segment(start, stop, None, cache))
             running_stats.update(stats)
             continue
+        if whole and kind.per_channel and len(channel_bounds(x.shape[1])) > 1:
+            x, segment, stats = _forward_by_channel(
+                params, x, specs, start, train, rng, keep_caches
+            )
+            segments.append(segment)
+            running_stats.update(stats)
+            continue
         bounds = [(0, len(x))] if whole else shard_bounds(len(x))
         walk = partial(_forward_shard, params, x, specs[start:stop], train, rng, keep_caches)
         results = map_shards(walk, bounds)
@@ -144,6 +169,10 @@ def sharded_backward(dout, caches, specs, need_dx=True):
             )
             grads.update(node_grads)
             continue
+        if segment.axis == 1:
+            dout, layer_grads = _backward_by_channel(dout, specs, segment, first_dx)
+            grads.update(layer_grads)
+            continue
         back = partial(
             _backward_shard, dout, specs[segment.start : segment.stop], segment, first_dx
         )
@@ -153,6 +182,42 @@ def sharded_backward(dout, caches, specs, need_dx=True):
         for key in results[0][1]:
             grads[key] = sum(shard_grads[key] for _, shard_grads in results)
     return dout, grads
+
+
+def _forward_by_channel(params, x, specs, start, train, rng, keep_caches):
+    """The per-channel layer specs[start] on slices of x's channels, one per thread.
+
+    Returns (out, its Segment, its running statistics), the slices joined in order.
+    """
+    spec = specs[start]
+    bounds = channel_bounds(x.shape[1])
+    run = partial(_forward_channels, params, x, spec, train, rng, keep_caches)
+    results = map_shards(run, bounds)
+    out = np.concatenate([out for out, _, _ in results], axis=1)
+    stats = {key: np.concatenate([s[key] for _, _, s in results]) for key in results[0][2]}
+    segment = Segment(start, start + 1, bounds, [caches for _, caches, _ in results], axis=1)
+    return out, segment, stats
+
+
+def _forward_channels(params, x, spec, train, rng, keep_caches, channels):
+    lo, hi = channels
+    prefix = spec["name"] + "."
+    sliced = {k: v[lo:hi] for k, v in params.items() if k.startswith(prefix)}
+    return walk_forward(sliced, x[:, lo:hi], [spec], train, rng, keep_caches)
+
+
+def _backward_by_channel(dout, specs, segment, need_dx):
+    """The backward of a _forward_by_channel segment: (dx, gradients), slices joined in order."""
+    spec = specs[segment.start]
+    back = partial(_backward_channels, dout, spec, segment, need_dx)
+    results = map_shards(back, range(len(segment.bounds)))
+    dx = None if results[0][0] is None else np.concatenate([dx for dx, _ in results], axis=1)
+    return dx, {key: np.concatenate([g[key] for _, g in results]) for key in results[0][1]}
+
+
+def _backward_channels(dout, spec, segment, need_dx, s):
+    lo, hi = segment.bounds[s]
+    return walk_backward(dout[:, lo:hi], segment.caches[s], [spec], need_dx)
 
 
 def _sharded_walk(params, x, specs, train, rng, keep_caches):

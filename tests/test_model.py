@@ -20,8 +20,17 @@ from model.blueprints import PRESETS, load_blueprint, minivgg, validate_blueprin
 from model.forward import forward
 from model.initialize_parameters import initialize_parameters, trainable_keys
 from model.shapes import trace_shapes
-from model.shards import get_threads, segment_ranges, set_threads, shard_bounds
+from model.shards import (
+    channel_bounds,
+    get_threads,
+    segment_ranges,
+    set_threads,
+    shard_bounds,
+    sharded_backward,
+    sharded_forward,
+)
 from model.summary import format_summary, summary_table
+from model.walk import walk_backward, walk_forward
 
 MNIST = Path(__file__).resolve().parents[1] / "data" / "mnist"
 IMAGE = (1, 28, 28)
@@ -297,12 +306,12 @@ def restore_threads():
 @pytest.mark.parametrize("n_items,threads", [(64, 2), (10, 3), (2, 4), (1, 2), (7, 1)])
 def test_shard_bounds_cover_the_batch_in_near_equal_shards(restore_threads, n_items, threads):
     set_threads(threads)
-    bounds = shard_bounds(n_items)
-    assert len(bounds) == min(threads, n_items)
-    assert bounds[0][0] == 0 and bounds[-1][1] == n_items
-    assert all(hi == next_lo for (_, hi), (next_lo, _) in pairwise(bounds))
-    sizes = [hi - lo for lo, hi in bounds]
-    assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
+    for bounds, smallest in [(shard_bounds(n_items), 1), (channel_bounds(n_items), 2)]:
+        assert len(bounds) == max(1, min(threads, n_items // smallest))
+        assert bounds[0][0] == 0 and bounds[-1][1] == n_items
+        assert all(hi == next_lo for (_, hi), (next_lo, _) in pairwise(bounds))
+        sizes = [hi - lo for lo, hi in bounds]
+        assert max(sizes) - min(sizes) <= 1 and min(sizes) >= min(smallest, n_items)
 
 
 def test_segments_isolate_the_layers_that_need_the_whole_batch():
@@ -341,6 +350,41 @@ def test_any_thread_count_gives_the_same_scores_and_gradients(restore_threads, n
             np.testing.assert_allclose(grads[key], grads_1[key], rtol=1e-10, atol=1e-13)
         for key in stats:
             np.testing.assert_allclose(stats[key], stats_1[key], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("shape", [(6, 6, 4, 3), (6, 7), (6, 16, 5, 5)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_norm_cut_by_channel_across_threads_equals_the_whole_layer(
+    restore_threads, shape, dtype
+):
+    """In training, batch norm runs on slices of its channels, one per thread: every number
+    (output, running statistics, dx, dgamma, dbeta) is bit for bit the whole layer's."""
+    specs = validate_blueprint([{"type": "batchnorm", "name": "bn"}])
+    rng = np.random.default_rng(0)
+    c = shape[1]
+    params = {
+        "bn.gamma": rng.uniform(0.5, 1.5, c).astype(dtype),
+        "bn.beta": rng.standard_normal(c).astype(dtype),
+        "bn.running_mean": rng.standard_normal(c).astype(dtype),
+        "bn.running_var": rng.uniform(0.5, 2, c).astype(dtype),
+    }
+    x = (3 * rng.standard_normal(shape) + 1).astype(dtype)
+    dout = rng.standard_normal(shape).astype(dtype)
+    whole_out, whole_caches, whole_stats = walk_forward(params, x, specs, train=True)
+    whole_dx, whole_grads = walk_backward(dout, whole_caches, specs)
+    for threads in (2, 3):
+        set_threads(threads)
+        out, caches = sharded_forward(params, x, specs, train=True)
+        assert [segment.axis for segment in caches.segments] == [1]
+        assert len(caches.segments[0].bounds) == threads  # slices of two channels or more
+        dx, grads = sharded_backward(dout, caches, specs)
+        assert np.array_equal(out, whole_out) and np.array_equal(dx, whole_dx)
+        assert out.dtype == dx.dtype == dtype
+        for key in whole_stats:
+            assert np.array_equal(caches.running_stats[key], whole_stats[key])
+        assert sorted(grads) == ["bn.beta", "bn.gamma"]
+        for key in grads:
+            assert np.array_equal(grads[key], whole_grads[key])
 
 
 def test_inference_on_shards_equals_inference_example_by_example(restore_threads):
