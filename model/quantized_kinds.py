@@ -10,7 +10,7 @@ A blueprint that holds one of them is a quantized model: it is evaluated, never 
 """
 
 from data.errors import UserError
-from layers.quantized import qconv_forward, qfc_forward
+from layers import qconv_forward, qfc_forward
 from model.layer_kinds import CONV, FC, LayerKind, Param
 
 
