@@ -10,11 +10,13 @@ import shutil
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import main
-from core.eval import predict_proba
-from core.report import load_test_set
+from core.eval import predict_proba, top_k
+from core.report import load_test_set, model_inputs
 from data import fit_normalization, load_dataset
+from data.digit_image import load_digit_image
 from data.errors import UserError
 from layers.quantized import (
     accumulator_dtype,
@@ -358,3 +360,39 @@ def test_training_refuses_an_int8_checkpoint_and_an_int8_blueprint(int8_file, tm
     assert main.main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "are quantized (int8), for inference only" in err
+
+
+def test_predict_runs_an_int8_digit_model(tmp_path, capsys):
+    blueprint = validate_blueprint(
+        [
+            {"type": "conv", "name": "c1", "filters": 4, "kernel": 3, "pad": 1},
+            {"type": "batchnorm", "name": "b1"},
+            {"type": "relu"},
+            {"type": "maxpool"},
+            {"type": "flatten"},
+            {"type": "fc", "name": "f2", "units": 10},
+        ]
+    )
+    params = tiny_params(blueprint, (1, 28, 28))
+    x = np.random.default_rng(4).standard_normal((50, 1, 28, 28)).astype(np.float32)
+    meta = {
+        "input_shape": [1, 28, 28],
+        "dataset": "mnist",
+        "class_names": [str(d) for d in range(10)],
+        "normalization": {"mean": [0.13], "std": [0.31]},
+        "config": {"arch": "tiny"},
+        "seed": 0,
+    }
+    path = save_model(tmp_path / "tiny.int8.npz", *quantize_model(params, blueprint, x)[:2], meta)
+    picture = np.zeros((28, 28), np.uint8)
+    picture[4:24, 12:16] = 255  # a "1"
+    png = tmp_path / "one.png"
+    Image.fromarray(picture).save(png)
+    assert main.main(["predict", str(png), "--params", str(path)]) == 0
+    model = load_model(path)
+    x = model_inputs(load_digit_image(png)[None, None], model.meta)
+    classes, _ = top_k(predict_proba(model.params, model.blueprint, x), 3)
+    top = ", ".join(model.meta["class_names"][c] for c in classes[0])
+    out = capsys.readouterr().out
+    assert out.startswith(f"{png}: {classes[0, 0]}   top 3: ")
+    assert [part.split(" ")[0] for part in out.split("top 3: ")[1].split(", ")] == top.split(", ")
