@@ -268,17 +268,21 @@ def _checked_arrays(arrays, records, source):
             key: a if records[key].dtype == "int8" else a.astype(np.float32, copy=False)
             for key, a in arrays.items()
         }
-    bad = []
+    bad, scales = [], False
     for key, a in arrays.items():
         if records[key].dtype == "int8":
             continue
         nan, inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
         if nan or inf:
             bad.append(f"{key} holds {nan} NaN and {inf} infinite value(s) of {a.size}")
+            scales |= records[key].positive
     if bad:
-        raise UserError(
-            f"{source}: {'; '.join(bad)}; the training diverged: lower the learning rate"
+        advice = (
+            "a quantization scale must be a finite positive number"
+            if scales
+            else "the training diverged: lower the learning rate"
         )
+        raise UserError(f"{source}: {'; '.join(bad)}; {advice}")
     if bad := [
         f"{key} holds {int((a <= 0).sum())} value(s) <= 0"
         for key, a in arrays.items()

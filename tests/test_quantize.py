@@ -7,6 +7,7 @@ something), on scikit-learn's 8x8 digits, which ship with scikit-learn: no downl
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,9 +75,9 @@ def digits():
     return load_dataset("digits")
 
 
-@pytest.fixture
-def float_file(tmp_path, digits):
-    """A tiny float model of the digits, saved as the trainer saves one."""
+@pytest.fixture(scope="module")
+def float_file(tmp_path_factory, digits):
+    """A tiny float model of the digits, saved as the trainer saves one (tests only read it)."""
     blueprint = tiny_blueprint()
     norm = fit_normalization(digits.x_train)
     meta = {
@@ -87,11 +88,13 @@ def float_file(tmp_path, digits):
         "config": {"arch": "tiny"},
         "seed": 0,
     }
-    return save_model(tmp_path / "model.npz", tiny_params(blueprint), blueprint, meta)
+    folder = tmp_path_factory.mktemp("models")
+    return save_model(folder / "model.npz", tiny_params(blueprint), blueprint, meta)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def int8_file(float_file):
+    """Its int8 model, made by the quantize command (tests only read it)."""
     assert main.main(["quantize", "--params", str(float_file), "--calibration", "200"]) == 0
     return float_file.with_name("model.int8.npz")
 
@@ -262,14 +265,14 @@ def test_the_int8_model_stays_close_to_the_float_model(digits):
 # -- the file and the commands ---------------------------------------------------------------
 
 
-def test_the_int8_file_round_trips_with_its_dtypes_and_marks(int8_file, float_file):
+def test_the_int8_file_round_trips_with_its_dtypes_and_marks(int8_file, tmp_path):
     model = load_model(int8_file)
     assert [s["type"] for s in model.blueprint if "name" in s] == ["qconv", "qconv", "qfc", "qfc"]
     assert model.params["c2.W"].dtype == np.int8 and model.params["c2.W"].shape == (6, 2, 3, 3)
     assert model.params["c2.w_scale"].dtype == np.float32
     assert model.meta["quantization"]["folded_batchnorm"] == ["b1", "b2", "b3"]
     assert model.meta["quantization"]["calibration_images"] == 200
-    again = save_model(int8_file.with_name("again.npz"), *model)
+    again = save_model(tmp_path / "again.npz", *model)
     reloaded = load_model(again)
     assert reloaded.blueprint == model.blueprint
     for key, value in model.params.items():
@@ -277,8 +280,8 @@ def test_the_int8_file_round_trips_with_its_dtypes_and_marks(int8_file, float_fi
         np.testing.assert_array_equal(reloaded.params[key], value)
 
 
-def _altered(path, **changes):
-    """The arrays of ``path`` with ``changes`` (None deletes a key), saved beside it."""
+def _altered(path, out, **changes):
+    """The arrays of ``path`` with ``changes`` (None deletes a key), saved to ``out``."""
     with np.load(path, allow_pickle=False) as f:
         arrays = {key: f[key] for key in f.files}
     for key, value in changes.items():
@@ -286,7 +289,6 @@ def _altered(path, **changes):
             del arrays[key]
         else:
             arrays[key] = value
-    out = path.with_name("altered.npz")
     np.savez(out, **arrays)
     return out
 
@@ -300,12 +302,13 @@ def _altered(path, **changes):
         ({"f3.w_scale": np.ones(7, np.float32)}, r"f3.w_scale: expected \(8,\) .*found \(7,\)"),
         ({"c2.x_scale": np.float32(0)}, r"c2.x_scale holds 1 value\(s\) <= 0; .* positive"),
         ({"f4.w_scale": -np.ones(10, np.float32)}, r"f4.w_scale .* must be positive"),
+        ({"f3.x_scale": np.float32(np.nan)}, r"f3.x_scale holds 1 NaN .* finite positive number"),
         ({"c1.W": np.full((4, 1, 3, 3), -128, np.int8)}, r"c1.W holds -128; .*\[-127, 127\]"),
         ({"f4.b": np.zeros(10, np.int8)}, r"f4.b is int8; parameters must be floating point"),
     ],
 )
-def test_a_damaged_int8_file_is_refused_with_one_line(int8_file, change, message, capsys):
-    bad = _altered(int8_file, **change)
+def test_a_damaged_int8_file_is_refused_with_one_line(int8_file, change, message, tmp_path, capsys):
+    bad = _altered(int8_file, tmp_path / "altered.npz", **change)
     with pytest.raises(UserError, match=message):
         load_model(bad)
     assert main.main(["evaluate", "--params", str(bad)]) == 2
@@ -313,11 +316,22 @@ def test_a_damaged_int8_file_is_refused_with_one_line(int8_file, change, message
     assert err.count("\n") == 1 and err.startswith(f"error: {bad}: ")
 
 
-def test_quantize_then_evaluate_runs_the_int8_model_end_to_end(capsys, float_file, int8_file):
+def test_quantize_then_evaluate_runs_the_int8_model_end_to_end(tmp_path, capsys, float_file):
+    int8_file = tmp_path / "tiny.int8.npz"
+    argv = [
+        "quantize",
+        "--params",
+        str(float_file),
+        "--calibration",
+        "200",
+        "--out",
+        str(int8_file),
+    ]
+    assert main.main(argv) == 0
     out = capsys.readouterr().out
     assert f"{float_file} -> {int8_file}: 4 layers in int8 (c1, c2, f3, f4)" in out
     assert "3 batch norms folded" in out and "input scales from 200 training images" in out
-    argv = ["evaluate", "--params", str(int8_file), "--out", str(int8_file.parent / "eval")]
+    argv = ["evaluate", "--params", str(int8_file), "--out", str(tmp_path / "eval")]
     assert main.main(argv) == 0
     out = capsys.readouterr().out
     model = load_model(int8_file)
@@ -328,14 +342,15 @@ def test_quantize_then_evaluate_runs_the_int8_model_end_to_end(capsys, float_fil
 
 
 def test_quantize_refuses_to_replace_a_file_or_requantize_or_overcalibrate(
-    capsys, float_file, int8_file
+    tmp_path, float_file, int8_file, capsys
 ):
-    capsys.readouterr()
+    float_file = Path(shutil.copy(float_file, tmp_path / "model.npz"))
+    int8_file = Path(shutil.copy(int8_file, tmp_path / "model.int8.npz"))
     cases = [
         (["--params", str(float_file)], f"error: {int8_file} exists already; replace it with "),
         (["--params", str(float_file), "--out", str(float_file)], "the model file itself"),
-        (["--params", str(int8_file), "--out", str(int8_file.parent / "x.npz")], "already quantized"),
-        (["--params", str(float_file), "--out", str(int8_file.parent / "y.npz"),
+        (["--params", str(int8_file), "--out", str(tmp_path / "x.npz")], "already quantized"),
+        (["--params", str(float_file), "--out", str(tmp_path / "y.npz"),
           "--calibration", "5000"], "--calibration 5000: the digits training set has only 1437"),
     ]  # fmt: skip
     for argv, message in cases:
