@@ -279,6 +279,37 @@ def build_parser():
         "--show", action="store_true", help="save each prepared 28x28 image beside its picture"
     )
 
+    quantize = sub.add_parser(
+        "quantize",
+        help="an int8 copy of a saved model (batch norm folded, weights per channel)",
+        description="Post-training int8 quantization: batch norm folded into the conv or fc "
+        "before it, weights symmetric int8 with one scale per output channel, each conv and "
+        "fc input with one scale calibrated on training images. evaluate and predict run the "
+        "int8 arithmetic of the file written.",
+    )
+    quantize.add_argument(
+        "--params",
+        type=Path,
+        default=SHIPPED_PARAMS,
+        help="the float model file (default: best_params.npz)",
+    )
+    quantize.add_argument(
+        "--calibration",
+        type=positive_int,
+        default=1000,
+        metavar="N",
+        help="training images that set the inputs' scales (default: %(default)s)",
+    )
+    quantize.add_argument(
+        "--out", type=Path, default=None, help="the int8 model file (default: FILE.int8.npz)"
+    )
+    quantize.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it exists (refused otherwise)"
+    )
+    quantize.add_argument(
+        "--data-dir", help="folder holding the dataset's files, if not the default"
+    )
+
     summary = sub.add_parser("summary", help="the layer table of an architecture")
     summary.add_argument(
         "--arch",
@@ -436,6 +467,24 @@ def command_predict(args):
             print(f"  prepared image: {to_png(image, prepared_path(path))}")
 
 
+def command_quantize(args):
+    from core.quantize import quantize_file
+
+    started = time.perf_counter()
+    done = quantize_file(args.params, args.out, args.calibration, args.data_dir, args.overwrite)
+    before, after = os.path.getsize(args.params), os.path.getsize(done.path)
+    print(
+        f"{args.params} -> {done.path}: {len(done.layers)} layers in int8 "
+        f"({', '.join(done.layers)}), {len(done.folded)} batch norms folded into them, "
+        f"input scales from {done.calibration} training images"
+    )
+    print(
+        f"file size {before:,} -> {after:,} bytes ({100 * after / before:.1f}%), "
+        f"{time.perf_counter() - started:.1f} s; "
+        f"evaluate it with: python main.py evaluate --params {done.path}"
+    )
+
+
 def command_summary(args):
     from data.errors import UserError
     from model.blueprints import load_blueprint
@@ -473,6 +522,7 @@ COMMANDS = {
     "train": command_train,
     "evaluate": command_evaluate,
     "predict": command_predict,
+    "quantize": command_quantize,
     "summary": command_summary,
     "gradcheck": command_gradcheck,
     "sweep": command_sweep,

@@ -19,6 +19,7 @@ from core.eval import (
 from data import load_dataset, normalize
 from data.normalization import Normalization
 from model.forward import forward_activations
+from model.walk import quantized_layers
 
 EVALUATE_DIR = Path("runs/evaluate")
 
@@ -127,4 +128,6 @@ def describe(model):
     ]
     if config.get("augment"):
         parts.append("augmented")
+    if quantized_layers(model.blueprint):
+        parts.append("int8")
     return ", ".join(parts)

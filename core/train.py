@@ -52,6 +52,7 @@ from model.blueprints import load_blueprint
 from model.forward import forward
 from model.initialize_parameters import initialize_parameters
 from model.params_io import load_checkpoint, load_model, save_checkpoint, save_model
+from model.walk import quantized_layers
 
 RUN_FILES = {"best": "best_params.npz", "ckpt": "checkpoint.npz", "log": "log.csv"}
 LOG_COLUMNS = [
@@ -479,6 +480,11 @@ def start(config, out_dir, resume, changes, overwrite, echo):
         config = resumed_config(saved, changes, paths["ckpt"])
     data = prepare_data(config)
     _, blueprint = load_blueprint(config.arch, data.dataset.n_classes)
+    if names := quantized_layers(blueprint):
+        raise UserError(
+            f"--arch {config.arch}: layers {', '.join(names)} are quantized (int8), for "
+            "inference only; train the float blueprint, then run quantize"
+        )
     per_epoch = math.ceil(len(data.y_train) / config.batch_size)
     run = Run(
         config=config,

@@ -31,6 +31,7 @@ from layers.pool import (
     maxpool_forward,
     maxpool_forward_naive,
 )
+from layers.quantized import qconv_forward, qfc_forward, quantize
 
 __all__ = [
     "avgpool_backward",
@@ -57,6 +58,9 @@ __all__ = [
     "maxpool_backward_naive",
     "maxpool_forward",
     "maxpool_forward_naive",
+    "qconv_forward",
+    "qfc_forward",
+    "quantize",
     "relu_backward",
     "relu_forward",
     "sigmoid_backward",

@@ -84,11 +84,16 @@ class Param:
     model/initialize_parameters.py), "zeros" or "ones". Arrays that are not
     trainable (batch norm's running statistics) get no gradient and are
     updated by the forward pass instead.
+    dtype: "float" (any floating type in a file, float32 in memory) or "int8" (a
+    quantized layer's weights, exactly int8 in [-127, 127]); positive: every value must be
+    > 0 (a quantization scale). model/params_io.py checks both when it loads a file.
     """
 
     shape: tuple
     init: str
     trainable: bool = True
+    dtype: str = "float"
+    positive: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -31,7 +31,11 @@ Checkpoints of earlier versions hold ``"__rng__"`` (a generator state) instead o
 generator state, which nothing reads, is dropped.
 
 Loading accepts any floating dtype and casts it to float32 (the training dtype), so a model
-kept in float64 still loads; integer, boolean and complex arrays are refused. Every problem
+kept in float64 still loads; integer, boolean and complex arrays are refused, except where
+the layer's record (model/layer_kinds.py ``Param``) says int8: a quantized model
+(model/quantized_kinds.py) holds int8 weights, which must be exactly int8 in [-127, 127],
+and scales, which must be positive. A quantized model is for inference: ``load_checkpoint``
+refuses it. Every problem
 (missing, foreign or truncated file, a pickle inside, a missing or extra key, a wrong shape
 or dtype, NaN or infinity, incomplete meta) is one UserError naming the file and the key.
 ``load_model`` also reads checkpoints (ignoring the optimizer and generator state).
@@ -62,7 +66,10 @@ from data.errors import UserError
 from data.files import atomic_write
 from data.json_text import parse_json
 from data.normalization import Normalization
+from model.blueprints import validate_blueprint
+from model.layer_kinds import Param
 from model.shapes import trace_shapes
+from model.walk import quantized_layers
 
 FORMAT_VERSION = 1
 BLUEPRINT_KEY = "__blueprint__"
@@ -91,7 +98,8 @@ REQUIRED_META = {
 class Model(NamedTuple):
     """A trained model as loaded from disk.
 
-    params:    {"conv1.W": float32 array, ...}, the keys and shapes the blueprint gives.
+    params:    {"conv1.W": float32 array, ...}, the keys and shapes the blueprint gives
+               (a quantized layer's weights are int8).
     blueprint: the validated blueprint (list of layer spec dicts, defaults filled in).
     meta:      dict, see the module docstring.
     """
@@ -175,6 +183,7 @@ def load_checkpoint(path):
     source = os.fspath(path)
     with _open_archive(source) as archive:
         members = _members(archive, source)
+        _refuse_quantized(archive, members, source)
         if CHECKPOINT_KEY not in members and OLD_RNG_KEY not in members:
             raise UserError(
                 f"{source}: no '{CHECKPOINT_KEY}' entry: a model file, not a training checkpoint; "
@@ -197,10 +206,10 @@ def load_checkpoint(path):
         members.pop(OLD_RNG_KEY, None)
         params, blueprint, meta = _model_from(archive, members, source)
         where = f"{source}: optimizer state"
-        shapes = _opt_shapes(opt_members, params, source)
-        _check_headers(opt_members, shapes, where)
+        records = _opt_records(opt_members, params, source)
+        _check_headers(opt_members, records, where)
         opt_state = {key: _read_member(archive, m, source) for key, m in opt_members.items()}
-    opt_state = _checked_arrays(opt_state, shapes, where)
+    opt_state = _checked_arrays(opt_state, records, where)
     return Checkpoint(params, opt_state, blueprint, meta)
 
 
@@ -211,22 +220,25 @@ def check_params(params, blueprint, input_shape, source):
     blueprint:   list of layer specs (validated here).
     input_shape: one example's shape, (C, H, W) or (D,).
     source:      str naming the file, for messages.
-    Returns {key: float32 array} (the same arrays when already float32).
+    Returns {key: float32 array} (the same arrays when already float32; int8 weights of
+    quantized layers stay int8).
     Raises UserError naming ``source`` and the keys for: missing or extra keys, a shape other
-    than the blueprint's, a non-floating dtype, NaN or infinite values, an impossible blueprint.
+    than the blueprint's, a dtype other than the layer's (floating point, or int8 for a
+    quantized layer's weights), NaN or infinite values, a scale that is not positive, an
+    impossible blueprint.
     """
     try:
         rows = trace_shapes(blueprint, input_shape)
     except UserError as err:
         raise UserError(f"{source}: {err}") from None
-    expected = _param_shapes(rows)
+    expected = _param_records(rows)
     _check_keys(params, expected, source)
     return _checked_arrays({key: params[key] for key in expected}, expected, source)
 
 
-def _param_shapes(rows):
-    """{"<layer name>.<param>": shape} of the blueprint's LayerShapes rows, in order."""
-    return {key: shape for row in rows for key, shape in row.param_shapes.items()}
+def _param_records(rows):
+    """{"<layer name>.<param>": Param} of the blueprint's LayerShapes rows, in order."""
+    return {key: p for row in rows for key, p in row.params.items()}
 
 
 def _check_keys(names, expected, source):
@@ -240,32 +252,74 @@ def _check_keys(names, expected, source):
         )
 
 
-def _checked_arrays(arrays, shapes, source):
-    """``arrays`` as float32 after checking shapes (``shapes[key]``), dtypes and finiteness."""
+def _checked_arrays(arrays, records, source):
+    """``arrays`` after checking shapes and dtypes (``records[key]``, a Param) and values.
+
+    Floating arrays come back as float32 (finite; positive where the record says so), int8
+    ones unchanged (in [-127, 127]).
+    """
     arrays = {key: np.asarray(a) for key, a in arrays.items()}
-    if wrong := [
-        f"{key}: expected {tuple(shapes[key])} for the blueprint, found {a.shape}"
-        for key, a in arrays.items()
-        if a.shape != tuple(shapes[key])
-    ]:
-        raise UserError(f"{source}: {'; '.join(wrong)}")
-    if wrong := [f"{key} is {a.dtype}" for key, a in arrays.items() if a.dtype.kind != "f"]:
-        raise UserError(
-            f"{source}: {', '.join(wrong)}; parameters must be floating point (float32)"
-        )
+    _check_shapes_and_dtypes(
+        {key: (a.shape, a.dtype) for key, a in arrays.items()}, records, source
+    )
     # A float64 value beyond float32's range becomes inf here, and is reported below.
     with np.errstate(over="ignore"):
-        arrays = {key: a.astype(np.float32, copy=False) for key, a in arrays.items()}
-    bad = []
+        arrays = {
+            key: a if records[key].dtype == "int8" else a.astype(np.float32, copy=False)
+            for key, a in arrays.items()
+        }
+    bad, scales = [], False
     for key, a in arrays.items():
+        if records[key].dtype == "int8":
+            continue
         nan, inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
         if nan or inf:
             bad.append(f"{key} holds {nan} NaN and {inf} infinite value(s) of {a.size}")
+            scales |= records[key].positive
     if bad:
-        raise UserError(
-            f"{source}: {'; '.join(bad)}; the training diverged: lower the learning rate"
+        advice = (
+            "a quantization scale must be a finite positive number"
+            if scales
+            else "the training diverged: lower the learning rate"
         )
+        raise UserError(f"{source}: {'; '.join(bad)}; {advice}")
+    if bad := [
+        f"{key} holds {int((a <= 0).sum())} value(s) <= 0"
+        for key, a in arrays.items()
+        if records[key].positive and (a <= 0).any()
+    ]:
+        raise UserError(f"{source}: {'; '.join(bad)}; a quantization scale must be positive")
+    if bad := [
+        f"{key} holds -128"
+        for key, a in arrays.items()
+        if records[key].dtype == "int8" and a.size and a.min() < -127
+    ]:
+        raise UserError(f"{source}: {'; '.join(bad)}; int8 weights are symmetric, in [-127, 127]")
     return arrays
+
+
+def _check_shapes_and_dtypes(found, records, source):
+    """Refuse any ``found[key] = (shape, dtype)`` other than ``records[key]`` (a Param) says."""
+    if wrong := [
+        f"{key}: expected {tuple(records[key].shape)} for the blueprint, found {shape}"
+        for key, (shape, _) in found.items()
+        if shape != tuple(records[key].shape)
+    ]:
+        raise UserError(f"{source}: {'; '.join(wrong)}")
+    if wrong := [
+        f"{key} is {dtype}"
+        for key, (_, dtype) in found.items()
+        if records[key].dtype == "float" and dtype.kind != "f"
+    ]:
+        raise UserError(
+            f"{source}: {', '.join(wrong)}; parameters must be floating point (float32)"
+        )
+    if wrong := [
+        f"{key} is {dtype}"
+        for key, (_, dtype) in found.items()
+        if records[key].dtype == "int8" and dtype != np.int8
+    ]:
+        raise UserError(f"{source}: {', '.join(wrong)}; a quantized layer's weights must be int8")
 
 
 def _model_arrays(path, params, blueprint, meta):
@@ -301,7 +355,7 @@ def _model_from(archive, members, source):
     meta = _json_member(archive, members.pop(META_KEY), dict, source)
     rows = _trace(blueprint, meta, source)
     blueprint = [row.spec for row in rows if row.depth == 0]
-    expected = _param_shapes(rows)
+    expected = _param_records(rows)
     _check_keys(members, expected, source)
     _check_headers({key: members[key] for key in expected}, expected, source)
     arrays = {key: _read_member(archive, members[key], source) for key in expected}
@@ -355,13 +409,14 @@ def _trace(blueprint, meta, source):
 
 def _check_opt_state(opt_state, params, source):
     """Check optimizer state against the (checked) params; return it as float32."""
-    shapes = _opt_shapes(opt_state, params, source)
-    return _checked_arrays(opt_state, shapes, f"{source}: optimizer state")
+    records = _opt_records(opt_state, params, source)
+    return _checked_arrays(opt_state, records, f"{source}: optimizer state")
 
 
-def _opt_shapes(opt_state, params, source):
-    """{state key: its parameter's shape}; refuses a key that names no parameter."""
-    shapes = {}
+def _opt_records(opt_state, params, source):
+    """{state key: a float Param of its parameter's shape}; refuses a key that names no
+    parameter."""
+    records = {}
     for key in opt_state:
         param_key = key.split(".", 1)[1] if "." in key else None
         if param_key not in params:
@@ -369,8 +424,8 @@ def _opt_shapes(opt_state, params, source):
                 f"{source}: optimizer state '{key}' names no parameter; state keys are "
                 "'<slot>.<param key>' (core/optim.py), e.g. 'm.conv1.W'"
             )
-        shapes[key] = params[param_key].shape
-    return shapes
+        records[key] = Param(shape=params[param_key].shape, init="zeros")
+    return records
 
 
 def _to_json(obj, source, key):
@@ -581,17 +636,27 @@ def _member(archive, info, key, source):
     return _Member(key, info, shape, fortran_order, dtype, header_bytes, nbytes)
 
 
-def _check_headers(members, shapes, source):
-    """Refuse members whose header shape or dtype is not what ``shapes`` expects (no reading)."""
-    if wrong := [
-        f"{key}: expected {tuple(shapes[key])} for the blueprint, found {m.shape}"
-        for key, m in members.items()
-        if m.shape != tuple(shapes[key])
-    ]:
-        raise UserError(f"{source}: {'; '.join(wrong)}")
-    if wrong := [f"{key} is {m.dtype}" for key, m in members.items() if m.dtype.kind != "f"]:
+def _check_headers(members, records, source):
+    """Refuse members whose header shape or dtype is not what ``records`` (Params) expects,
+    before any data is read."""
+    _check_shapes_and_dtypes(
+        {key: (m.shape, m.dtype) for key, m in members.items()}, records, source
+    )
+
+
+def _refuse_quantized(archive, members, source):
+    """Refuse a quantized model where training needs a float one (its blueprint is read)."""
+    if BLUEPRINT_KEY not in members:
+        return  # _model_from names the missing entry
+    blueprint = _json_member(archive, members[BLUEPRINT_KEY], list, source)
+    try:
+        names = quantized_layers(validate_blueprint(blueprint))
+    except UserError:
+        return  # _model_from reports the blueprint's problem
+    if names:
         raise UserError(
-            f"{source}: {', '.join(wrong)}; parameters must be floating point (float32)"
+            f"{source}: a quantized (int8) model (layers {', '.join(names)}): it can be "
+            "evaluated but not trained; resume from the float model's run checkpoint"
         )
 
 

@@ -18,6 +18,7 @@ a composite's layers are keyed by their own names in the one flat dict.
 from typing import NamedTuple
 
 from model.layer_kinds import LAYER_KINDS, GradCase, Hyper, LayerKind
+from model.quantized_kinds import QUANTIZED_KINDS
 
 
 class ShapeError(ValueError):
@@ -222,7 +223,7 @@ RESIDUAL = LayerKind(
     ),
 )
 
-KINDS = {**LAYER_KINDS, "residual": RESIDUAL}
+KINDS = {**LAYER_KINDS, **QUANTIZED_KINDS, "residual": RESIDUAL}
 """Every layer type a blueprint may use, by its ``type``."""
 
 
@@ -238,3 +239,9 @@ def iter_layers(specs):
         yield spec
         for key in KINDS[spec["type"]].nested:
             yield from iter_layers(spec[key])
+
+
+def quantized_layers(specs):
+    """The names of the int8 layers (model/quantized_kinds.py) of validated ``specs``: a
+    quantized model, for inference only, when not empty."""
+    return [spec["name"] for spec in iter_layers(specs) if spec["type"] in QUANTIZED_KINDS]

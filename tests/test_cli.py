@@ -30,10 +30,21 @@ TRAIN_OPTIONS = [
     "--" + field.name.replace("_", "-") for field in dataclasses.fields(TrainConfig)
 ] + ["--no-augment", "--preset", "--out", "--resume", "--overwrite"]
 OPTIONS = {
-    None: ["--debug", "--threads", "train", "evaluate", "predict", "summary", "gradcheck", "sweep"],
+    None: [
+        "--debug",
+        "--threads",
+        "train",
+        "evaluate",
+        "predict",
+        "quantize",
+        "summary",
+        "gradcheck",
+        "sweep",
+    ],
     "train": TRAIN_OPTIONS,
     "evaluate": ["--params", "--data-dir", "--split", "--out"],
     "predict": ["images", "--params", "--show"],
+    "quantize": ["--params", "--calibration", "--out", "--overwrite", "--data-dir"],
     "summary": ["--arch", "--input-shape", "--classes"],
     "gradcheck": ["--help"],
     "sweep": [
