@@ -379,7 +379,18 @@ def test_unknown_dataset_lists_known_names():
     message = str(info.value)
     assert "'imagenet'" in message
     assert all(name in message for name in DATASETS)
-    assert DATASETS == ("mnist", "fashion-mnist", "digits", "cifar10", "spiral", "circles")
+    assert DATASETS == (
+        "mnist",
+        "fashion-mnist",
+        "digits",
+        "cifar10",
+        "spiral",
+        "circles",
+        "line",
+        "zone",
+        "zone3d",
+        "polynomial",
+    )
 
 
 def test_default_cache_dir(monkeypatch, tmp_path):
