@@ -7,9 +7,10 @@ of ``(seed, 3, e, b)``. So a run interrupted anywhere and resumed from its
 checkpoint reaches exactly the parameters of an uninterrupted run.
 
 A run directory holds ``best_params.npz`` (the parameters with the best
-validation accuracy so far; for a regression run, the lowest validation MSE), ``checkpoint.npz`` (what resume reads: the
-parameters, the optimizer state, the config and the RunState) and ``log.csv``
-(one row per epoch), all written atomically.
+validation accuracy so far; for a regression run, the lowest validation MSE),
+``checkpoint.npz`` (what resume reads: the parameters, the optimizer state,
+the config and the RunState) and ``log.csv`` (one row per epoch), all written
+atomically.
 """
 
 import contextlib
@@ -156,7 +157,7 @@ class RunState(NamedTuple):
     seconds: float = 0.0
     best_val_acc: float = -1.0  # the best validation score: accuracy, or R² for an MSE run
     best_epoch: int = 0
-    log_rows: list = []  # one dict per finished epoch, keyed by LOG_COLUMNS (never mutated)
+    log_rows: list = []  # one dict per finished epoch, keyed by log_columns (never mutated)
 
 
 class Run(NamedTuple):
