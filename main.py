@@ -106,6 +106,7 @@ def positive_float_list(text):
 
 
 def build_parser():
+    from core.loss import LOSSES
     from core.train import RECIPES, TrainConfig
 
     defaults = TrainConfig()
@@ -135,13 +136,20 @@ def build_parser():
     )
     train.add_argument(
         "--dataset",
-        help=f"mnist, fashion-mnist, digits, cifar10, spiral, circles (default: {defaults.dataset})",
+        help="mnist, fashion-mnist, digits, cifar10, spiral, circles, line, zone, zone3d, "
+        f"polynomial (a regression: --loss mse) (default: {defaults.dataset})",
     )
     train.add_argument(
         "--data-dir", help="folder holding the dataset's files (fashion-mnist, cifar10)"
     )
     train.add_argument(
         "--arch", help=f"a preset architecture or a blueprint .json file (default: {defaults.arch})"
+    )
+    train.add_argument(
+        "--loss",
+        choices=list(LOSSES),
+        help="cross_entropy (classes) or mse (a regression dataset such as polynomial) "
+        f"(default: {defaults.loss})",
     )
     train.add_argument(
         "--epochs",
@@ -240,7 +248,9 @@ def build_parser():
     )
 
     evaluate = sub.add_parser(
-        "evaluate", help="accuracy, per-class table and confusion matrix of a saved model"
+        "evaluate",
+        help="accuracy, per-class table and confusion matrix of a saved model (a regression "
+        "model: MSE, R^2 and its fitted curve)",
     )
     evaluate.add_argument(
         "--params",
@@ -388,7 +398,14 @@ def train_config(args):
 
 
 def command_train(args):
-    from core.report import describe, evaluate, load_test_set, write_figures
+    from core.report import (
+        describe,
+        evaluate,
+        evaluate_regression,
+        is_regression,
+        load_test_set,
+        write_figures,
+    )
     from core.train import train
 
     out = args.out or Path("runs") / args.preset
@@ -400,15 +417,20 @@ def command_train(args):
     data_dir = result.meta["config"]["data_dir"] if args.data_dir is None else args.data_dir
     x_test, y_test, raw = load_test_set(result.meta, data_dir)
     model = result  # has params, blueprint, meta
-    evaluation = evaluate(model, x_test, y_test)
+    regression = is_regression(model.meta)
+    evaluation = (evaluate_regression if regression else evaluate)(model, x_test, y_test)
     figures = write_figures(
         model, evaluation, raw, y_test, out / "figures", describe(model), result.log
     )
     minutes = (time.perf_counter() - started) / 60
-    print(
-        f"\ntest accuracy {100 * evaluation.accuracy:.2f}% ({evaluation.n_errors} errors in "
-        f"{len(y_test)} test images), best epoch {result.meta['epoch']}, {minutes:.1f} min in all"
-    )
+    if regression:
+        score = f"test MSE {evaluation.mse:.4f}, R^2 {evaluation.r2:.4f} ({len(y_test)} points)"
+    else:
+        score = (
+            f"test accuracy {100 * evaluation.accuracy:.2f}% ({evaluation.n_errors} errors in "
+            f"{len(y_test)} test images)"
+        )
+    print(f"\n{score}, best epoch {result.meta['epoch']}, {minutes:.1f} min in all")
     print(
         f"files in {out}: best_params.npz, checkpoint.npz, log.csv, figures/ ({len(figures)} figures)"
     )
@@ -416,15 +438,37 @@ def command_train(args):
 
 def command_evaluate(args):
     from core.eval import format_table
-    from core.plots import plot_confusion_matrix, save_figure
-    from core.report import describe, evaluate, evaluation_dir, load_test_set
+    from core.plots import plot_confusion_matrix, plot_fitted_curve, save_figure
+    from core.report import (
+        describe,
+        evaluate,
+        evaluate_regression,
+        evaluation_dir,
+        is_regression,
+        load_test_set,
+        model_inputs,
+    )
     from model.params_io import load_model
 
     model = load_model(args.params)
     out = args.out if args.out is not None else evaluation_dir(args.params)
-    x, y, _ = load_test_set(model.meta, args.data_dir, args.split)
-    evaluation = evaluate(model, x, y)
+    x, y, raw = load_test_set(model.meta, args.data_dir, args.split)
     print(f"{args.params}: {describe(model)}")
+    if is_regression(model.meta):  # no classes: the error and the fitted curve
+        fit = evaluate_regression(model, x, y)
+        print(f"{args.split} MSE {fit.mse:.4f}, R^2 {fit.r2:.4f} ({len(y)} points)")
+        fig = plot_fitted_curve(
+            None,
+            model.params,
+            model.blueprint,
+            raw,
+            y,
+            lambda points: model_inputs(points, model.meta),
+            caption=f"{args.split} points: MSE {fit.mse:.4f}, R² {fit.r2:.4f}; {describe(model)}",
+        )
+        print(f"\nfitted curve: {save_figure(fig, out / f'fitted_curve_{args.split}.png')}")
+        return
+    evaluation = evaluate(model, x, y)
     print(
         f"{args.split} accuracy {100 * evaluation.accuracy:.2f}% "
         f"({evaluation.n_errors} errors in {len(y)} images)\n"
@@ -441,12 +485,17 @@ def command_evaluate(args):
 
 def command_predict(args):
     from core.eval import predict_proba, top_k
-    from core.report import model_inputs
+    from core.report import is_regression, model_inputs
     from data.digit_image import load_digit_image, prepared_path, to_png
     from data.errors import UserError
     from model.params_io import load_model
 
     model = load_model(args.params)
+    if is_regression(model.meta):
+        raise UserError(
+            f"{args.params}: a regression model ({model.meta['dataset']}) has no classes to "
+            "predict; predict classifies digit pictures with a model of MNIST digits"
+        )
     if tuple(model.meta["input_shape"]) != (1, 28, 28):
         raise UserError(
             f"{args.params}: this model takes {model.meta['input_shape']} inputs; "

@@ -1,16 +1,16 @@
 """Evaluation metrics: from class scores and labels to numbers and tables.
 
 Everything here works on plain arrays: integer labels ``y (N,)`` in
-``0 .. K-1`` and class probabilities ``probs (N, K)``. Accuracies are
-fractions in [0, 1]. Tables are pandas DataFrames; ``format_table`` turns
-one into text for the terminal.
+``0 .. K-1`` and class probabilities ``probs (N, K)``, or float targets
+``y (N,)`` for regression. Accuracies are fractions in [0, 1]. Tables are
+pandas DataFrames; ``format_table`` turns one into text for the terminal.
 """
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from core.loss import softmax_cross_entropy
+from core.loss import LOSSES
 from data.errors import UserError
 from model.forward import forward
 
@@ -35,11 +35,22 @@ def predict_proba(params, blueprint, x, batch_size=500):
     return softmax(predict_scores(params, blueprint, x, batch_size))
 
 
-def loss_and_accuracy(params, blueprint, x, y, batch_size=500):
-    """Mean cross-entropy loss and accuracy of the model on (x, y), in inference mode."""
+# The score a run with each loss is judged by, as its log names it; higher is better for both.
+SCORE_OF_LOSS = {"cross_entropy": "acc", "mse": "r2"}
+
+
+def loss_and_score(params, blueprint, x, y, loss="cross_entropy", batch_size=500):
+    """Mean loss and score of the model on (x, y), in inference mode.
+
+    loss: a key of core.loss.LOSSES. The score is the accuracy for "cross_entropy" and
+    R² for "mse" (``r_squared``: the lower the MSE, the higher R²).
+    Returns (loss, score), two floats.
+    """
     scores = predict_scores(params, blueprint, x, batch_size)
-    loss, _ = softmax_cross_entropy(scores, y)
-    return loss, accuracy(y, scores.argmax(axis=1))
+    value, _ = LOSSES[loss](scores, y)
+    if loss == "mse":
+        return value, r_squared(value, y)
+    return value, accuracy(y, scores.argmax(axis=1))
 
 
 # ----------------------------- metrics on arrays ----------------------------
@@ -71,6 +82,18 @@ def accuracy(y_true, y_pred):
     """
     y_true, y_pred = _check_label_pair(y_true, y_pred)
     return float(np.mean(y_true == y_pred))
+
+
+def r_squared(mse, y_true):
+    """The coefficient of determination R² = 1 - MSE / variance of the targets.
+
+    mse:    the mean squared error of the predictions of ``y_true``.
+    y_true: (N,) float targets.
+    Returns a float: 1 for a perfect fit, 0 for predicting the targets' mean, below 0
+    for worse; NaN when the targets do not vary.
+    """
+    variance = float(np.var(np.asarray(y_true, dtype=np.float64)))
+    return 1.0 - mse / variance if variance > 0 else float("nan")
 
 
 def confusion(y_true, y_pred, n_classes):

@@ -58,3 +58,15 @@ def mse(pred, target):
     loss = float(np.mean(np.square(diff)))
     diff *= 2.0 / diff.size
     return loss, diff
+
+
+def regression_mse(scores, y):
+    """MSE of a one-output network's scores against float targets.
+
+    scores (N, 1) float; y (N,) float targets. Returns (loss, dscores (N, 1)), as ``mse``.
+    """
+    return mse(scores, np.reshape(y, (-1, 1)))
+
+
+# The losses ``train --loss`` chooses from: name -> function(scores, y) -> (loss, dscores).
+LOSSES = {"cross_entropy": softmax_cross_entropy, "mse": regression_mse}

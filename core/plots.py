@@ -1,4 +1,4 @@
-"""Figures of training runs, predictions and network internals.
+"""Figures of training runs, predictions, decision boundaries and network internals.
 
 Every function draws into the ``ax`` (one panel) or ``fig`` (a grid) it is
 given, creating one when None, and returns the matplotlib Figure. Library
@@ -13,14 +13,17 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from core.eval import misclassified
+from core.eval import misclassified, predict_scores
 from data.errors import UserError
 from data.files import atomic_write
 
 SPLITS = ("train", "val")
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
+REGRESSION_HISTORY_COLUMNS = ("epoch", "train_loss", "train_r2", "val_loss", "val_r2")
 SWEEP_COLUMNS = ("config", "mean", "std", "n")
 WRONG_COLOUR = "tab:red"
 PANEL_INCHES_PER_CHAR = 0.085  # an 8-point character is about 0.06 inch wide, plus a gap
@@ -112,6 +115,122 @@ def plot_history(log_df, axes=None, caption=None):
     if caption:
         fig.suptitle(caption)
     return fig
+
+
+def plot_regression_history(log_df, axes=None, caption=None):
+    """MSE and R² per epoch of a regression run, train and validation, in two panels.
+
+    log_df:  DataFrame with columns epoch, train_loss, train_r2, val_loss, val_r2 (the
+             log of a run trained with --loss mse; other columns are ignored).
+    axes:    two Axes (MSE, R²) to draw into, or None for a new figure.
+    caption: optional line under the figure title.
+    Returns the Figure. MSE uses a log scale; the epoch of the best (highest) validation
+    R², which is the lowest validation MSE, is marked.
+    """
+    missing = [col for col in REGRESSION_HISTORY_COLUMNS if col not in log_df.columns]
+    if missing:
+        raise UserError(
+            f"plot_regression_history: the log has no column(s) {missing}; it needs "
+            f"{REGRESSION_HISTORY_COLUMNS}."
+        )
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    loss_ax, r2_ax = axes
+    epoch = log_df["epoch"].to_numpy()
+    for split, style in zip(SPLITS, ("--", "-"), strict=True):
+        loss_ax.plot(epoch, log_df[f"{split}_loss"], style, marker=".", label=split)
+        r2_ax.plot(epoch, log_df[f"{split}_r2"], style, marker=".", label=split)
+    val_r2 = log_df["val_r2"].to_numpy(dtype=np.float64)
+    if np.isfinite(val_r2).any():
+        best = np.nanargmax(val_r2)
+        label = f"best val R² {val_r2[best]:.4f} (epoch {epoch[best]})"
+        r2_ax.plot(epoch[best], val_r2[best], "*", color="black", markersize=12, label=label)
+    loss_ax.set_yscale("log")
+    loss_ax.set(title="Loss (log scale)", xlabel="epoch", ylabel="mean squared error")
+    r2_ax.set(title="R² = 1 - MSE / variance of the targets", xlabel="epoch", ylabel="R²")
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend()
+    if caption:
+        loss_ax.figure.suptitle(caption)
+    return loss_ax.figure
+
+
+def plot_decision_boundary(
+    ax, params, blueprint, x, y, inputs=None, class_names=None, resolution=200, caption=None
+):
+    """The class a model predicts at every point of the plane, with the data points on top.
+
+    ax:          Axes to draw into, or None for a new figure.
+    params, blueprint: a classifier of 2-D points (K outputs).
+    x:           (N, 2) points; the grid spans their range and a tenth more on each side.
+    y:           (N,) integer labels; each point has its class's colour.
+    inputs:      function from grid points float32 (M, 2) to the model's inputs (e.g. the
+                 run's normalization); default: the points themselves.
+    class_names: K names for the legend (default "0", "1", ...).
+    resolution:  grid points per side.
+    caption:     optional second line of the title.
+    Returns the Figure. The regions are an image, ``ax.images[0]``, whose array (resolution,
+    resolution) holds the predicted classes: row i at the i-th grid value of x[:, 1] (from
+    the bottom), column j at the j-th of x[:, 0].
+    """
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim != 2 or x.shape[1] != 2:
+        raise UserError(f"plot_decision_boundary: x must be 2-D points (N, 2), got {x.shape}")
+    low, high = x.min(axis=0), x.max(axis=0)
+    margin = 0.1 * np.where(high > low, high - low, 1.0)
+    g0, g1 = (
+        np.linspace(a, b, resolution, dtype=np.float32)
+        for a, b in zip(low - margin, high + margin, strict=True)
+    )
+    grid = np.stack(np.meshgrid(g0, g1), axis=-1).reshape(-1, 2)  # rows follow x[:, 1]
+    scores = predict_scores(params, blueprint, grid if inputs is None else inputs(grid), 4096)
+    regions = scores.argmax(axis=1).reshape(resolution, resolution)
+    k = scores.shape[1]
+    colours = ListedColormap([plt.get_cmap("tab10")(i % 10) for i in range(k)])
+    half0, half1 = (g0[1] - g0[0]) / 2, (g1[1] - g1[0]) / 2  # the image's edges, not centres
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 5), layout="constrained")
+    style = {"cmap": colours, "vmin": -0.5, "vmax": k - 0.5}
+    extent = (g0[0] - half0, g0[-1] + half0, g1[0] - half1, g1[-1] + half1)
+    ax.imshow(regions, origin="lower", extent=extent, aspect="auto", alpha=0.35, **style)
+    ax.scatter(x[:, 0], x[:, 1], c=y, s=10, edgecolors="black", linewidths=0.3, **style)
+    names = class_names if class_names is not None else [str(i) for i in range(k)]
+    handles = [Patch(color=colours(i), label=str(name)) for i, name in enumerate(names)]
+    ax.legend(handles=handles, fontsize=8, loc="upper right", framealpha=0.8)
+    ax.set(xlabel="x[0]", ylabel="x[1]")
+    title = "Decision regions: the predicted class at each point"
+    ax.set_title(title + (f"\n{caption}" if caption else ""), fontsize=10)
+    return ax.figure
+
+
+def plot_fitted_curve(ax, params, blueprint, x, y, inputs=None, resolution=400, caption=None):
+    """A 1-D regression: the data points and the model's curve over their range.
+
+    ax:         Axes to draw into, or None for a new figure.
+    params, blueprint: a model of one input and one output.
+    x:          (N, 1) or (N,) inputs; y: (N,) targets.
+    inputs:     function from grid points float32 (M, 1) to the model's inputs (e.g. the
+                run's normalization); default: the points themselves.
+    resolution: points on the curve.
+    caption:    optional second line of the title.
+    Returns the Figure; the curve is ``ax.lines[0]``.
+    """
+    x = np.asarray(x).reshape(len(x), -1)
+    if x.shape[1] != 1:
+        raise UserError(f"plot_fitted_curve: x must be one number per point, got {x.shape}")
+    grid = np.linspace(x.min(), x.max(), resolution, dtype=np.float32)[:, None]
+    curve = predict_scores(params, blueprint, grid if inputs is None else inputs(grid))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4.5), layout="constrained")
+    ax.plot(grid[:, 0], curve[:, 0], color="tab:red", linewidth=2, label="model")
+    ax.scatter(x[:, 0], y, s=8, alpha=0.5, color="tab:blue", label="data")
+    ax.set(xlabel="x", ylabel="y")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    ax.set_title("Fitted curve" + (f"\n{caption}" if caption else ""), fontsize=10)
+    return ax.figure
 
 
 def plot_confusion_matrix(cm, class_names, ax=None, normalize=False, caption=None):

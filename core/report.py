@@ -15,7 +15,10 @@ from core.eval import (
     most_confused_pairs,
     per_class_table,
     predict_proba,
+    predict_scores,
+    r_squared,
 )
+from core.loss import regression_mse
 from data import load_dataset, normalize
 from data.normalization import Normalization
 from model.forward import forward_activations
@@ -46,6 +49,17 @@ class Evaluation(NamedTuple):
     per_class: pd.DataFrame
     confusion: np.ndarray  # (K, K), rows true, columns predicted
     confused_pairs: pd.DataFrame
+
+
+class RegressionEvaluation(NamedTuple):
+    mse: float
+    r2: float  # 1 - mse / variance of the targets
+    predictions: np.ndarray  # (N,)
+
+
+def is_regression(meta):
+    """True for a model trained with --loss mse (files from before --loss are classifiers)."""
+    return meta.get("config", {}).get("loss") == "mse"
 
 
 def model_inputs(images, meta, source="the model file"):
@@ -80,15 +94,52 @@ def evaluate(model, x, y):
     )
 
 
+def evaluate_regression(model, x, y):
+    """MSE, R² and predictions (N,) of a one-output regression ``model`` on (x, y)."""
+    predictions = predict_scores(model.params, model.blueprint, x)
+    mse, _ = regression_mse(predictions, y)
+    return RegressionEvaluation(mse, r_squared(mse, y), predictions[:, 0])
+
+
 def write_figures(model, evaluation, images, y, out_dir, caption, log=None):
     """Every figure of a trained model into ``out_dir``; returns the paths written.
 
     images: the raw test inputs, images (N, C, H, W) or points (N, D); y: their
-    labels; log: the training log DataFrame (for the loss and accuracy curves).
-    Image figures (predictions, mistakes, feature maps) are drawn for images only,
-    the filters for a model that starts with a convolution.
+    labels (or targets); evaluation: from ``evaluate`` (or ``evaluate_regression``);
+    log: the training log DataFrame (for the loss and accuracy curves).
+    A regression gets its fitted curve and curves of MSE and R². A classifier gets its
+    confusion matrix; of 2-D points, its decision regions; of images, the predictions,
+    mistakes and feature maps; and the filters if it starts with a convolution.
     """
     out_dir = Path(out_dir)
+    figures = (
+        _regression_figures(model, evaluation, images, y, caption, log)
+        if is_regression(model.meta)
+        else _classifier_figures(model, evaluation, images, y, caption, log)
+    )
+    return [plots.save_figure(fig, out_dir / name) for name, fig in figures.items()]
+
+
+def _regression_figures(model, evaluation, x, y, caption, log):
+    """{file name: Figure} of a regression model (see ``write_figures``)."""
+    figures = {
+        "fitted_curve.png": plots.plot_fitted_curve(
+            None,
+            model.params,
+            model.blueprint,
+            x,
+            y,
+            lambda points: model_inputs(points, model.meta),
+            caption=f"test points: MSE {evaluation.mse:.4f}, R² {evaluation.r2:.4f}; {caption}",
+        )
+    }
+    if log is not None:
+        figures["history.png"] = plots.plot_regression_history(log, caption=caption)
+    return figures
+
+
+def _classifier_figures(model, evaluation, images, y, caption, log):
+    """{file name: Figure} of a classifier (see ``write_figures``)."""
     names = model.meta["class_names"]
     pred = evaluation.probs.argmax(axis=1)
     figures = {
@@ -98,6 +149,17 @@ def write_figures(model, evaluation, images, y, out_dir, caption, log=None):
     }
     if log is not None:
         figures["history.png"] = plots.plot_history(log, caption=caption)
+    if images.ndim == 2 and images.shape[1] == 2:
+        figures["decision_boundary.png"] = plots.plot_decision_boundary(
+            None,
+            model.params,
+            model.blueprint,
+            images,
+            y,
+            lambda points: model_inputs(points, model.meta),
+            names,
+            caption=f"test points; {caption}",
+        )
     if images.ndim == 4:
         x_one = model_inputs(images[:1], model.meta)
         figures["predictions.png"] = plots.plot_predictions(
@@ -114,7 +176,7 @@ def write_figures(model, evaluation, images, y, out_dir, caption, log=None):
     if first["type"] == "conv":
         key = f"{first['name']}.W"
         figures["filters.png"] = plots.plot_filters(model.params[key], caption=f"{key}; {caption}")
-    return [plots.save_figure(fig, out_dir / name) for name, fig in figures.items()]
+    return figures
 
 
 def describe(model):

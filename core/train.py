@@ -7,9 +7,10 @@ of ``(seed, 3, e, b)``. So a run interrupted anywhere and resumed from its
 checkpoint reaches exactly the parameters of an uninterrupted run.
 
 A run directory holds ``best_params.npz`` (the parameters with the best
-validation accuracy so far), ``checkpoint.npz`` (what resume reads: the
-parameters, the optimizer state, the config and the RunState) and ``log.csv``
-(one row per epoch), all written atomically.
+validation accuracy so far; for a regression run, the lowest validation MSE),
+``checkpoint.npz`` (what resume reads: the parameters, the optimizer state,
+the config and the RunState) and ``log.csv`` (one row per epoch), all written
+atomically.
 """
 
 import contextlib
@@ -26,8 +27,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from core.eval import loss_and_accuracy
-from core.loss import softmax_cross_entropy
+from core.eval import SCORE_OF_LOSS, loss_and_score, r_squared
+from core.loss import LOSSES
 from core.optim import Optimizer, clip_by_global_norm, make_optimizer
 from core.plots import plot_augmentations, save_figure
 from core.schedules import lr_at
@@ -52,6 +53,7 @@ from model.blueprints import load_blueprint
 from model.forward import forward
 from model.initialize_parameters import initialize_parameters
 from model.params_io import load_checkpoint, load_model, save_checkpoint, save_model
+from model.shapes import trace_shapes
 from model.walk import quantized_layers
 
 RUN_FILES = {"best": "best_params.npz", "ckpt": "checkpoint.npz", "log": "log.csv"}
@@ -73,6 +75,7 @@ class TrainConfig:
 
     dataset: str = "mnist"
     arch: str = "minivgg"  # a preset name or a blueprint .json file
+    loss: str = "cross_entropy"  # or "mse", for a regression dataset (float targets)
     epochs: int = 5
     batch_size: int = 16  # small batches: many updates, so even a short run learns a lot
     optimizer: str = "adam"
@@ -128,7 +131,7 @@ RECIPES = {
 
 class TrainData(NamedTuple):
     x_train: np.ndarray  # float32 (N, C, H, W), normalized
-    y_train: np.ndarray  # int64 (N,)
+    y_train: np.ndarray  # int64 (N,); float32 (N,) targets for a regression set
     x_val: np.ndarray
     y_val: np.ndarray
     norm: Normalization
@@ -137,7 +140,7 @@ class TrainData(NamedTuple):
 
 
 class TrainResult(NamedTuple):
-    params: dict  # the best parameters (by validation accuracy)
+    params: dict  # the best parameters (by validation accuracy, or lowest MSE)
     blueprint: list
     meta: dict  # what save_model stored beside them
     log: pd.DataFrame
@@ -150,12 +153,12 @@ class RunState(NamedTuple):
     epoch: int = 0  # 0-based epoch in progress
     batch: int = 0  # next batch of that epoch
     loss_sum: float = 0.0  # sums over the batches of the epoch so far
-    correct: int = 0
+    correct: int = 0  # (classification only)
     seen: int = 0
     seconds: float = 0.0
-    best_val_acc: float = -1.0
+    best_val_acc: float = -1.0  # the best validation score: accuracy, or R² for an MSE run
     best_epoch: int = 0
-    log_rows: list = []  # one dict per finished epoch, keyed by LOG_COLUMNS (never mutated)
+    log_rows: list = []  # one dict per finished epoch, keyed by log_columns (never mutated)
 
 
 class Run(NamedTuple):
@@ -188,12 +191,15 @@ def prepare_data(config):
     """Load, limit, split and normalize the dataset of ``config``."""
     check_augmentation(config)
     ds = load_dataset(config.dataset, config.data_dir)
+    check_loss(config, ds)
     x, y = ds.x_train, ds.y_train
     rng = make_rng(config.seed, 1)
+    # Float targets are no classes: a regression set is split at random, as one stratum.
+    strata = (lambda y: np.zeros(len(y), np.int64)) if ds.regression else (lambda y: y)
     if config.limit is not None:
         if not 10 <= config.limit <= len(y):
             raise UserError(f"--limit must be between 10 and {len(y)}, got {config.limit}")
-        _, keep = stratified_split(y, config.limit, rng)
+        _, keep = stratified_split(strata(y), config.limit, rng)
         x, y = x[keep], y[keep]
     val_size = config.val_size if config.val_size is not None else min(5000, len(y) // 10)
     if not 1 <= val_size < len(y):  # the best epoch is chosen on it; training needs the rest
@@ -201,7 +207,7 @@ def prepare_data(config):
             f"--val-size must be between 1 and {len(y) - 1} (of the {len(y)} training "
             f"images), got {val_size}"
         )
-    train_idx, val_idx = stratified_split(y, val_size, rng)
+    train_idx, val_idx = stratified_split(strata(y), val_size, rng)
     norm = fit_normalization(x[train_idx])
     fill = (-norm.mean / norm.std).astype(np.float32)  # pixel value 0, normalized
     return TrainData(
@@ -213,6 +219,34 @@ def prepare_data(config):
         fill=fill,
         dataset=ds,
     )
+
+
+def check_loss(config, ds):
+    """UserError unless ``config.loss`` is known and fits the dataset ``ds``'s targets."""
+    if config.loss not in LOSSES:
+        raise UserError(f"--loss must be one of {', '.join(LOSSES)}, got {config.loss!r}")
+    if ds.regression and config.loss != "mse":
+        raise UserError(
+            f"--loss {config.loss}: {ds.name} is a regression dataset (float targets); "
+            "train it with --loss mse (and e.g. --arch mlp_regression)"
+        )
+    if config.loss == "mse" and not ds.regression:
+        raise UserError(
+            f"--loss mse fits float targets, but {ds.name} is a classification dataset "
+            "(class labels); use --loss cross_entropy, or a regression dataset such as polynomial"
+        )
+
+
+def check_outputs(blueprint, data):
+    """UserError unless the network gives one output per class (or per regression target)."""
+    rows = trace_shapes(blueprint, data.x_train.shape[1:])
+    outputs, wanted = [row for row in rows if row.depth == 0][-1].out_shape, data.dataset.n_classes
+    if outputs != (wanted,):
+        kind = "target" if data.dataset.regression else "class"
+        raise UserError(
+            f"the network gives outputs of shape {outputs} per example, but "
+            f"{data.dataset.name} needs one per {kind}: ({wanted},); fix the last layer's units"
+        )
 
 
 def check_augmentation(config):
@@ -266,8 +300,9 @@ def write_augmentation_figure(config, data, path, n=8):
     save_figure(plot_augmentations(variants, caption=caption), path)
 
 
-def train_step(params, opt_state, xb, yb, blueprint, optimizer, step, lr, rng, clip_norm):
-    """One update on a batch. Returns (params, opt_state, loss, n_correct)."""
+def train_step(params, opt_state, xb, yb, run, step, lr, rng):
+    """One update on a batch. Returns (params, opt_state, loss, n_correct (0 for regression))."""
+    blueprint, config = run.blueprint, run.config
     # A diverging run overflows (inf, then inf - inf = NaN) before its loss stops being finite:
     # the loss check reports that once, as Diverged, instead of NumPy warnings from every layer.
     with (
@@ -275,17 +310,18 @@ def train_step(params, opt_state, xb, yb, blueprint, optimizer, step, lr, rng, c
     ):  # the filter is global: it covers the shards' worker threads too
         warnings.filterwarnings("ignore", "(overflow|invalid value) encountered", RuntimeWarning)
         scores, caches = forward(params, xb, blueprint, train=True, rng=rng)
-        loss, dscores = softmax_cross_entropy(scores, yb)
+        loss, dscores = LOSSES[config.loss](scores, yb)
         if not math.isfinite(loss):
             raise Diverged(
                 f"the training loss became {loss} at step {step + 1} (learning rate {lr:.3g})"
             )
         grads = backward(dscores, caches, blueprint)
-        if clip_norm:
-            grads, _ = clip_by_global_norm(grads, clip_norm)
-        params, opt_state = optimizer.update(params, grads, opt_state, step + 1, lr)
+        if config.clip_norm:
+            grads, _ = clip_by_global_norm(grads, config.clip_norm)
+        params, opt_state = run.optimizer.update(params, grads, opt_state, step + 1, lr)
     params = {**params, **caches.running_stats}  # batch norm's new running statistics
-    return params, opt_state, loss, int((scores.argmax(axis=1) == yb).sum())
+    correct = 0 if config.loss == "mse" else int((scores.argmax(axis=1) == yb).sum())
+    return params, opt_state, loss, correct
 
 
 def lr_of(run, step):
@@ -294,9 +330,14 @@ def lr_of(run, step):
     return lr_at(step, run.total_steps, config.lr, config.schedule, run.warmup)
 
 
-def write_log(path, rows):
-    """The log rows (dicts keyed by LOG_COLUMNS) as CSV, written atomically."""
-    atomic_write_text(path, pd.DataFrame(rows, columns=LOG_COLUMNS).to_csv(index=False))
+def log_columns(loss):
+    """The log's columns for a run with ``loss``: LOG_COLUMNS, with "r2" for "acc" for MSE."""
+    return [column.replace("acc", SCORE_OF_LOSS[loss]) for column in LOG_COLUMNS]
+
+
+def write_log(path, rows, loss):
+    """The log rows (dicts keyed by ``log_columns(loss)``) as CSV, written atomically."""
+    atomic_write_text(path, pd.DataFrame(rows, columns=log_columns(loss)).to_csv(index=False))
 
 
 def run_meta(config, data, blueprint, **extra):
@@ -348,9 +389,7 @@ def epoch_batches(run, params, opt_state, state):
         lr = lr_of(run, step)
         rng = make_rng(config.seed, 3, epoch, b)
         xb = augmented(config, data.fill, xb, rng)
-        params, opt_state, loss, correct = train_step(
-            params, opt_state, xb, yb, run.blueprint, run.optimizer, step, lr, rng, config.clip_norm
-        )
+        params, opt_state, loss, correct = train_step(params, opt_state, xb, yb, run, step, lr, rng)
         state = state._replace(
             batch=b + 1,
             loss_sum=state.loss_sum + loss * len(yb),
@@ -362,51 +401,68 @@ def epoch_batches(run, params, opt_state, state):
 
 
 def validate(run, params, epoch):
-    """(val_loss, val_acc) after 0-based ``epoch``; Diverged if the loss is not finite."""
-    val_loss, val_acc = loss_and_accuracy(params, run.blueprint, run.data.x_val, run.data.y_val)
+    """(val_loss, val_score) after 0-based ``epoch``; Diverged if the loss is not finite.
+
+    The score is the accuracy, or R² for an MSE run (see core.eval.loss_and_score).
+    """
+    data = run.data
+    val_loss, val_score = loss_and_score(
+        params, run.blueprint, data.x_val, data.y_val, run.config.loss
+    )
     if not math.isfinite(val_loss):  # the very last update can still blow up
         raise Diverged(f"the validation loss became {val_loss} after epoch {epoch + 1}")
-    return val_loss, val_acc
+    return val_loss, val_score
+
+
+def train_score(run, state):
+    """The epoch's training score: the accuracy, or for an MSE run R² of its mean loss."""
+    if run.config.loss == "mse":
+        return r_squared(state.loss_sum / state.seen, run.data.y_train)
+    return state.correct / state.seen
 
 
 def end_epoch(run, params, opt_state, state, echo):
     """Validate the finished epoch, log it, save the files; returns the next epoch's state."""
-    epoch = state.epoch
-    val_loss, val_acc = validate(run, params, epoch)
+    epoch, score = state.epoch, SCORE_OF_LOSS[run.config.loss]
+    val_loss, val_score = validate(run, params, epoch)
     row = {
         "epoch": epoch + 1,
         "lr": lr_of(run, (epoch + 1) * run.per_epoch - 1),  # the epoch's last update's
         "train_loss": state.loss_sum / state.seen,
-        "train_acc": state.correct / state.seen,
+        f"train_{score}": train_score(run, state),
         "val_loss": val_loss,
-        "val_acc": val_acc,
+        f"val_{score}": val_score,
         "seconds": state.seconds,
         "images_per_s": state.seen / state.seconds,
     }
+    loss = "mse" if run.config.loss == "mse" else "loss"
     echo(
-        f"epoch {row['epoch']:3d}  lr {row['lr']:.2e}  train loss {row['train_loss']:.4f} "
-        f"acc {row['train_acc']:.4f}  val loss {val_loss:.4f} acc {val_acc:.4f}  "
+        f"epoch {row['epoch']:3d}  lr {row['lr']:.2e}  train {loss} {row['train_loss']:.4f} "
+        f"{score} {row[f'train_{score}']:.4f}  val {loss} {val_loss:.4f} {score} {val_score:.4f}  "
         f"{row['seconds']:.1f} s ({row['images_per_s']:.0f} images/s)"
     )
-    improved = val_acc > state.best_val_acc
+    # A higher R² is a lower MSE. The first epoch always counts: R² can be below -1.
+    improved = state.best_epoch == 0 or val_score > state.best_val_acc
     done = RunState(
         epoch=epoch + 1,
-        best_val_acc=max(val_acc, state.best_val_acc),
+        best_val_acc=val_score if improved else state.best_val_acc,
         best_epoch=epoch + 1 if improved else state.best_epoch,
         log_rows=[*state.log_rows, row],
     )
     # The files first, then the state: a Ctrl-C while they are written checkpoints the epoch as
     # not yet finished, and the resumed run validates it and writes them again.
-    write_log(run.paths["log"], done.log_rows)
+    write_log(run.paths["log"], done.log_rows, run.config.loss)
     if improved:
-        meta = run_meta(run.config, run.data, run.blueprint, epoch=epoch + 1, val_acc=val_acc)
+        meta = run_meta(
+            run.config, run.data, run.blueprint, epoch=epoch + 1, **{f"val_{score}": val_score}
+        )
         save_model(run.paths["best"], params, run.blueprint, meta)
     save_run(run, params, opt_state, done)
     return done
 
 
 def stopped_early(config, state):
-    """True once ``config.patience`` epochs have passed without a better validation accuracy."""
+    """True once ``config.patience`` epochs have passed without a better validation score."""
     return bool(config.patience) and state.epoch - state.best_epoch >= config.patience
 
 
@@ -485,6 +541,7 @@ def start(config, out_dir, resume, changes, overwrite, echo):
             f"--arch {config.arch}: layers {', '.join(names)} are quantized (int8), for "
             "inference only; train the float blueprint, then run quantize"
         )
+    check_outputs(blueprint, data)
     per_epoch = math.ceil(len(data.y_train) / config.batch_size)
     run = Run(
         config=config,
@@ -599,7 +656,10 @@ def train(config, out_dir, resume=False, progress=None, echo=say, changes=None, 
             state = end_epoch(run, params, opt_state, state, echo)
             if stopped_early(config, state):
                 patience = plural(config.patience, "epoch")
-                echo(f"early stop: no better validation accuracy for {patience}")
+                better = (
+                    "lower validation MSE" if config.loss == "mse" else "better validation accuracy"
+                )
+                echo(f"early stop: no {better} for {patience}")
     except KeyboardInterrupt:
         save_run(run, params, opt_state, state)
         raise Interrupted(
@@ -614,5 +674,5 @@ def train(config, out_dir, resume=False, progress=None, echo=say, changes=None, 
         raise Diverged(f"{e}: training stopped; try a smaller --lr; {kept}") from None
 
     best = load_model(run.paths["best"])
-    log = pd.DataFrame(state.log_rows, columns=LOG_COLUMNS)
+    log = pd.DataFrame(state.log_rows, columns=log_columns(config.loss))
     return TrainResult(best.params, best.blueprint, best.meta, log, out_dir)

@@ -12,12 +12,14 @@ class Dataset(NamedTuple):
     """A train/test pair of one dataset, as loaded from disk or generated.
 
     name:        the name ``load_dataset`` knows it by, e.g. ``"mnist"``.
-    x_train:     images uint8 (N, C, H, W), pixels 0..255; for the 2-D toy sets
-                 (spiral, circles) points float32 (N, 2) instead.
-    y_train:     int64 (N,), class indices 0 .. len(class_names) - 1.
+    x_train:     images uint8 (N, C, H, W), pixels 0..255; for the toy sets
+                 points float32 (N, D) instead (D = 2, 3, or 1 for "polynomial").
+    y_train:     int64 (N,), class indices 0 .. len(class_names) - 1; for a
+                 regression set, float32 (N,) targets.
     x_test:      like ``x_train``, (M, ...).
-    y_test:      int64 (M,).
-    class_names: tuple of str, one per class, in label order.
+    y_test:      like ``y_train``, (M,).
+    class_names: tuple of str, one per class, in label order; for a regression
+                 set, one name for its one output (e.g. ``("y",)``).
     """
 
     name: str
@@ -29,13 +31,18 @@ class Dataset(NamedTuple):
 
     @property
     def input_shape(self):
-        """Shape of one example: (C, H, W) for images, (2,) for toy points."""
+        """Shape of one example: (C, H, W) for images, (D,) for toy points."""
         return self.x_train.shape[1:]
 
     @property
     def n_classes(self):
-        """Number of classes, ``len(class_names)``."""
+        """Number of classes, ``len(class_names)`` (1 for a regression set: its one output)."""
         return len(self.class_names)
+
+    @property
+    def regression(self):
+        """True when the targets are floats to fit (MSE), not class labels."""
+        return bool(np.issubdtype(self.y_train.dtype, np.floating))
 
 
 def shown_path(path):

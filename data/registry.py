@@ -5,7 +5,7 @@ from data.digits import load_digits
 from data.errors import UserError
 from data.fashion_mnist import load_fashion_mnist
 from data.mnist_loader import load_mnist
-from data.toy import load_circles, load_spiral
+from data.toy import load_circles, load_line, load_polynomial, load_spiral, load_zone
 
 # name -> function(data_dir, cache_dir) -> Dataset
 _LOADERS = {
@@ -15,6 +15,10 @@ _LOADERS = {
     "cifar10": load_cifar10,
     "spiral": lambda data_dir, cache_dir: load_spiral(),
     "circles": lambda data_dir, cache_dir: load_circles(),
+    "line": lambda data_dir, cache_dir: load_line(),
+    "zone": lambda data_dir, cache_dir: load_zone(2),
+    "zone3d": lambda data_dir, cache_dir: load_zone(3),
+    "polynomial": lambda data_dir, cache_dir: load_polynomial(),
 }
 DATASETS = tuple(_LOADERS)
 
@@ -28,14 +32,15 @@ def load_dataset(name, data_dir=None, cache_dir=None):
 
     name:      one of ``DATASETS``: "mnist" (shipped in data/mnist/), "fashion-mnist"
                (data_dir, Debian's folder or download), "digits" (inside scikit-learn),
-               "cifar10" (data_dir or download), "spiral", "circles" (generated with
-               fixed seeds and sizes, see data/toy.py). Case and "_" for "-" are forgiven.
+               "cifar10" (data_dir or download), "spiral", "circles", "line", "zone",
+               "zone3d", "polynomial" (generated with fixed seeds and sizes, see
+               data/toy.py). Case and "_" for "-" are forgiven.
     data_dir:  optional folder holding the dataset's files (mnist, fashion-mnist,
                cifar10); ignored by the others.
     cache_dir: download cache for fashion-mnist and cifar10; default
                ``$NUMPY_CNN_CACHE`` or ~/.cache/numpy-cnn.
     Returns Dataset: images uint8 (N, C, H, W) and labels int64 (N,); for the toy
-    sets, points float32 (N, 2).
+    sets, points float32 (N, D); for "polynomial" (regression), targets float32 (N,).
     """
     key = str(name).strip().lower().replace("_", "-")
     if key not in _LOADERS:

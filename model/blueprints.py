@@ -164,6 +164,15 @@ def mlp(n_classes=3, hidden=64):
     return [_fc("fc1", hidden), RELU, _fc("fc2", hidden), RELU, _fc("fc3", n_classes)]
 
 
+def mlp_regression(n_outputs=1, hidden=64):
+    """``mlp`` with one linear output per regression target, for "polynomial" (input (1,)).
+
+    ReLU, not tanh: tanh units start near-linear here (one input, Glorot weights, zero
+    biases) and took five times the epochs to bend the curve.
+    """
+    return mlp(n_outputs, hidden)
+
+
 PRESETS = {
     "minivgg": minivgg,
     "minivgg_bn": minivgg_bn,
@@ -173,6 +182,7 @@ PRESETS = {
     "resnet": resnet,
     "mobilenet": mobilenet,
     "mlp": mlp,
+    "mlp_regression": mlp_regression,
 }
 
 

@@ -21,7 +21,10 @@ from data import (
     default_cache_dir,
     load_dataset,
     make_circles,
+    make_line,
+    make_polynomial,
     make_spiral,
+    make_zones,
     read_cifar10_archive,
 )
 from data.errors import UserError
@@ -350,9 +353,54 @@ def test_make_circles():
     assert np.bincount(y).tolist() == [50, 51]
 
 
+def test_make_line_splits_the_plane_at_its_line():
+    angle = 0.4
+    x, y = make_line(201, np.random.default_rng(0), angle=angle, noise=0.0)
+    assert x.shape == (201, 2) and x.dtype == np.float32 and y.dtype == np.int64
+    assert np.bincount(y).tolist() == [100, 101]
+    side = x @ np.array([-np.sin(angle), np.cos(angle)])  # signed distance from the line
+    assert np.all((side > 0) == (y == 1))
+    assert np.all(np.abs(side) <= 1 + 1e-6)
+    noisy, _ = make_line(201, np.random.default_rng(0), angle=angle, noise=0.3)
+    assert np.any((noisy @ np.array([-np.sin(angle), np.cos(angle)]) > 0) != (y == 1))
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_make_zones_gives_each_point_the_class_of_its_grid_cell(dims):
+    x, y = make_zones(100, 3, np.random.default_rng(0), dims=dims)
+    assert x.shape == (300, dims) and x.dtype == np.float32 and y.dtype == np.int64
+    assert np.bincount(y).tolist() == [100] * 3
+    assert np.all(np.abs(x) <= 1)
+    cell = np.floor((x + 1) * 3 / 2).astype(int)  # 3 cells per side of [-1, 1]
+    assert np.array_equal(cell.sum(axis=1) % 3, y)
+    # every cell of a class gets points: the classes are stripes, not one block each
+    assert len({tuple(c) for c in cell}) == 3**dims
+    again, _ = make_zones(100, 3, np.random.default_rng(0), dims=dims)
+    other, _ = make_zones(100, 3, np.random.default_rng(1), dims=dims)
+    np.testing.assert_array_equal(x, again)
+    assert not np.array_equal(x, other)
+
+
+def test_make_polynomial_follows_its_polynomial_up_to_the_noise():
+    x, y = make_polynomial(
+        2000, np.random.default_rng(0), coefficients=(1.0, 0.0, -2.0), low=-1, high=2, noise=0.1
+    )
+    assert x.shape == (2000, 1) and x.dtype == np.float32 and y.dtype == np.float32
+    assert x.min() >= -1 and x.max() < 2 and np.all(np.diff(x[:, 0]) >= 0)
+    residual = y - (1 - 2 * x[:, 0] ** 2)
+    assert abs(residual.mean()) < 0.01 and abs(residual.std() - 0.1) < 0.01
+    x, y = make_polynomial(5, np.random.default_rng(0), coefficients=(0.5, 3.0), noise=0.0)
+    np.testing.assert_allclose(y, 0.5 + 3 * x[:, 0], rtol=1e-6)
+
+
 @pytest.mark.parametrize(
     "call",
     [
+        lambda: make_line(1, np.random.default_rng(0)),
+        lambda: make_zones(10, 1, np.random.default_rng(0)),
+        lambda: make_zones(10, 3, np.random.default_rng(0), dims=0),
+        lambda: make_polynomial(10, np.random.default_rng(0), low=1.0, high=1.0),
+        lambda: make_polynomial(10, np.random.default_rng(0), noise=-0.1),
         lambda: make_spiral(0, 3, np.random.default_rng(0)),
         lambda: make_spiral(10, 1, np.random.default_rng(0)),
         lambda: make_circles(10, np.random.default_rng(0), noise=-1.0),
@@ -364,13 +412,33 @@ def test_toy_sets_reject_bad_arguments(call):
         call()
 
 
-@pytest.mark.parametrize("name, n_train, n_test", [("spiral", 900, 300), ("circles", 1000, 400)])
-def test_toy_datasets_are_fixed(name, n_train, n_test):
+@pytest.mark.parametrize(
+    "name, n_train, n_test, dims, classes",
+    [
+        ("spiral", 900, 300, 2, 3),
+        ("circles", 1000, 400, 2, 2),
+        ("line", 600, 200, 2, 2),
+        ("zone", 900, 300, 2, 3),
+        ("zone3d", 1800, 600, 3, 3),
+    ],
+)
+def test_toy_datasets_are_fixed(name, n_train, n_test, dims, classes):
     ds, again = load_dataset(name), load_dataset(name)
-    assert ds.x_train.shape == (n_train, 2) and ds.x_test.shape == (n_test, 2)
+    assert ds.x_train.shape == (n_train, dims) and ds.x_test.shape == (n_test, dims)
     assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int64
+    assert ds.n_classes == classes and not ds.regression
+    assert np.ptp(np.bincount(ds.y_train, minlength=classes)) <= 1  # balanced
     np.testing.assert_array_equal(ds.x_train, again.x_train)
     assert not np.array_equal(ds.x_train[: len(ds.x_test)], ds.x_test)  # test set differs
+
+
+def test_the_polynomial_dataset_is_a_fixed_regression_set():
+    ds, again = load_dataset("polynomial"), load_dataset("polynomial")
+    assert ds.x_train.shape == (500, 1) and ds.x_test.shape == (200, 1)
+    assert ds.y_train.shape == (500,) and ds.y_train.dtype == np.float32
+    assert ds.regression and ds.class_names == ("y",) and ds.input_shape == (1,)
+    np.testing.assert_array_equal(ds.y_train, again.y_train)
+    assert not np.array_equal(ds.x_train[:200], ds.x_test)
 
 
 def test_unknown_dataset_lists_known_names():
@@ -379,7 +447,18 @@ def test_unknown_dataset_lists_known_names():
     message = str(info.value)
     assert "'imagenet'" in message
     assert all(name in message for name in DATASETS)
-    assert DATASETS == ("mnist", "fashion-mnist", "digits", "cifar10", "spiral", "circles")
+    assert DATASETS == (
+        "mnist",
+        "fashion-mnist",
+        "digits",
+        "cifar10",
+        "spiral",
+        "circles",
+        "line",
+        "zone",
+        "zone3d",
+        "polynomial",
+    )
 
 
 def test_default_cache_dir(monkeypatch, tmp_path):

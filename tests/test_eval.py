@@ -10,6 +10,7 @@ from core.eval import (
     misclassified,
     most_confused_pairs,
     per_class_table,
+    r_squared,
     softmax,
     top_k,
 )
@@ -149,3 +150,13 @@ def test_top_k_orders_classes_by_probability():
     assert classes.dtype == np.int64 and top.dtype == np.float32
     with pytest.raises(ValueError, match="k=4"):
         top_k(probs, k=4)
+
+
+def test_r_squared_against_its_definition():
+    y = np.array([1.0, 2.0, 4.0, 9.0])
+    pred = np.array([1.5, 2.0, 3.0, 8.0])
+    sse, sst = np.sum((y - pred) ** 2), np.sum((y - y.mean()) ** 2)
+    assert r_squared(np.mean((y - pred) ** 2), y) == pytest.approx(1 - sse / sst)
+    assert r_squared(np.var(y), y) == pytest.approx(0.0)  # predicting the mean explains nothing
+    assert r_squared(0.0, y) == 1.0
+    assert np.isnan(r_squared(0.5, np.ones(4)))  # targets that do not vary

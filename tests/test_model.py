@@ -38,8 +38,9 @@ SMALL_IMAGE = (1, 12, 12)  # the smallest square map every image preset can take
 
 
 def preset_input(name, image_shape=IMAGE):
-    """The shape of one example a preset is fed: a 2-D point for "mlp", else an image."""
-    return (2,) if name == "mlp" else image_shape
+    """The shape of one example a preset is fed: a 2-D point for "mlp", a number for
+    "mlp_regression", else an image."""
+    return {"mlp": (2,), "mlp_regression": (1,)}.get(name, image_shape)
 
 
 # ------------------------------------------------------------------- presets and shapes

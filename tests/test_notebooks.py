@@ -8,6 +8,8 @@ These tests are slow by nature (a kernel per notebook, a small training sweep): 
 minutes on two cores.
 """
 
+import re
+
 import nbformat
 import numpy as np
 
@@ -21,6 +23,7 @@ CELL_TIMEOUT_S = 300
 MAX_NOTEBOOK_BYTES = 1_500_000  # committed with images: kept small enough to review
 FORWARD = NOTEBOOKS_DIR / "forward.ipynb"
 EXPERIMENT = NOTEBOOKS_DIR / "experiment.ipynb"
+PLAYGROUND = NOTEBOOKS_DIR / "playground.ipynb"
 IDENTICAL = "identical: True"
 EVERY_LAYER_IDENTICAL = "every layer's output identical (forward_activations): True"
 
@@ -120,6 +123,25 @@ def test_experiment_notebook_runs():
     runs_table = shown_text(nb)
     for optimizer in ("sgd", "momentum", "rmsprop", "adam"):
         assert f"{optimizer} lr=" in runs_table
+    assert printed(nb, "stderr") == ""
+
+
+def test_playground_notebook_learns_every_toy_set_and_fits_the_curve():
+    nb = execute_notebook(PLAYGROUND, CELL_TIMEOUT_S)
+    text = printed(nb)
+    found = re.findall(r"^(\w+): training accuracy ([0-9.]+), test accuracy ([0-9.]+)", text, re.M)
+    accuracy = {name: (float(train), float(test)) for name, train, test in found}
+    # The MLP after 40 epochs: the seeded runs reach 0.95 to 0.99; the floors leave room.
+    floors = {"spiral": 0.97, "circles": 0.97, "line": 0.93, "zone": 0.95, "zone3d": 0.85}
+    assert accuracy.keys() == floors.keys()
+    for name, floor in floors.items():
+        assert accuracy[name][0] > floor, (name, accuracy[name])
+        assert accuracy[name][1] > floor - 0.05, (name, accuracy[name])
+    r2 = dict(
+        re.findall(r"^polynomial, epoch (\d+): test MSE [0-9.]+, test R\^2 (-?[0-9.]+)", text, re.M)
+    )
+    assert float(r2["60"]) > 0.9 > float(r2["2"])  # the curve is fitted, and not at once
+    assert n_images(nb) == 3  # the toy sets, the decision boundaries, the fitted curves
     assert printed(nb, "stderr") == ""
 
 

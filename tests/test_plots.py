@@ -13,15 +13,19 @@ from PIL import Image  # noqa: E402
 
 from core.plots import (  # noqa: E402
     plot_confusion_matrix,
+    plot_decision_boundary,
     plot_feature_maps,
     plot_filters,
+    plot_fitted_curve,
     plot_history,
     plot_misclassified,
     plot_predictions,
+    plot_regression_history,
     plot_sweep,
     save_figure,
 )
 from data.errors import UserError  # noqa: E402
+from model.blueprints import validate_blueprint  # noqa: E402
 
 DIGITS = [str(d) for d in range(10)]
 
@@ -248,6 +252,86 @@ def test_plot_sweep_bars_with_error_bars_and_given_ax():
     assert isinstance(plot_sweep(summary), Figure)
     with pytest.raises(UserError, match="std"):
         plot_sweep(summary.drop(columns="std"))
+
+
+def one_fc(W, b):
+    """A network of one fc layer with the weights given: (params, blueprint)."""
+    W = np.asarray(W, dtype=np.float32)
+    blueprint = validate_blueprint([{"type": "fc", "name": "fc", "units": W.shape[1]}])
+    return {"fc.W": W, "fc.b": np.asarray(b, dtype=np.float32)}, blueprint
+
+
+def grid_centres(image, axis):
+    """The grid values of an imshow'n region image along x (axis 0) or y (axis 1)."""
+    low, high = image.get_extent()[2 * axis : 2 * axis + 2]
+    n = image.get_array().shape[1 - axis]
+    return low + (np.arange(n) + 0.5) * (high - low) / n
+
+
+def test_plot_decision_boundary_splits_the_plane_where_the_model_does():
+    # Scores (-x0, x0): class 1 exactly where x0 > 0.
+    params, blueprint = one_fc([[-1.0, 1.0], [0.0, 0.0]], [0.0, 0.0])
+    x = np.array([[-1.0, -1.0], [2.0, 1.0], [0.5, 0.0]], dtype=np.float32)
+    y = np.array([0, 1, 1])
+    fig, ax = plt.subplots()
+    assert plot_decision_boundary(ax, params, blueprint, x, y, resolution=31) is fig
+    image = ax.images[0]
+    regions = np.asarray(image.get_array())
+    assert regions.shape == (31, 31)
+    x0 = grid_centres(image, 0)
+    assert x0[0] < -1 and x0[-1] > 2  # the data's range and a margin
+    assert 0 < (x0 > 0).sum() < 31  # the split lies inside the picture
+    assert np.array_equal(regions, np.broadcast_to(x0 > 0, regions.shape))
+    assert ax.collections[0].get_offsets().shape == (3, 2)  # the points on top
+
+    # With an input transform, the boundary is where the transformed x0 is 0: x0 = 0.5.
+    _, ax = plt.subplots()
+    plot_decision_boundary(ax, params, blueprint, x, y, inputs=lambda p: p - [0.5, 0.0])
+    image = ax.images[0]
+    x0 = grid_centres(image, 0)
+    assert np.array_equal(image.get_array(), np.broadcast_to(x0 > 0.5, image.get_array().shape))
+
+
+def test_plot_decision_boundary_rows_follow_the_second_coordinate():
+    params, blueprint = one_fc([[0.0, 0.0], [-1.0, 1.0]], [0.0, 0.0])  # class 1 where x1 > 0
+    x = np.array([[0.0, -2.0], [1.0, 1.0]], dtype=np.float32)
+    _, ax = plt.subplots()
+    plot_decision_boundary(ax, params, blueprint, x, np.array([0, 1]), class_names=["a", "b"])
+    image = ax.images[0]
+    x1 = grid_centres(image, 1)
+    assert np.array_equal(image.get_array(), np.broadcast_to((x1 > 0)[:, None], (200, 200)))
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b"]
+    with pytest.raises(UserError, match=r"\(N, 2\)"):
+        plot_decision_boundary(None, params, blueprint, np.zeros((4, 3)), np.zeros(4, int))
+
+
+def test_plot_fitted_curve_draws_the_model_over_the_data():
+    params, blueprint = one_fc([[2.0]], [1.0])  # y = 2x + 1
+    x = np.array([[-1.0], [3.0], [0.0]], dtype=np.float32)
+    fig = plot_fitted_curve(None, params, blueprint, x, np.array([-1.0, 7.0, 1.0]))
+    curve = fig.axes[0].lines[0]
+    assert curve.get_xdata()[0] == -1 and curve.get_xdata()[-1] == 3
+    np.testing.assert_allclose(curve.get_ydata(), 2 * curve.get_xdata() + 1, rtol=1e-6)
+    with pytest.raises(UserError, match="one number per point"):
+        plot_fitted_curve(None, params, blueprint, np.zeros((3, 2)), np.zeros(3))
+
+
+def test_plot_regression_history_marks_the_best_validation_r2():
+    log = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3],
+            "train_loss": [0.5, 0.1, 0.05],
+            "train_r2": [0.5, 0.9, 0.95],
+            "val_loss": [0.6, 0.08, 0.09],
+            "val_r2": [0.4, 0.92, 0.91],
+        }
+    )
+    fig = plot_regression_history(log, caption="run")
+    loss_ax, r2_ax = fig.axes
+    assert loss_ax.get_yscale() == "log"
+    assert "best val R² 0.9200 (epoch 2)" in [t.get_text() for t in r2_ax.get_legend().get_texts()]
+    with pytest.raises(UserError, match="val_r2"):
+        plot_regression_history(log.drop(columns="val_r2"))
 
 
 def test_save_figure_writes_png_atomically_and_closes(tmp_path, history):

@@ -179,10 +179,10 @@ def test_a_huge_learning_rate_stops_with_one_clear_error(tmp_path, capsys):
 def test_a_run_that_diverges_later_keeps_the_files_of_its_last_good_epoch(tmp_path, monkeypatch):
     real = core.train.train_step
 
-    def explode_in_epoch_2(params, opt_state, xb, yb, blueprint, optimizer, step, lr, *rest):
+    def explode_in_epoch_2(params, opt_state, xb, yb, run, step, lr, rng):
         if step >= BATCHES_PER_EPOCH:
             lr = 1e6
-        return real(params, opt_state, xb, yb, blueprint, optimizer, step, lr, *rest)
+        return real(params, opt_state, xb, yb, run, step, lr, rng)
 
     monkeypatch.setattr(core.train, "train_step", explode_in_epoch_2)
     with pytest.raises(Diverged, match="smaller --lr") as caught:
@@ -198,7 +198,7 @@ def test_a_run_that_diverges_later_keeps_the_files_of_its_last_good_epoch(tmp_pa
 
 def test_patience_stops_the_run_when_validation_accuracy_stops_improving(tmp_path, monkeypatch):
     # The same validation result every epoch: only epoch 1 counts as an improvement.
-    monkeypatch.setattr(core.train, "loss_and_accuracy", lambda *args, **kwargs: (1.0, 0.5))
+    monkeypatch.setattr(core.train, "loss_and_score", lambda *args, **kwargs: (1.0, 0.5))
     config = dataclasses.replace(SMALL, limit=300, epochs=5, patience=2)
     lines = []
     result = train(config, tmp_path, progress=False, echo=lines.append)
@@ -231,7 +231,7 @@ def test_mlp_on_the_spiral_trains_end_to_end_with_its_figures(tmp_path, capsys):
                       "--out", str(tmp_path)]) == 0  # fmt: skip
     assert "test accuracy" in capsys.readouterr().out
     figures = sorted(p.name for p in (tmp_path / "figures").iterdir())
-    assert figures == ["confusion_matrix.png", "history.png"]
+    assert figures == ["confusion_matrix.png", "decision_boundary.png", "history.png"]
 
 
 # ---- the run folder and the command line: never lose a run, never ignore an option ----------
