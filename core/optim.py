@@ -364,6 +364,46 @@ def adamw(beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, decay_if=is_weight
     return _adam("adamw", beta1, beta2, eps, weight_decay, decay_if, decoupled=True)
 
 
+def freezing(optimizer, frozen):
+    """``optimizer`` that leaves the keys in ``frozen`` alone (transfer learning).
+
+    frozen: a set of parameter keys. They get no state slot (``init`` skips them), and
+    ``update`` drops their gradients, so neither a step nor weight decay touches them: the
+    very same arrays come back. Returns an Optimizer with the same name.
+    """
+    frozen = frozenset(frozen)
+
+    def init(params):
+        return optimizer.init({k: p for k, p in params.items() if k not in frozen})
+
+    def update(params, grads, state, step, lr):
+        trained = {k: g for k, g in grads.items() if k not in frozen}
+        return optimizer.update(params, trained, state, step, lr)
+
+    return Optimizer(optimizer.name, init, update)
+
+
+def masking(optimizer, masks):
+    """``optimizer`` whose masked-out weights stay exactly zero (fine-tuning a pruned net).
+
+    masks: {parameter key: bool array shaped like it, True where the weight is kept}.
+    The masked gradient is zero, so the state slots (momentum, Adam's moments) of a pruned
+    weight stay zero and the L2 decay of a zero weight is zero; the mask is applied to the
+    weights again after every update all the same, so nothing can bring one back.
+    Returns an Optimizer with the same name and ``init``.
+    """
+
+    def update(params, grads, state, step, lr):
+        grads = {k: np.where(masks[k], g, 0).astype(g.dtype, copy=False) if k in masks else g
+                 for k, g in grads.items()}  # fmt: skip
+        params, state = optimizer.update(params, grads, state, step, lr)
+        kept = {k: np.where(m, params[k], 0).astype(params[k].dtype, copy=False)
+                for k, m in masks.items()}  # fmt: skip
+        return {**params, **kept}, state
+
+    return Optimizer(optimizer.name, optimizer.init, update)
+
+
 OPTIMIZERS = {
     "sgd": sgd,
     "momentum": momentum,

@@ -28,9 +28,10 @@ from tqdm import tqdm
 
 from core.eval import loss_and_accuracy
 from core.loss import softmax_cross_entropy
-from core.optim import Optimizer, clip_by_global_norm, make_optimizer
+from core.optim import Optimizer, clip_by_global_norm, freezing, make_optimizer
 from core.plots import plot_augmentations, save_figure
 from core.schedules import lr_at
+from core.transfer import frozen_keys, frozen_layers, init_from
 from data import (
     fit_normalization,
     iterate_minibatches,
@@ -89,6 +90,8 @@ class TrainConfig:
     clip_norm: float | None = None
     patience: int | None = None  # stop after this many epochs without a better val_acc
     data_dir: str | None = None
+    init_from: str | None = None  # a model file whose matching layers start the run
+    freeze: str | None = None  # layers (names or patterns, comma-separated) kept as copied
 
 
 FASHION_EPOCHS = 24
@@ -168,6 +171,7 @@ class Run(NamedTuple):
     per_epoch: int  # batches per epoch
     total_steps: int  # updates in the whole run, for the schedule
     warmup: int  # warm-up updates
+    frozen: frozenset  # parameter keys no update touches (--freeze), running statistics included
 
 
 class Diverged(UserError):
@@ -265,8 +269,14 @@ def write_augmentation_figure(config, data, path, n=8):
     save_figure(plot_augmentations(variants, caption=caption), path)
 
 
-def train_step(params, opt_state, xb, yb, blueprint, optimizer, step, lr, rng, clip_norm):
-    """One update on a batch. Returns (params, opt_state, loss, n_correct)."""
+def train_step(
+    params, opt_state, xb, yb, blueprint, optimizer, step, lr, rng, clip_norm, frozen=frozenset()
+):
+    """One update on a batch. Returns (params, opt_state, loss, n_correct).
+
+    frozen: parameter keys to keep as they are: the optimizer skips them (see
+    core/optim.py ``freezing``) and batch norm's new running statistics are dropped for them.
+    """
     # A diverging run overflows (inf, then inf - inf = NaN) before its loss stops being finite:
     # the loss check reports that once, as Diverged, instead of NumPy warnings from every layer.
     with (
@@ -283,7 +293,8 @@ def train_step(params, opt_state, xb, yb, blueprint, optimizer, step, lr, rng, c
         if clip_norm:
             grads, _ = clip_by_global_norm(grads, clip_norm)
         params, opt_state = optimizer.update(params, grads, opt_state, step + 1, lr)
-    params = {**params, **caches.running_stats}  # batch norm's new running statistics
+    stats = {k: v for k, v in caches.running_stats.items() if k not in frozen}
+    params = {**params, **stats}  # batch norm's new running statistics
     return params, opt_state, loss, int((scores.argmax(axis=1) == yb).sum())
 
 
@@ -348,8 +359,9 @@ def epoch_batches(run, params, opt_state, state):
         rng = make_rng(config.seed, 3, epoch, b)
         xb = augmented(config, data.fill, xb, rng)
         params, opt_state, loss, correct = train_step(
-            params, opt_state, xb, yb, run.blueprint, run.optimizer, step, lr, rng, config.clip_norm
-        )
+            params, opt_state, xb, yb, run.blueprint, run.optimizer, step, lr, rng,
+            config.clip_norm, run.frozen,
+        )  # fmt: skip
         state = state._replace(
             batch=b + 1,
             loss_sum=state.loss_sum + loss * len(yb),
@@ -477,25 +489,38 @@ def start(config, out_dir, resume, changes, overwrite, echo):
     if resume:
         saved, params, opt_state, state = load_run(paths["ckpt"])
         config = resumed_config(saved, changes, paths["ckpt"])
+    if config.freeze and not config.init_from:
+        raise UserError(
+            f"--freeze {config.freeze} needs --init-from: frozen layers of a new run would "
+            "keep their random initial weights"
+        )
     data = prepare_data(config)
     _, blueprint = load_blueprint(config.arch, data.dataset.n_classes)
+    in_shape = data.x_train.shape[1:]
+    frozen = frozen_layers(blueprint, in_shape, config.freeze)
+    fixed = frozenset(frozen_keys(blueprint, in_shape, frozen))
+    optimizer = make_optimizer(config.optimizer, weight_decay=config.weight_decay)
     per_epoch = math.ceil(len(data.y_train) / config.batch_size)
     run = Run(
         config=config,
         data=data,
         blueprint=blueprint,
-        optimizer=make_optimizer(config.optimizer, weight_decay=config.weight_decay),
+        optimizer=freezing(optimizer, fixed),
         paths=paths,
         per_epoch=per_epoch,
         total_steps=config.epochs * per_epoch,
         warmup=round(config.warmup_epochs * per_epoch),
+        frozen=fixed,
     )
     lr_of(run, 0)  # checks the schedule and warm-up now, before anything is written
+    if not resume:
+        params = initialize_parameters(blueprint, in_shape, make_rng(config.seed, 0))
+        if config.init_from:
+            params = start_from(params, run, frozen, echo)
     prepare_folder(out_dir, [] if resume else found, echo)
     if any(getattr(config, field) for field in AUGMENTATIONS):
         write_augmentation_figure(config, data, out_dir / "figures" / "augmentation.png")
     if not resume:
-        params = initialize_parameters(blueprint, data.x_train.shape[1:], make_rng(config.seed, 0))
         return run, params, run.optimizer.init(params), RunState()
     if config.epochs != saved.epochs:
         step = state.epoch * per_epoch + state.batch
@@ -505,6 +530,25 @@ def start(config, out_dir, resume, changes, overwrite, echo):
         )  # fmt: skip
         echo(f"extending the run from {saved.epochs} to {config.epochs} epochs{replanned}")
     return run, params, opt_state, state
+
+
+def start_from(params, run, frozen, echo):
+    """``params`` with the layers of ``--init-from`` copied in; says which were and were not."""
+    config, in_shape = run.config, run.data.x_train.shape[1:]
+    params, copied, skipped = init_from(params, run.blueprint, in_shape, config.init_from)
+    if not_copied := [name for name in frozen if name not in copied]:
+        raise UserError(
+            f"--freeze: {', '.join(not_copied)} not copied from {config.init_from} "
+            f"({', '.join(skipped[name] for name in not_copied)}): frozen, it would keep its "
+            "random initial weights"
+        )
+    echo(f"copied from {config.init_from}: {', '.join(copied)}")
+    if skipped:
+        echo("not copied (initialized afresh): "
+             + "; ".join(f"{name} ({why})" for name, why in skipped.items()))  # fmt: skip
+    if frozen:
+        echo(f"frozen: {', '.join(frozen)}")
+    return params
 
 
 def describe(run):
