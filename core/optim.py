@@ -387,19 +387,19 @@ def masking(optimizer, masks):
     """``optimizer`` whose masked-out weights stay exactly zero (fine-tuning a pruned net).
 
     masks: {parameter key: bool array shaped like it, True where the weight is kept}.
-    The masked gradient is zero, so the state slots (momentum, Adam's moments) of a pruned
-    weight stay zero and the L2 decay of a zero weight is zero; the mask is applied to the
-    weights again after every update all the same, so nothing can bring one back.
-    Returns an Optimizer with the same name and ``init``.
+    The weights and their gradients are masked before the update, so a pruned weight's
+    gradient and L2 decay are zero and its state slots (momentum, Adam's moments) stay zero;
+    the weights are masked again after it, so no slot left over from before pruning can
+    bring one back. Returns an Optimizer with the same name and ``init``.
     """
 
+    def apply(arrays):
+        return {**arrays, **{k: np.where(m, arrays[k], 0).astype(arrays[k].dtype, copy=False)
+                             for k, m in masks.items() if k in arrays}}  # fmt: skip
+
     def update(params, grads, state, step, lr):
-        grads = {k: np.where(masks[k], g, 0).astype(g.dtype, copy=False) if k in masks else g
-                 for k, g in grads.items()}  # fmt: skip
-        params, state = optimizer.update(params, grads, state, step, lr)
-        kept = {k: np.where(m, params[k], 0).astype(params[k].dtype, copy=False)
-                for k, m in masks.items()}  # fmt: skip
-        return {**params, **kept}, state
+        params, state = optimizer.update(apply(params), apply(grads), state, step, lr)
+        return apply(params), state
 
     return Optimizer(optimizer.name, optimizer.init, update)
 
