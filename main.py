@@ -556,7 +556,7 @@ def command_prune(args):
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     minutes = (time.perf_counter() - started) / 60
     print(f"{minutes:.1f} min in all; files in {out}: prune.csv, prune.png, "
-          f"{', '.join(f'sparsity_{s:g}.npz' for s in args.sparsity)}")  # fmt: skip
+          f"{', '.join(f'sparsity_{s:g}.npz' for s in table['sparsity'])}")  # fmt: skip
 
 
 def command_gradcheck(args):

@@ -152,7 +152,7 @@ def prune(path, sparsities, epochs, out_dir, lr=None, data_dir=None, overwrite=F
     accuracy_before, accuracy_after: test accuracies), ``prune.png`` and one model file per
     sparsity into ``out_dir``. Returns (table DataFrame, unpruned test accuracy).
     """
-    sparsities = [check_sparsity(s) for s in sparsities]
+    sparsities = list(dict.fromkeys(check_sparsity(s) for s in sparsities))  # each once
     out_dir = Path(out_dir)
     paths = output_paths(out_dir, sparsities)
     refuse_to_replace(paths, overwrite)
