@@ -497,8 +497,8 @@ def start(config, out_dir, resume, changes, overwrite, echo):
     data = prepare_data(config)
     _, blueprint = load_blueprint(config.arch, data.dataset.n_classes)
     in_shape = data.x_train.shape[1:]
-    frozen = frozen_layers(blueprint, in_shape, config.freeze)
-    fixed = frozenset(frozen_keys(blueprint, in_shape, frozen))
+    frozen_names = frozen_layers(blueprint, in_shape, config.freeze)
+    fixed = frozenset(frozen_keys(blueprint, in_shape, frozen_names))
     optimizer = make_optimizer(config.optimizer, weight_decay=config.weight_decay)
     per_epoch = math.ceil(len(data.y_train) / config.batch_size)
     run = Run(
@@ -516,7 +516,7 @@ def start(config, out_dir, resume, changes, overwrite, echo):
     if not resume:
         params = initialize_parameters(blueprint, in_shape, make_rng(config.seed, 0))
         if config.init_from:
-            params = start_from(params, run, frozen, echo)
+            params = start_from(params, run, frozen_names, echo)
     prepare_folder(out_dir, [] if resume else found, echo)
     if any(getattr(config, field) for field in AUGMENTATIONS):
         write_augmentation_figure(config, data, out_dir / "figures" / "augmentation.png")
@@ -532,11 +532,14 @@ def start(config, out_dir, resume, changes, overwrite, echo):
     return run, params, opt_state, state
 
 
-def start_from(params, run, frozen, echo):
-    """``params`` with the layers of ``--init-from`` copied in; says which were and were not."""
+def start_from(params, run, frozen_names, echo):
+    """``params`` with the layers of ``--init-from`` copied in; says which were and were not.
+
+    frozen_names: the layers ``--freeze`` names; each must be among the copied ones.
+    """
     config, in_shape = run.config, run.data.x_train.shape[1:]
     params, copied, skipped = init_from(params, run.blueprint, in_shape, config.init_from)
-    if not_copied := [name for name in frozen if name not in copied]:
+    if not_copied := [name for name in frozen_names if name not in copied]:
         raise UserError(
             f"--freeze: {', '.join(not_copied)} not copied from {config.init_from} "
             f"({', '.join(skipped[name] for name in not_copied)}): frozen, it would keep its "
@@ -546,8 +549,8 @@ def start_from(params, run, frozen, echo):
     if skipped:
         echo("not copied (initialized afresh): "
              + "; ".join(f"{name} ({why})" for name, why in skipped.items()))  # fmt: skip
-    if frozen:
-        echo(f"frozen: {', '.join(frozen)}")
+    if frozen_names:
+        echo(f"frozen: {', '.join(frozen_names)}")
     return params
 
 
