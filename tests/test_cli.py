@@ -30,11 +30,30 @@ TRAIN_OPTIONS = [
     "--" + field.name.replace("_", "-") for field in dataclasses.fields(TrainConfig)
 ] + ["--no-augment", "--preset", "--out", "--resume", "--overwrite"]
 OPTIONS = {
-    None: ["--debug", "--threads", "train", "evaluate", "predict", "summary", "gradcheck", "sweep"],
+    None: [
+        "--debug",
+        "--threads",
+        "train",
+        "evaluate",
+        "predict",
+        "summary",
+        "prune",
+        "gradcheck",
+        "sweep",
+    ],
     "train": TRAIN_OPTIONS,
     "evaluate": ["--params", "--data-dir", "--split", "--out"],
     "predict": ["images", "--params", "--show"],
-    "summary": ["--arch", "--input-shape", "--classes"],
+    "summary": ["--arch", "--params", "--input-shape", "--classes"],
+    "prune": [
+        "--params",
+        "--sparsity",
+        "--finetune-epochs",
+        "--lr",
+        "--data-dir",
+        "--out",
+        "--overwrite",
+    ],
     "gradcheck": ["--help"],
     "sweep": [
         "--optimizers",
