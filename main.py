@@ -105,6 +105,21 @@ def positive_float_list(text):
     return text
 
 
+def sparsity_list(text):
+    """Comma-separated fractions in [0, 1); returns them as a list of floats."""
+    from core.prune import check_sparsity
+    from data.errors import UserError
+
+    try:
+        return [check_sparsity(float(item), "each sparsity") for item in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated numbers in [0, 1), got {text!r}"
+        ) from None
+    except UserError as err:
+        raise argparse.ArgumentTypeError(f"{err}") from None
+
+
 def build_parser():
     from core.loss import LOSSES
     from core.train import RECIPES, TrainConfig
@@ -229,6 +244,19 @@ def build_parser():
         "--clip-norm", type=positive_float, help="clip the gradients' global norm to this value"
     )
     train.add_argument(
+        "--init-from",
+        metavar="FILE",
+        help="start from the model FILE: every layer whose name and array shapes match is "
+        "copied (the run says which were and were not)",
+    )
+    train.add_argument(
+        "--freeze",
+        metavar="LAYERS",
+        help="comma-separated layer names or patterns (conv1,conv2 or 'conv*') copied by "
+        "--init-from and never updated: no optimizer state, no weight decay, fixed batch-norm "
+        "running statistics",
+    )
+    train.add_argument(
         "--out",
         type=Path,
         help="run folder for the parameters, log and figures (default: runs/<preset>)",
@@ -320,11 +348,18 @@ def build_parser():
         "--data-dir", help="folder holding the dataset's files, if not the default"
     )
 
-    summary = sub.add_parser("summary", help="the layer table of an architecture")
-    summary.add_argument(
+    summary = sub.add_parser("summary", help="the layer table of an architecture or model file")
+    shown = summary.add_mutually_exclusive_group()
+    shown.add_argument(
         "--arch",
         default="minivgg",
         help="a preset or a blueprint .json file (default: %(default)s)",
+    )
+    shown.add_argument(
+        "--params",
+        type=Path,
+        help="a model file: its layers, input shape and each layer's share of zero weights "
+        "(a pruned model's sparsity)",
     )
     summary.add_argument(
         "--input-shape",
@@ -333,6 +368,48 @@ def build_parser():
     )
     summary.add_argument(
         "--classes", type=positive_int, default=10, help="number of classes (default: %(default)s)"
+    )
+
+    prune = sub.add_parser(
+        "prune",
+        help="global magnitude pruning of a model's weights, with fine-tuning",
+        description="Prune the conv and fc weights of a model file by magnitude (one threshold "
+        "over all of them), fine-tune with the pruned weights kept at zero, and write a table, "
+        "a figure and one model file per sparsity.",
+    )
+    prune.add_argument(
+        "--params",
+        type=Path,
+        default=SHIPPED_PARAMS,
+        help="the model file (default: best_params.npz)",
+    )
+    prune.add_argument(
+        "--sparsity",
+        type=sparsity_list,
+        required=True,
+        help="comma-separated fractions of the weights to prune, each in [0, 1), e.g. "
+        "0.5,0.8,0.9,0.95",
+    )
+    prune.add_argument(
+        "--finetune-epochs",
+        type=non_negative_int,
+        default=2,
+        help="epochs of the model's own training recipe after pruning (default: %(default)s)",
+    )
+    prune.add_argument(
+        "--lr",
+        type=positive_float,
+        help="fine-tuning learning rate, cosine-decayed (default: a tenth of the model's own)",
+    )
+    prune.add_argument("--data-dir", help="folder holding the dataset's files, if not the default")
+    prune.add_argument(
+        "--out",
+        type=Path,
+        help="folder for prune.csv, prune.png and the pruned model files "
+        "(default: runs/prune/<model file name>)",
+    )
+    prune.add_argument(
+        "--overwrite", action="store_true", help="replace the results already in --out"
     )
 
     sub.add_parser("gradcheck", help="check every layer's backward pass against finite differences")
@@ -537,6 +614,7 @@ def command_quantize(args):
 def command_summary(args):
     from data.errors import UserError
     from model.blueprints import load_blueprint
+    from model.params_io import load_model
     from model.summary import format_summary
 
     try:
@@ -545,8 +623,38 @@ def command_summary(args):
         shape = ()
     if not shape or min(shape) < 1:
         raise UserError(f"--input-shape must look like 1x28x28 or 2, got {args.input_shape!r}")
+    if args.params is not None:
+        model = load_model(args.params)
+        shape = tuple(model.meta["input_shape"])
+        print(format_summary(model.blueprint, shape, str(args.params), model.params))
+        if pruned := model.meta.get("pruned"):
+            print(f"pruned to sparsity {pruned['sparsity']:g}: {pruned['zero_weights']:,} of "
+                  f"{pruned['prunable_weights']:,} conv and fc weights are zero")  # fmt: skip
+        return
     name, blueprint = load_blueprint(args.arch, args.classes)
     print(format_summary(blueprint, shape, name))
+
+
+def command_prune(args):
+    from core.prune import prune
+
+    out = args.out or Path("runs") / "prune" / args.params.stem
+    started = time.perf_counter()
+    table, baseline = prune(
+        args.params,
+        args.sparsity,
+        args.finetune_epochs,
+        out,
+        lr=args.lr,
+        data_dir=args.data_dir,
+        overwrite=args.overwrite,
+    )
+    shown = table.assign(**{col: 100 * table[col] for col in table.columns[1:]})
+    print(f"\ntest accuracy (%), unpruned {100 * baseline:.2f}:")
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    minutes = (time.perf_counter() - started) / 60
+    print(f"{minutes:.1f} min in all; files in {out}: prune.csv, prune.png, "
+          f"{', '.join(f'sparsity_{s:g}.npz' for s in table['sparsity'])}")  # fmt: skip
 
 
 def command_gradcheck(args):
@@ -573,6 +681,7 @@ COMMANDS = {
     "predict": command_predict,
     "quantize": command_quantize,
     "summary": command_summary,
+    "prune": command_prune,
     "gradcheck": command_gradcheck,
     "sweep": command_sweep,
 }

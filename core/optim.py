@@ -364,6 +364,46 @@ def adamw(beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, decay_if=is_weight
     return _adam("adamw", beta1, beta2, eps, weight_decay, decay_if, decoupled=True)
 
 
+def freezing(optimizer, frozen):
+    """``optimizer`` that leaves the keys in ``frozen`` alone (transfer learning).
+
+    frozen: a set of parameter keys. They get no state slot (``init`` skips them), and
+    ``update`` drops their gradients, so neither a step nor weight decay touches them: the
+    very same arrays come back. Returns an Optimizer with the same name.
+    """
+    frozen = frozenset(frozen)
+
+    def init(params):
+        return optimizer.init({k: p for k, p in params.items() if k not in frozen})
+
+    def update(params, grads, state, step, lr):
+        trained = {k: g for k, g in grads.items() if k not in frozen}
+        return optimizer.update(params, trained, state, step, lr)
+
+    return Optimizer(optimizer.name, init, update)
+
+
+def masking(optimizer, masks):
+    """``optimizer`` whose masked-out weights stay exactly zero (fine-tuning a pruned net).
+
+    masks: {parameter key: bool array shaped like it, True where the weight is kept}.
+    The weights and their gradients are masked before the update, so a pruned weight's
+    gradient and L2 decay are zero and its state slots (momentum, Adam's moments) stay zero;
+    the weights are masked again after it, so no slot left over from before pruning can
+    bring one back. Returns an Optimizer with the same name and ``init``.
+    """
+
+    def apply(arrays):
+        return {**arrays, **{k: np.where(m, arrays[k], 0).astype(arrays[k].dtype, copy=False)
+                             for k, m in masks.items() if k in arrays}}  # fmt: skip
+
+    def update(params, grads, state, step, lr):
+        params, state = optimizer.update(apply(params), apply(grads), state, step, lr)
+        return apply(params), state
+
+    return Optimizer(optimizer.name, optimizer.init, update)
+
+
 OPTIMIZERS = {
     "sgd": sgd,
     "momentum": momentum,

@@ -29,9 +29,10 @@ from tqdm import tqdm
 
 from core.eval import SCORE_OF_LOSS, loss_and_score, r_squared
 from core.loss import LOSSES
-from core.optim import Optimizer, clip_by_global_norm, make_optimizer
+from core.optim import Optimizer, clip_by_global_norm, freezing, make_optimizer
 from core.plots import plot_augmentations, save_figure
 from core.schedules import lr_at
+from core.transfer import frozen_keys, frozen_layers, init_from
 from data import (
     fit_normalization,
     iterate_minibatches,
@@ -93,6 +94,8 @@ class TrainConfig:
     clip_norm: float | None = None
     patience: int | None = None  # stop after this many epochs without a better val_acc
     data_dir: str | None = None
+    init_from: str | None = None  # a model file whose matching layers start the run
+    freeze: str | None = None  # layers (names or patterns, comma-separated) kept as copied
 
 
 FASHION_EPOCHS = 24
@@ -172,6 +175,7 @@ class Run(NamedTuple):
     per_epoch: int  # batches per epoch
     total_steps: int  # updates in the whole run, for the schedule
     warmup: int  # warm-up updates
+    frozen: frozenset  # parameter keys no update touches (--freeze), running statistics included
 
 
 class Diverged(UserError):
@@ -301,7 +305,11 @@ def write_augmentation_figure(config, data, path, n=8):
 
 
 def train_step(params, opt_state, xb, yb, run, step, lr, rng):
-    """One update on a batch. Returns (params, opt_state, loss, n_correct (0 for regression))."""
+    """One update on a batch. Returns (params, opt_state, loss, n_correct (0 for regression)).
+
+    The run's frozen parameter keys (--freeze) stay as they are: its optimizer skips them
+    (core/optim.py ``freezing``) and batch norm's new running statistics are dropped for them.
+    """
     blueprint, config = run.blueprint, run.config
     # A diverging run overflows (inf, then inf - inf = NaN) before its loss stops being finite:
     # the loss check reports that once, as Diverged, instead of NumPy warnings from every layer.
@@ -319,7 +327,8 @@ def train_step(params, opt_state, xb, yb, run, step, lr, rng):
         if config.clip_norm:
             grads, _ = clip_by_global_norm(grads, config.clip_norm)
         params, opt_state = run.optimizer.update(params, grads, opt_state, step + 1, lr)
-    params = {**params, **caches.running_stats}  # batch norm's new running statistics
+    stats = {k: v for k, v in caches.running_stats.items() if k not in run.frozen}
+    params = {**params, **stats}  # batch norm's new running statistics
     correct = 0 if config.loss == "mse" else int((scores.argmax(axis=1) == yb).sum())
     return params, opt_state, loss, correct
 
@@ -534,6 +543,11 @@ def start(config, out_dir, resume, changes, overwrite, echo):
     if resume:
         saved, params, opt_state, state = load_run(paths["ckpt"])
         config = resumed_config(saved, changes, paths["ckpt"])
+    if config.freeze and not config.init_from:
+        raise UserError(
+            f"--freeze {config.freeze} needs --init-from: frozen layers of a new run would "
+            "keep their random initial weights"
+        )
     data = prepare_data(config)
     _, blueprint = load_blueprint(config.arch, data.dataset.n_classes)
     if names := quantized_layers(blueprint):
@@ -542,23 +556,31 @@ def start(config, out_dir, resume, changes, overwrite, echo):
             "inference only; train the float blueprint, then run quantize"
         )
     check_outputs(blueprint, data)
+    in_shape = data.x_train.shape[1:]
+    frozen_names = frozen_layers(blueprint, in_shape, config.freeze)
+    fixed = frozenset(frozen_keys(blueprint, in_shape, frozen_names))
+    optimizer = make_optimizer(config.optimizer, weight_decay=config.weight_decay)
     per_epoch = math.ceil(len(data.y_train) / config.batch_size)
     run = Run(
         config=config,
         data=data,
         blueprint=blueprint,
-        optimizer=make_optimizer(config.optimizer, weight_decay=config.weight_decay),
+        optimizer=freezing(optimizer, fixed),
         paths=paths,
         per_epoch=per_epoch,
         total_steps=config.epochs * per_epoch,
         warmup=round(config.warmup_epochs * per_epoch),
+        frozen=fixed,
     )
     lr_of(run, 0)  # checks the schedule and warm-up now, before anything is written
+    if not resume:
+        params = initialize_parameters(blueprint, in_shape, make_rng(config.seed, 0))
+        if config.init_from:
+            params = start_from(params, run, frozen_names, echo)
     prepare_folder(out_dir, [] if resume else found, echo)
     if any(getattr(config, field) for field in AUGMENTATIONS):
         write_augmentation_figure(config, data, out_dir / "figures" / "augmentation.png")
     if not resume:
-        params = initialize_parameters(blueprint, data.x_train.shape[1:], make_rng(config.seed, 0))
         return run, params, run.optimizer.init(params), RunState()
     if config.epochs != saved.epochs:
         step = state.epoch * per_epoch + state.batch
@@ -568,6 +590,28 @@ def start(config, out_dir, resume, changes, overwrite, echo):
         )  # fmt: skip
         echo(f"extending the run from {saved.epochs} to {config.epochs} epochs{replanned}")
     return run, params, opt_state, state
+
+
+def start_from(params, run, frozen_names, echo):
+    """``params`` with the layers of ``--init-from`` copied in; says which were and were not.
+
+    frozen_names: the layers ``--freeze`` names; each must be among the copied ones.
+    """
+    config, in_shape = run.config, run.data.x_train.shape[1:]
+    params, copied, skipped = init_from(params, run.blueprint, in_shape, config.init_from)
+    if not_copied := [name for name in frozen_names if name not in copied]:
+        raise UserError(
+            f"--freeze: {', '.join(not_copied)} not copied from {config.init_from} "
+            f"({', '.join(skipped[name] for name in not_copied)}): frozen, it would keep its "
+            "random initial weights"
+        )
+    echo(f"copied from {config.init_from}: {', '.join(copied)}")
+    if skipped:
+        echo("not copied (initialized afresh): "
+             + "; ".join(f"{name} ({why})" for name, why in skipped.items()))  # fmt: skip
+    if frozen_names:
+        echo(f"frozen: {', '.join(frozen_names)}")
+    return params
 
 
 def describe(run):

@@ -2,19 +2,22 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from model.shapes import trace_shapes
 
 
-def summary_table(blueprint, input_shape):
+def summary_table(blueprint, input_shape, params=None):
     """DataFrame with columns layer, type, output shape, params (one row per layer).
 
     The layers inside a residual node follow it, indented by two spaces per
-    level; a shortcut's layers say so in the type column.
+    level; a shortcut's layers say so in the type column. Given the arrays
+    (``params``, {"<layer name>.<param>": array}), a column "zero weights" says what
+    share of each layer's ``W`` is exactly zero (a pruned model's sparsity).
     """
     rows = trace_shapes(blueprint, input_shape)
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "layer": ["  " * r.depth + r.label for r in rows],
             "type": [
@@ -24,11 +27,20 @@ def summary_table(blueprint, input_shape):
             "params": [sum(math.prod(p.shape) for p in r.params.values()) for r in rows],
         }
     )
+    if params is not None:
+        weights = [params.get(f"{r.label}.W") if r.params else None for r in rows]
+        table["zero weights"] = [
+            "" if w is None else f"{100 * np.count_nonzero(w == 0) / w.size:.1f}%" for w in weights
+        ]
+    return table
 
 
-def format_summary(blueprint, input_shape, title=""):
-    """The summary table as text, with the input shape and the total parameter count."""
-    table = summary_table(blueprint, input_shape)
+def format_summary(blueprint, input_shape, title="", params=None):
+    """The summary table as text, with the input shape and the total parameter count.
+
+    params: the arrays of a model file, to show each layer's share of zero weights.
+    """
+    table = summary_table(blueprint, input_shape, params)
     total = int(table["params"].sum())
     head = f"{title}  input {'x'.join(map(str, input_shape))}\n" if title else ""
     table["layer"] = table["layer"].str.ljust(table["layer"].str.len().max())  # left-aligned

@@ -20,6 +20,7 @@ from core.plots import (  # noqa: E402
     plot_history,
     plot_misclassified,
     plot_predictions,
+    plot_pruning,
     plot_regression_history,
     plot_sweep,
     save_figure,
@@ -350,3 +351,17 @@ def test_save_figure_rejects_other_formats(tmp_path):
     with pytest.raises(ValueError, match=r"\.png"):
         save_figure(fig, tmp_path / "plot.jpg")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_plot_pruning_draws_error_before_and_after_on_a_log_axis():
+    table = pd.DataFrame(
+        {"sparsity": [0.5, 0.9], "accuracy_before": [0.99, 0.5], "accuracy_after": [1.0, 0.98]}
+    )
+    fig, ax = plt.subplots()
+    assert plot_pruning(table, 0.995, ax=ax, caption="test") is fig
+    before, after = (line.get_ydata() for line in ax.get_lines()[:2])
+    np.testing.assert_allclose(before, [1.0, 50.0])
+    assert after[1] == pytest.approx(2.0) and 0 < after[0] < 0.5  # an error of 0 drawn low
+    assert ax.get_yscale() == "log" and len(ax.get_lines()) == 3  # with the unpruned line
+    with pytest.raises(UserError, match="fractions"):
+        plot_pruning(table.assign(accuracy_after=[99.0, 98.0]), 0.995)
