@@ -24,7 +24,7 @@ from core.train import Run, RunState, TrainConfig, epoch_batches, prepare_data, 
 from data.checks import is_real
 from data.errors import UserError
 from data.files import atomic_write_text
-from model.params_io import load_model, save_model
+from model.params_io import load_float_model, save_model
 from model.walk import iter_layers
 
 PRUNED_KINDS = ("conv", "fc")
@@ -156,7 +156,7 @@ def prune(path, sparsities, epochs, out_dir, lr=None, data_dir=None, overwrite=F
     out_dir = Path(out_dir)
     paths = output_paths(out_dir, sparsities)
     refuse_to_replace(paths, overwrite)
-    model = load_model(path)
+    model = load_float_model(path, "pruning")
     config = finetune_config(model.meta, epochs, lr, data_dir)
     keys = prunable_keys(model.blueprint)
     x_test, y_test, _ = load_test_set(model.meta, config.data_dir)

@@ -11,7 +11,7 @@ statistics.
 import fnmatch
 
 from data.errors import UserError
-from model.params_io import load_model
+from model.params_io import load_float_model
 from model.shapes import trace_shapes
 
 
@@ -51,7 +51,7 @@ def init_from(params, blueprint, input_shape, path):
     here"). Raises UserError when the file's inputs differ from the run's (naming the layers
     that could not be copied and why) or when no layer at all can be copied.
     """
-    source = load_model(path)
+    source = load_float_model(path, "--init-from")
     theirs = layer_shapes(source.blueprint, source.meta["input_shape"])
     copied, skipped = [], {}
     for name, ours in layer_shapes(blueprint, input_shape).items():

@@ -172,6 +172,18 @@ def load_model(path):
         return _model_from(archive, rest, source)
 
 
+def load_float_model(path, purpose):
+    """load_model, refusing a quantized (int8) model: ``purpose`` (e.g. "pruning") names
+    what needs the float arrays, in the one-line UserError."""
+    model = load_model(path)
+    if names := quantized_layers(model.blueprint):
+        raise UserError(
+            f"{os.fspath(path)}: a quantized (int8) model (layers {', '.join(names)}): "
+            f"{purpose} needs the float model it was made from"
+        )
+    return model
+
+
 def load_checkpoint(path):
     """Read and check a checkpoint written by ``save_checkpoint``.
 

@@ -377,6 +377,28 @@ def test_training_refuses_an_int8_checkpoint_and_an_int8_blueprint(int8_file, tm
     assert err.count("\n") == 1 and "are quantized (int8), for inference only" in err
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["prune", "--sparsity", "0.5", "--params", "INT8"],
+        ["train", "--dataset", "digits", "--arch", "tiny.json", "--init-from", "INT8"],
+    ],
+    ids=["prune", "init-from"],
+)
+def test_pruning_and_transfer_refuse_an_int8_model_with_one_line(
+    int8_file, float_file, command, tmp_path, capsys
+):
+    (tmp_path / "tiny.json").write_text(json.dumps(load_model(float_file).blueprint))
+    given = {"INT8": str(int8_file), "tiny.json": str(tmp_path / "tiny.json")}
+    argv = [given.get(arg, arg) for arg in command] + ["--out", str(tmp_path / "out")]
+    assert main.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"{int8_file}: a quantized (int8) model (layers c1, c2, f3, f4)" in err
+    assert "needs the float model it was made from" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_predict_runs_an_int8_digit_model(tmp_path, capsys):
     blueprint = validate_blueprint(
         [
