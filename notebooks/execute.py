@@ -1,6 +1,6 @@
 """Run the notebooks top to bottom and save them in place, with their outputs.
 
-    python notebooks/execute.py                   # forward.ipynb and experiment.ipynb
+    python notebooks/execute.py                   # every notebook of NOTEBOOKS
     python notebooks/execute.py forward.ipynb     # only the ones named
 
 The notebooks are kept with their outputs, so that a code host shows the figures:
@@ -18,7 +18,7 @@ import nbformat
 from nbclient import NotebookClient
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent
-NOTEBOOKS = ("forward.ipynb", "experiment.ipynb")
+NOTEBOOKS = ("forward.ipynb", "backward.ipynb", "experiment.ipynb")
 CELL_TIMEOUT_S = 600
 
 
