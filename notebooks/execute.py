@@ -18,7 +18,7 @@ import nbformat
 from nbclient import NotebookClient
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent
-NOTEBOOKS = ("forward.ipynb", "backward.ipynb", "experiment.ipynb")
+NOTEBOOKS = ("forward.ipynb", "backward.ipynb", "experiment.ipynb", "architectures.ipynb")
 CELL_TIMEOUT_S = 600
 
 
