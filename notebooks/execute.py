@@ -1,6 +1,6 @@
 """Run the notebooks top to bottom and save them in place, with their outputs.
 
-    python notebooks/execute.py                   # every notebook in NOTEBOOKS
+    python notebooks/execute.py                   # every notebook of NOTEBOOKS
     python notebooks/execute.py forward.ipynb     # only the ones named
 
 The notebooks are kept with their outputs, so that a code host shows the figures:
@@ -18,7 +18,13 @@ import nbformat
 from nbclient import NotebookClient
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent
-NOTEBOOKS = ("forward.ipynb", "experiment.ipynb", "playground.ipynb")
+NOTEBOOKS = (
+    "forward.ipynb",
+    "backward.ipynb",
+    "experiment.ipynb",
+    "playground.ipynb",
+    "architectures.ipynb",
+)
 CELL_TIMEOUT_S = 600
 
 

@@ -127,6 +127,7 @@ def test_gradcheck_prints_its_table_and_passes(capsys):
     assert passed and passed[1] == passed[2] and int(passed[1]) >= 10
 
 
+@pytest.mark.slow
 def test_evaluate_prints_accuracy_and_per_class_table_and_writes_the_confusion_matrix(
     model_file, mnist, tmp_path, capsys
 ):
@@ -149,6 +150,7 @@ def test_evaluate_prints_accuracy_and_per_class_table_and_writes_the_confusion_m
         assert png.format == "PNG" and min(png.size) > 200
 
 
+@pytest.mark.slow
 def test_predict_reads_scanned_digits_and_prints_label_and_top_3(
     model_file, mnist, tmp_path, capsys
 ):
@@ -186,6 +188,7 @@ def test_predict_reads_scanned_digits_and_prints_label_and_top_3(
             assert png.size == (28, 28) and png.mode == "L"
 
 
+@pytest.mark.slow
 def test_sweep_writes_runs_summary_and_figure(tmp_path, capsys):
     argv = ["sweep", "--optimizers", "sgd,adam", "--seeds", "2", "--limit", "300", "--epochs", "1"]
     # lenet5: each run tests on all 10000 test images, on one core; minivgg takes 5 times longer
@@ -235,6 +238,7 @@ def test_each_model_file_gets_its_own_evaluate_folder(tmp_path):
     assert evaluation_dir(a).name.startswith("best_params-")
 
 
+@pytest.mark.slow
 def test_evaluate_of_another_model_keeps_the_first_models_figure(
     model_file, mnist, tmp_path, monkeypatch, capsys
 ):

@@ -202,17 +202,20 @@ def _model(work, shipped_members, **changes):
 # ---- model files --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_zip_bomb_member_is_refused_from_its_header(work, shipped_members, bomb_member):
     path = _model(work, shipped_members, conv1__dot__W=bomb_member)
     assert path.stat().st_size < 8 * 2**20
     _refused(work, "evaluate", "--params", path, fragments=[str(path), "'conv1.W'"])
 
 
+@pytest.mark.slow
 def test_a_zip_bomb_under_a_harmless_name_is_refused(work, shipped_members, bomb_member):
     path = _model(work, shipped_members, notes=bomb_member)
     _refused(work, "evaluate", "--params", path, fragments=[str(path), "'notes'"])
 
 
+@pytest.mark.slow
 def test_a_member_inflating_past_its_declared_size(work, shipped_members):
     """The zip entry declares the true parameter size; the stream goes on for 2 GiB."""
     honest = shipped_members["conv1.W.npy"]
@@ -234,6 +237,7 @@ def test_a_member_inflating_past_its_declared_size(work, shipped_members):
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "shape", [(100_000, 100_000, 100), (2**40,), (2**62, 2**62)], ids=["3d", "1d", "overflow"]
 )
@@ -242,6 +246,7 @@ def test_a_header_declaring_a_huge_shape(work, shipped_members, shape):
     _refused(work, "evaluate", "--params", path, fragments=[str(path), "'conv1.b'"])
 
 
+@pytest.mark.slow
 def test_an_object_array_is_never_unpickled(work, shipped_members):
     # An object array's header, then bytes that start like a pickle: the header alone must
     # stop the loader (this test makes no pickle, so none could run if it did not).
@@ -250,23 +255,27 @@ def test_an_object_array_is_never_unpickled(work, shipped_members):
     _refused(work, "evaluate", "--params", path, fragments=[str(path), "pickle"])
 
 
+@pytest.mark.slow
 def test_a_structured_dtype_is_refused(work, shipped_members):
     member = _npy(np.zeros(3, dtype=[("a", "<f4"), ("b", "<i4")]))
     path = _model(work, shipped_members, conv1__dot__b=member)
     _refused(work, "evaluate", "--params", path, fragments=[str(path), "'conv1.b'"])
 
 
+@pytest.mark.slow
 def test_a_shape_the_blueprint_does_not_give(work, shipped_members):
     path = _model(work, shipped_members, conv1__dot__W=_npy(np.zeros((300, 300), np.float32)))
     _refused(work, "evaluate", "--params", path, fragments=[str(path), "conv1.W: expected"])
 
 
+@pytest.mark.slow
 def test_a_header_size_that_disagrees_with_the_zip_entry(work, shipped_members):
     member = shipped_members["conv1.b.npy"] + bytes(4096)
     path = _model(work, shipped_members, conv1__dot__b=member)
     _refused(work, "evaluate", "--params", path, fragments=[str(path), "'conv1.b'"])
 
 
+@pytest.mark.slow
 def test_too_many_members(work):
     path = work / "model.npz"
     header = _npy_header((1,))
@@ -275,17 +284,20 @@ def test_too_many_members(work):
     _refused(work, "evaluate", "--params", path, fragments=[str(path), "members"])
 
 
+@pytest.mark.slow
 def test_an_end_record_declaring_more_members_than_allowed(work, shipped_members):
     path = _write_zip(work / "model.npz", shipped_members, declared_entries=65535)
     _refused(work, "evaluate", "--params", path, fragments=[str(path)])
 
 
+@pytest.mark.slow
 def test_a_truncated_model_file(work):
     path = work / "model.npz"
     path.write_bytes(SHIPPED.read_bytes()[: SHIPPED.stat().st_size // 2])
     _refused(work, "evaluate", "--params", path, fragments=[str(path), "truncated"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", ["__meta__", "__blueprint__"])
 def test_deeply_nested_json_in_a_model_file(work, shipped_members, key):
     deep = _npy(np.array("[" * 100_000 + "]" * 100_000))

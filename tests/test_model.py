@@ -152,8 +152,8 @@ def biases_before_batchnorm(blueprint):
 # bn1.gamma for minivgg_bn, and a step of 1e-7 brings it back to ~1e-8).
 GRADCHECK_CASES = [
     ("minivgg", (1, 8, 8), 2),
-    ("minivgg_bn", (1, 8, 8), 3),
-    ("minivgg_bn_dropout", (1, 8, 8), 3),
+    pytest.param("minivgg_bn", (1, 8, 8), 3, marks=pytest.mark.slow),
+    pytest.param("minivgg_bn_dropout", (1, 8, 8), 3, marks=pytest.mark.slow),
     ("lenet5", SMALL_IMAGE, 2),
 ]
 
@@ -459,6 +459,7 @@ def read_mnist_head(n):
     return images.reshape(n, 1, 28, 28), labels.astype(np.int64)
 
 
+@pytest.mark.slow
 def test_minivgg_overfits_100_mnist_images():
     images, y = read_mnist_head(100)
     x = ((images / 255 - 0.1307) / 0.3081).astype(np.float32)

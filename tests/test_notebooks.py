@@ -4,19 +4,22 @@ Each notebook is executed in memory with nbclient (``notebooks/execute.py``: ker
 from ipykernel, working directory the notebooks folder), so the committed files never change
 here; a failing cell fails the test with its traceback. The notebooks are committed with their
 outputs (``python notebooks/execute.py`` refreshes them), so the saved files are checked too.
-These tests are slow by nature (a kernel per notebook, a small training sweep): about two
-minutes on two cores.
+The executions are slow by nature (a kernel per notebook, small training runs): a few minutes
+on two cores, so they are marked ``slow`` (``python -m pytest -m "not slow"`` skips them).
 """
 
 import re
 
 import nbformat
 import numpy as np
+import pytest
 
-from model.initialize_parameters import initialize_parameters
+from model.blueprints import load_blueprint
+from model.initialize_parameters import initialize_parameters, trainable_keys
 from model.layer_kinds import LAYER_KINDS
-from model.params_io import save_model
+from model.params_io import load_model, save_model
 from model.shapes import trace_shapes
+from model.summary import summary_table
 from notebooks.execute import NOTEBOOKS, NOTEBOOKS_DIR, execute_notebook
 
 CELL_TIMEOUT_S = 300
@@ -24,6 +27,13 @@ MAX_NOTEBOOK_BYTES = 1_500_000  # committed with images: kept small enough to re
 FORWARD = NOTEBOOKS_DIR / "forward.ipynb"
 EXPERIMENT = NOTEBOOKS_DIR / "experiment.ipynb"
 PLAYGROUND = NOTEBOOKS_DIR / "playground.ipynb"
+BACKWARD = NOTEBOOKS_DIR / "backward.ipynb"
+ARCHITECTURES = NOTEBOOKS_DIR / "architectures.ipynb"
+ARCHS = ("lenet5", "minivgg", "minivgg_bn_dropout", "resnet", "mobilenet")
+CHANCE = 0.1  # ten classes
+# Enough for the slowest net (resnet) to pass chance on a busy 2-core machine: about 20 updates.
+# At 2 s it makes 4, and its batch-norm running statistics are still mostly their initial values.
+RACE_BUDGET_S = 8
 IDENTICAL = "identical: True"
 EVERY_LAYER_IDENTICAL = "every layer's output identical (forward_activations): True"
 
@@ -70,6 +80,7 @@ def every_kind_blueprint():
     ]
 
 
+@pytest.mark.slow
 def test_forward_notebook_shows_by_hand_and_forward_identical():
     nb = execute_notebook(FORWARD, CELL_TIMEOUT_S)
     text = printed(nb)
@@ -80,6 +91,7 @@ def test_forward_notebook_shows_by_hand_and_forward_identical():
     assert printed(nb, "stderr") == ""  # no warnings
 
 
+@pytest.mark.slow
 def test_forward_notebook_walks_any_blueprint(tmp_path, monkeypatch):
     blueprint = every_kind_blueprint()
     # A new layer type needs its own branch in the notebook's by-hand loop, and a place here.
@@ -114,6 +126,7 @@ def test_forward_notebook_walks_any_blueprint(tmp_path, monkeypatch):
         assert shape_line in lines
 
 
+@pytest.mark.slow
 def test_experiment_notebook_runs():
     nb = execute_notebook(EXPERIMENT, CELL_TIMEOUT_S)
     text = printed(nb)
@@ -157,3 +170,73 @@ def test_committed_notebooks_are_executed_clean_and_small():
         assert not [out for out in outputs(nb) if out.output_type == "error"], name
         assert printed(nb, "stderr") == "", name
     assert IDENTICAL in printed(nbformat.read(FORWARD, as_version=4))
+    check_backward_output(printed(nbformat.read(BACKWARD, as_version=4)))
+    check_race_output(printed(nbformat.read(ARCHITECTURES, as_version=4)))
+
+
+def check_backward_output(text):
+    """backward.ipynb's claims: every gradient identical to model/backward.py's, the shapes
+    layer by layer, and finite differences that agree with the backward pass."""
+    model = load_model(NOTEBOOKS_DIR.parent / "best_params.npz")
+    keys = trainable_keys(model.blueprint, model.meta["input_shape"])
+    lines = text.splitlines()
+    assert "scores identical: True" in text
+    for key in keys:
+        shape = str(model.params[key].shape)
+        assert f"{key:<12}{shape:<18}identical: True" in lines, key
+    assert "identical: False" not in text
+    assert f"the same keys: True ({len(keys)} gradients)" in text
+    # the backward table: one row per layer, the gradient's shape in and out (batch of 32)
+    rows = [r for r in trace_shapes(model.blueprint, model.meta["input_shape"]) if r.depth == 0]
+    for row in rows:
+        dout, dx = str((32, *row.out_shape)), str((32, *row.in_shape))
+        assert any(line.startswith(f"{row.label:<10}{dout:<18}{dx:<18}") for line in lines), row
+    checks = re.findall(r"^(\S+\[[\d, ]+\])\s+(\S+)\s+(\S+)\s+(\S+)$", text, re.MULTILINE)
+    assert len(checks) >= 5
+    for weight, analytic, numerical, error in checks:
+        assert float(analytic) != 0 and float(numerical) != 0, weight
+        assert float(error) < 1e-7, (weight, error)
+
+
+def check_race_output(text):
+    """architectures.ipynb's claims: each net's size and speed, and an accuracy above chance on
+    both datasets after the budget. Returns the budget it printed."""
+    assert re.search(r"^processor: \S.*, \d+ cores; numpy-cnn: \d+ worker threads$", text, re.M)
+    budget = float(re.search(r"^budget: ([\d.]+) s of training", text, re.M).group(1))
+    for arch in ARCHS:
+        _, blueprint = load_blueprint(arch)
+        n_params = int(summary_table(blueprint, (1, 28, 28))["params"].sum())
+        speed = re.search(
+            rf"^{arch}\s+{n_params:,} parameters  training\s+(\d+) images/s  "
+            r"inference\s+(\d+) images/s$",
+            text,
+            re.M,
+        )
+        assert speed and int(speed.group(1)) > 0 and int(speed.group(2)) > 0, arch
+        for dataset in ("mnist", "fashion-mnist"):
+            row = re.search(
+                rf"^{dataset}\s+{arch}\s+(\d+) updates .* test accuracy ([\d.]+)$", text, re.M
+            )
+            assert row, (dataset, arch)
+            assert int(row.group(1)) >= 1 and float(row.group(2)) > CHANCE, (dataset, arch)
+    return budget
+
+
+@pytest.mark.slow
+def test_backward_notebook_matches_model_backward_and_finite_differences():
+    nb = execute_notebook(BACKWARD, CELL_TIMEOUT_S)
+    check_backward_output(printed(nb))
+    assert n_images(nb) == 1  # the gradient's size layer by layer
+    assert printed(nb, "stderr") == ""
+
+
+@pytest.mark.slow
+def test_architectures_notebook_races_every_architecture(monkeypatch):
+    monkeypatch.setenv("NUMPY_CNN_BUDGET_S", str(RACE_BUDGET_S))
+    monkeypatch.setenv("NUMPY_CNN_TEST_IMAGES", "1000")
+    nb = execute_notebook(ARCHITECTURES, CELL_TIMEOUT_S)
+    text = printed(nb)
+    assert check_race_output(text) == RACE_BUDGET_S
+    assert "; 1000 test images" in text
+    assert n_images(nb) == 1  # accuracy and speed side by side
+    assert printed(nb, "stderr") == ""

@@ -144,6 +144,7 @@ def test_plot_predictions_grid_titles_and_red_mistakes():
     assert fig.axes[0].title.get_color() == "black"
 
 
+@pytest.mark.slow
 def test_long_class_names_with_slashes_do_not_overlap(tmp_path):
     names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat"]
     names += ["Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]

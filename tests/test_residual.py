@@ -174,8 +174,8 @@ def test_residual_node_cases_match_finite_differences(case):
     "name,blueprint,input_shape",
     [
         ("nested", nested_net(), (2, 6, 6)),
-        ("resnet", SMALL_RESNET, (1, 8, 8)),
-        ("mobilenet", SMALL_MOBILENET, (1, 8, 8)),
+        pytest.param("resnet", SMALL_RESNET, (1, 8, 8), marks=pytest.mark.slow),
+        pytest.param("mobilenet", SMALL_MOBILENET, (1, 8, 8), marks=pytest.mark.slow),
     ],
 )
 def test_whole_network_gradients_match_finite_differences(name, blueprint, input_shape, train):

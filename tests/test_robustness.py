@@ -258,6 +258,7 @@ def read_until_epoch(process, epoch):
     pytest.fail(f"the run ended before epoch {epoch}:\n{''.join(lines)}{process.stderr.read()}")
 
 
+@pytest.mark.slow
 def test_a_killed_run_leaves_whole_files_and_resumes_exactly(reference, tmp_path):
     process = start_training(tmp_path)
     read_until_epoch(process, 2)
@@ -277,6 +278,7 @@ def test_a_killed_run_leaves_whole_files_and_resumes_exactly(reference, tmp_path
     assert_same_final_state(tmp_path, reference)
 
 
+@pytest.mark.slow
 def test_ctrl_c_writes_a_checkpoint_and_resume_finishes_the_run_exactly(reference, tmp_path):
     process = start_training(tmp_path)
     read_until_epoch(process, 1)

@@ -16,6 +16,7 @@ def shipped():
     return load_model(SHIPPED)
 
 
+@pytest.mark.slow
 def test_shipped_model_reaches_99_6_percent_on_the_full_test_set(shipped):
     x_test, y_test, _ = load_test_set(shipped.meta)
     assert len(y_test) == 10_000
@@ -30,6 +31,7 @@ def test_shipped_model_describes_how_it_was_made(shipped):
     assert isinstance(meta["seed"], int) and meta["val_acc"] > 0.99
 
 
+@pytest.mark.slow
 def test_evaluate_command_prints_the_shipped_accuracy(capsys, tmp_path):
     assert main.main(["evaluate", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out

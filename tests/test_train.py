@@ -79,6 +79,7 @@ def reference(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_2000_images_and_one_epoch_beat_90_percent_on_the_mnist_test_set(tmp_path):
     args = main.build_parser().parse_args(["train", "--limit", "2000", "--epochs", "1"])
     config = main.train_config(args)  # what `python main.py train --limit 2000 --epochs 1` runs
@@ -89,12 +90,14 @@ def test_2000_images_and_one_epoch_beat_90_percent_on_the_mnist_test_set(tmp_pat
     assert evaluate(result, x_test, y_test).accuracy > 0.90
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_a_bit_identical_run(reference, tmp_path):
     with_threads(2, lambda: quiet_train(SMALL, tmp_path))
     assert_same_final_state(tmp_path, reference)
     assert list(pd.read_csv(tmp_path / "log.csv").columns[-2:]) == TIMING
 
 
+@pytest.mark.slow
 def test_another_seed_gives_other_parameters(reference, tmp_path):
     with_threads(2, lambda: quiet_train(dataclasses.replace(SMALL, seed=1), tmp_path))
     other = load_model(tmp_path / "best_params.npz").params
@@ -105,6 +108,7 @@ def test_another_seed_gives_other_parameters(reference, tmp_path):
         assert not np.array_equal(other[key], ref[key]), key
 
 
+@pytest.mark.slow
 def test_one_thread_gives_the_same_run_up_to_float_rounding(reference, tmp_path):
     """One shard instead of two sums the gradients in another order: rounding, nothing else
     (batches, masks and augmentation do not depend on the thread count)."""
@@ -132,6 +136,7 @@ def interrupt_at(monkeypatch, name, call):
     monkeypatch.setattr(core.train, name, interrupting)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "call"),
     [
@@ -196,6 +201,7 @@ def test_a_run_that_diverges_later_keeps_the_files_of_its_last_good_epoch(tmp_pa
     assert list(pd.read_csv(tmp_path / "log.csv")["epoch"]) == [1]
 
 
+@pytest.mark.slow
 def test_patience_stops_the_run_when_validation_accuracy_stops_improving(tmp_path, monkeypatch):
     # The same validation result every epoch: only epoch 1 counts as an improvement.
     monkeypatch.setattr(core.train, "loss_and_score", lambda *args, **kwargs: (1.0, 0.5))
@@ -209,6 +215,7 @@ def test_patience_stops_the_run_when_validation_accuracy_stops_improving(tmp_pat
     assert load_checkpoint(tmp_path / "checkpoint.npz").meta["run_state"]["epoch"] == 3
 
 
+@pytest.mark.slow
 def test_the_log_has_the_documented_columns_and_one_row_per_epoch(reference):
     text = (reference / "log.csv").read_text()
     header = "epoch,lr,train_loss,train_acc,val_loss,val_acc,seconds,images_per_s"
@@ -249,6 +256,7 @@ def cli(capsys, *argv):
     return status, out, err
 
 
+@pytest.mark.slow
 def test_a_new_run_never_replaces_a_run_unless_told_to(tmp_path, capsys):
     assert cli(capsys, *SPIRAL, "--out", tmp_path)[0] == 0
     before = (tmp_path / "checkpoint.npz").read_bytes()
@@ -309,6 +317,7 @@ def test_ctrl_c_says_interrupted_once_with_where_the_checkpoint_is(tmp_path, cap
     assert load_checkpoint(checkpoint).meta["run_state"]["batch"] == 2
 
 
+@pytest.mark.slow
 def test_resume_extends_a_run_with_a_constant_schedule_to_exactly_the_longer_run(tmp_path, capsys):
     constant = [*SPIRAL, "--schedule", "constant"]
     assert cli(capsys, *constant, "--epochs", "2", "--out", tmp_path / "two")[0] == 0
@@ -320,6 +329,7 @@ def test_resume_extends_a_run_with_a_constant_schedule_to_exactly_the_longer_run
     assert load_checkpoint(tmp_path / "one" / "checkpoint.npz").meta["config"]["epochs"] == 2
 
 
+@pytest.mark.slow
 def test_resume_extends_a_cosine_run_and_says_the_schedule_is_planned_anew(tmp_path, capsys):
     assert cli(capsys, *SPIRAL, "--out", tmp_path)[0] == 0
     status, out, _ = cli(capsys, "train", "--resume", "--epochs", "3", "--out", tmp_path)
@@ -353,6 +363,7 @@ def test_resume_refuses_options_that_conflict_with_the_checkpoint(tmp_path, caps
     assert cli(capsys, "train", "--resume", "--lr", "0.002", "--out", tmp_path)[0] == 0
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_run_says_so_and_trains_nothing(tmp_path, capsys):
     assert cli(capsys, *SPIRAL, "--out", tmp_path)[0] == 0
     log = (tmp_path / "log.csv").read_bytes()

@@ -66,6 +66,7 @@ def test_bad_augmentation_options_are_one_line_errors_and_leave_no_folder(
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_small_resnet_trains_saves_loads_and_evaluates(tmp_path):
     config = dataclasses.replace(
         RECIPES["default"],
