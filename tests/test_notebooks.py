@@ -139,6 +139,7 @@ def test_experiment_notebook_runs():
     assert printed(nb, "stderr") == ""
 
 
+@pytest.mark.slow
 def test_playground_notebook_learns_every_toy_set_and_fits_the_curve():
     nb = execute_notebook(PLAYGROUND, CELL_TIMEOUT_S)
     text = printed(nb)
