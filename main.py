@@ -46,16 +46,19 @@ def whole_number(text, low=None, high=None):
     return value
 
 
-def real_number(text, low=0.0, *, low_open=False):
-    """``text`` as a finite float >= low (> low if low_open), for argparse ``type=``.
+def real_number(text, low=0.0, *, low_open=False, high=math.inf):
+    """``text`` as a finite float >= low (> low if low_open) and <= high, for argparse ``type=``.
 
     NaN and infinity are refused: float() accepts "nan" and "inf", and every comparison
     with NaN is False, so a NaN would pass a plain ``value < low`` check. Text that is
     no number raises ValueError (argparse: "invalid <function> value: '<text>'").
     """
     value = float(text)
-    if not (math.isfinite(value) and (value > low if low_open else value >= low)):
-        if low_open and low == 0:
+    above = value > low if low_open else value >= low
+    if not (math.isfinite(value) and above and value <= high):
+        if math.isfinite(high):
+            wanted = f"a number in {'(' if low_open else '['}{low:g}, {high:g}]"
+        elif low_open and low == 0:
             wanted = "a positive number"
         else:
             wanted = f"a finite number {'>' if low_open else '>='} {low:g}"

@@ -45,6 +45,22 @@ def test_each_augmentation_changes_the_batch_repeatably(option):
     assert not np.array_equal(once, x)
 
 
+@pytest.mark.parametrize("value", ["0", "0.25", "1"])
+def test_erase_takes_a_probability_on_the_command_line(value):
+    args = main.build_parser().parse_args(["train", "--erase", value])
+    assert main.train_config(args).erase == float(value)
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1", "nan", "x"])
+def test_erase_outside_0_1_is_refused_by_the_parser_in_one_line(value, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main.build_parser().parse_args(["train", "--erase", value])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and "--erase" in err[0]
+    if value in ("1.5", "-0.1"):
+        assert f"must be a number in [0, 1], got {value}" in err[0]
+
+
 @pytest.mark.parametrize(
     "argv,fragment",
     [
