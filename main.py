@@ -523,12 +523,43 @@ def add_inside_parsers(sub):
                          "last map before pooling or flattening)")  # fmt: skip
     explain.add_argument("--seed", type=non_negative_int, default=0,
                          help="SmoothGrad's noise (default: %(default)s)")  # fmt: skip
+    explain.add_argument("--limit", type=positive_int, default=None,
+                         help="without pictures: choose among the first N test images")  # fmt: skip
     explain.add_argument(
         "--data-dir", help="folder holding the dataset's files, if not the default"
     )
     explain.add_argument(
         "--out", type=Path, default=None,
         help="folder for the files (default: <model folder>/<model name>-explain; never one "
+        "that holds files already: -2, -3, ... is used instead)",
+    )  # fmt: skip
+
+    visualize = sub.add_parser(
+        "visualize",
+        help="what the network looks for: class models, first-layer filters, top activations",
+        description="Class model visualization (gradient ascent on the input for a class "
+        "score, with L2, jitter and blur), the first layer's filters, and, for a layer, the "
+        "test images that most activate each of its channels. Without --class or --layer: "
+        "all of them (every class; Grad-CAM's default layer). Writes figures and CSVs into a "
+        "new folder.",
+    )
+    visualize.add_argument(
+        "--params", type=Path, default=SHIPPED_PARAMS, help="the model file (default: %(default)s)"
+    )
+    visualize.add_argument("--class", dest="classes", type=non_negative_int, action="append",
+                           metavar="K", help="a class to visualize (may be repeated)")  # fmt: skip
+    visualize.add_argument("--layer", help="the layer whose channels' top test images are shown, "
+                           "named as in summary")  # fmt: skip
+    visualize.add_argument("--seed", type=non_negative_int, default=0,
+                           help="the class models' start and jitter (default: %(default)s)")  # fmt: skip
+    visualize.add_argument("--limit", type=positive_int, default=None,
+                           help="search the first N test images only (default: all)")  # fmt: skip
+    visualize.add_argument(
+        "--data-dir", help="folder holding the dataset's files, if not the default"
+    )
+    visualize.add_argument(
+        "--out", type=Path, default=None,
+        help="folder for the files (default: <model folder>/<model name>-visualize; never one "
         "that holds files already: -2, -3, ... is used instead)",
     )  # fmt: skip
 
@@ -785,8 +816,15 @@ def command_gradcheck(args):
 def command_explain(args):
     from core.inside_runs import run_explain
 
-    run_explain(args.params, args.images, args.method, args.layer, args.seed, args.data_dir,
-                args.out)  # fmt: skip
+    run_explain(args.params, args.images, args.method, args.layer, args.seed, args.limit,
+                args.data_dir, args.out)  # fmt: skip
+
+
+def command_visualize(args):
+    from core.inside_runs import run_visualize
+
+    run_visualize(args.params, args.classes, args.layer, args.seed, args.limit, args.data_dir,
+                  args.out)  # fmt: skip
 
 
 def command_attack(args):
@@ -814,6 +852,7 @@ COMMANDS = {
     "sweep": command_sweep,
     "explain": command_explain,
     "attack": command_attack,
+    "visualize": command_visualize,
 }
 
 

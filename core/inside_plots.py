@@ -130,3 +130,44 @@ def plot_explanations(pictures, maps, titles, fig=None, caption=None, layer=None
     fig.suptitle("What the prediction rests on (bright: important for the predicted class)"
                  + (f"\n{caption}" if caption else ""), fontsize=10)  # fmt: skip
     return fig
+
+
+def plot_class_models(pictures, titles, fig=None, caption=None):
+    """Class model visualizations: one panel per picture (C, H, W), each scaled to its own
+    brightest pixel so that faint strokes show."""
+    n = len(pictures)
+    if fig is None:
+        fig = plt.figure(figsize=(1.6 * min(n, 5), 1.9 * -(-n // 5) + 0.8), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(-(-n // 5), min(n, 5), squeeze=False)).ravel()
+    for ax, picture, title in zip(axes, pictures, titles, strict=False):
+        top = float(picture.max())
+        show_pixels(ax, picture / (top if top > 0 else 1), title)
+    for ax in axes[n:]:
+        ax.remove()
+    fig.suptitle("Class model visualization: pictures the network scores highly\n(gradient "
+                 "ascent on the class score, with L2, jitter and blur; each panel scaled to "
+                 "its brightest pixel)" + (f"\n{caption}" if caption else ""), fontsize=9)  # fmt: skip
+    return fig
+
+
+def plot_top_activations(pictures, top, label, class_names, labels, max_channels=16, caption=None):
+    """For each channel of a layer (the first ``max_channels``), the test pictures it
+    responds to most: one row per channel, strongest first.
+
+    pictures: (N, C, H, W) test pixels; top: core/visualize.py TopActivations; labels (N,).
+    """
+    channels = min(len(top.indices), max_channels)
+    k = top.indices.shape[1]
+    fig = plt.figure(figsize=(1.1 * k + 0.6, 1.15 * channels + 0.8), layout="constrained")
+    axes = fig.subplots(channels, k, squeeze=False)
+    for c in range(channels):
+        for r in range(k):
+            i = top.indices[c, r]
+            show_pixels(
+                axes[c, r], pictures[i], f"{class_names[labels[i]]}: {top.values[c, r]:.1f}"
+            )
+        axes[c, 0].set_ylabel(f"ch {c}", fontsize=8)
+    fig.suptitle(f"Test pictures that most activate each channel of {label}\n(title: true "
+                 "class and the channel's strongest response)"
+                 + (f"\n{caption}" if caption else ""), fontsize=9)  # fmt: skip
+    return fig

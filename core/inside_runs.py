@@ -18,9 +18,16 @@ from core.attack import EXAMPLES, predictions, robustness
 from core.eval import predict_proba, top_k
 from core.explain import explain, gradcam_layer
 from core.gradients import Network
-from core.inside_plots import plot_adversarial_examples, plot_attack_curve, plot_explanations
-from core.plots import save_figure
+from core.inside_plots import (
+    plot_adversarial_examples,
+    plot_attack_curve,
+    plot_class_models,
+    plot_explanations,
+    plot_top_activations,
+)
+from core.plots import plot_filters, save_figure
 from core.report import describe, is_regression
+from core.visualize import check_map_layer, class_models, top_activations
 from data import load_dataset
 from data.digit_image import load_digit_image
 from data.errors import UserError
@@ -130,15 +137,17 @@ def digit_pictures(paths, model, source):
     return to_unit(np.stack([load_digit_image(path) for path in paths])[:, None])
 
 
-def run_explain(params_path, images, methods, layer=None, seed=0, data_dir=None, out=None,
-                echo=print):  # fmt: skip
+def run_explain(params_path, images, methods, layer=None, seed=0, limit=None, data_dir=None,
+                out=None, echo=print):  # fmt: skip
     """The ``explain`` command: for each picture, its top-3 and the maps of ``methods``.
 
     images: paths of digit pictures, or empty for a handful of test pictures, right and
-    wrong ones. Writes explain.csv, explain.png (all pictures) and explain_<i>.png (one per
+    wrong ones (among the first ``limit`` test pictures). Writes explain.csv, explain.png (all pictures) and explain_<i>.png (one per
     picture) into a new folder; returns (table, folder).
     """
-    subject = load_subject(params_path, "explain", data_dir)
+    subject = load_subject(params_path, "explain", data_dir, limit)
+    if layer is not None:
+        check_map_layer(subject.model.blueprint, subject.pixels.shape[1:], layer)
     if images:
         pixels = digit_pictures(images, subject.model, os.fspath(params_path))
         names, labels = [str(p) for p in images], [""] * len(images)
@@ -175,3 +184,74 @@ def run_explain(params_path, images, methods, layer=None, seed=0, data_dir=None,
     echo(f"files in {folder}: explain.csv, explain.png, explain_1.png .. explain_{len(table)}.png"
          + (f" (Grad-CAM of layer {layer})" if "gradcam" in methods else ""))  # fmt: skip
     return table, folder
+
+
+def first_conv_weights(model):
+    """The weights (F, C, KH, KW) of the blueprint's first layer when it is a conv, else None."""
+    spec = model.blueprint[0]
+    return model.params[f"{spec['name']}.W"] if spec["type"] == "conv" else None
+
+
+def run_visualize(params_path, classes=None, layer=None, seed=0, limit=None, data_dir=None,
+                  out=None, echo=print):  # fmt: skip
+    """The ``visualize`` command: class models, the first layer's filters, and the test
+    pictures that most activate each channel of a layer.
+
+    classes: class indices to visualize; layer: the layer for the top activations. With
+    neither, everything is drawn: every class, the filters, and Grad-CAM's default layer.
+    The top activations are searched among the first ``limit`` test pictures (default: all).
+    Writes the figures, class_models.csv and top_activations.csv into a new folder.
+    """
+    subject = load_subject(params_path, "visualize", data_dir, limit)
+    everything = classes is None and layer is None
+    n_classes = len(subject.class_names)
+    if classes is not None and not all(0 <= k < n_classes for k in classes):
+        raise UserError(f"--class must be between 0 and {n_classes - 1}, got {classes}")
+    if layer is not None:
+        check_map_layer(subject.model.blueprint, subject.pixels.shape[1:], layer)
+    folder = output_folder(params_path, "visualize", out)
+    started = time.perf_counter()
+    written = []
+    if everything or classes is not None:
+        classes = list(range(n_classes)) if classes is None else classes
+        pictures, scores = class_models(subject.net, classes, subject.pixels.shape[1:],
+                                        np.random.default_rng(seed))  # fmt: skip
+        probs = predict_proba(subject.net.params, subject.net.blueprint,
+                              subject.net.inputs(pictures))  # fmt: skip
+        table = pd.DataFrame({"class": [subject.class_names[k] for k in classes],
+                              "score": scores, "probability": probs[np.arange(len(classes)),
+                                                                    classes]})  # fmt: skip
+        atomic_write_text(folder / "class_models.csv", table.to_csv(index=False))
+        titles = [f"{row['class']}: p {100 * row['probability']:.0f}%"
+                  for _, row in table.iterrows()]  # fmt: skip
+        fig = plot_class_models(pictures, titles, caption=f"{subject.caption}, seed {seed}")
+        written += [save_figure(fig, folder / "class_models.png").name, "class_models.csv"]
+        echo("class models (score, probability): " + ", ".join(
+            f"{row['class']} {row['score']:.1f} {100 * row['probability']:.0f}%"
+            for _, row in table.iterrows()))  # fmt: skip
+    if everything and (weights := first_conv_weights(subject.model)) is not None:
+        if weights.shape[1] in (1, 3):
+            fig = plot_filters(weights, caption=subject.caption)
+            written.append(save_figure(fig, folder / "filters.png").name)
+    if everything or layer is not None:
+        layer = layer or gradcam_layer(subject.model.blueprint, subject.pixels.shape[1:])
+        top = top_activations(subject.net, subject.pixels, layer)
+        channels, k = top.indices.shape
+        table = pd.DataFrame({
+            "layer": layer,
+            "channel": np.repeat(np.arange(channels), k),
+            "rank": np.tile(np.arange(1, k + 1), channels),
+            "test_index": top.indices.ravel(),
+            "label": [subject.class_names[c] for c in subject.labels[top.indices.ravel()]],
+            "activation": top.values.ravel(),
+        })  # fmt: skip
+        atomic_write_text(folder / "top_activations.csv", table.to_csv(index=False))
+        fig = plot_top_activations(subject.pixels, top, layer, subject.class_names,
+                                   subject.labels, caption=subject.caption)  # fmt: skip
+        written += [save_figure(fig, folder / f"top_activations_{layer}.png").name,
+                    "top_activations.csv"]  # fmt: skip
+        echo(f"layer {layer}: the {k} test images that most activate each of its {channels} "
+             "channels")  # fmt: skip
+    minutes = (time.perf_counter() - started) / 60
+    echo(f"{minutes:.1f} min; files in {folder}: {', '.join(written)}")
+    return folder
