@@ -24,6 +24,7 @@ NOTEBOOKS = (
     "experiment.ipynb",
     "playground.ipynb",
     "architectures.ipynb",
+    "inside.ipynb",
 )
 CELL_TIMEOUT_S = 600
 

@@ -29,6 +29,7 @@ EXPERIMENT = NOTEBOOKS_DIR / "experiment.ipynb"
 PLAYGROUND = NOTEBOOKS_DIR / "playground.ipynb"
 BACKWARD = NOTEBOOKS_DIR / "backward.ipynb"
 ARCHITECTURES = NOTEBOOKS_DIR / "architectures.ipynb"
+INSIDE = NOTEBOOKS_DIR / "inside.ipynb"
 ARCHS = ("lenet5", "minivgg", "minivgg_bn_dropout", "resnet", "mobilenet")
 CHANCE = 0.1  # ten classes
 # Enough for the slowest net (resnet) to pass chance on a busy 2-core machine: about 20 updates.
@@ -173,6 +174,31 @@ def test_committed_notebooks_are_executed_clean_and_small():
     assert IDENTICAL in printed(nbformat.read(FORWARD, as_version=4))
     check_backward_output(printed(nbformat.read(BACKWARD, as_version=4)))
     check_race_output(printed(nbformat.read(ARCHITECTURES, as_version=4)))
+    check_inside_output(nbformat.read(INSIDE, as_version=4))
+
+
+@pytest.mark.slow
+def test_inside_notebook_runs_and_its_gradients_check_out():
+    check_inside_output(execute_notebook(INSIDE, CELL_TIMEOUT_S))
+
+
+def check_inside_output(nb):
+    """inside.ipynb's claims: the input gradient by hand equals the library's and finite
+    differences, occlusion of nothing is nothing, FGSM stays in its budget, and the class
+    visualizations are called what they were made to be."""
+    text = printed(nb)
+    assert "by hand and core/gradients.py agree: True" in text
+    rows = re.findall(r"^\((\d+), (\d+)\)\s+(\S+)\s+(\S+)\s+(\S+)$", text, re.MULTILINE)
+    assert len(rows) == 5
+    for *_, analytic, numerical, error in rows:
+        assert float(analytic) != 0 and float(error) < 1e-7, (analytic, numerical, error)
+    assert "occlusion of a black picture is zero everywhere: True" in text
+    change = re.search(r"largest change of a pixel: ([\d.]+) \(the budget: ([\d.]+)\)", text)
+    assert change and 0 < float(change.group(1)) <= float(change.group(2))
+    found = re.search(r"predicted classes of the ten pictures: \[([\d, ]+)\]", text)
+    assert sum(int(k) == i for i, k in enumerate(found.group(1).split(", "))) >= 8
+    assert n_images(nb) == 3  # maps, the adversarial example, the class models
+    assert printed(nb, "stderr") == ""
 
 
 def check_backward_output(text):
