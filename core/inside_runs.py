@@ -224,7 +224,9 @@ def run_visualize(params_path, classes=None, layer=None, seed=0, limit=None, dat
         atomic_write_text(folder / "class_models.csv", table.to_csv(index=False))
         titles = [f"{row['class']}: p {100 * row['probability']:.0f}%"
                   for _, row in table.iterrows()]  # fmt: skip
-        fig = plot_class_models(pictures, titles, caption=f"{subject.caption}, seed {seed}")
+        fig = plot_class_models(
+            pictures, titles, caption=f"{subject.caption}; visualize --seed {seed}"
+        )
         written += [save_figure(fig, folder / "class_models.png").name, "class_models.csv"]
         echo("class models (score, probability): " + ", ".join(
             f"{row['class']} {row['score']:.1f} {100 * row['probability']:.0f}%"
