@@ -19,7 +19,7 @@ import pandas as pd
 
 from core.eval import predict_scores, softmax
 from core.gradients import Network, loss_gradient, one_hot
-from data.checks import check_real, check_whole
+from data.checks import check_real, check_whole, is_real
 from data.errors import UserError
 from model.backward import input_gradient
 from model.forward import forward
@@ -115,8 +115,8 @@ def check_settings(settings, eps_list):
     for eps in eps_list:
         check_real("--eps", eps, 0, 1)
     check_whole("--steps", settings.steps, 1)
-    if check_real("--step-size", settings.step_size, 0, 1) == 0:
-        raise UserError("--step-size must be a number in (0, 1], got 0")
+    if not is_real(settings.step_size, 0, 1) or settings.step_size == 0:
+        raise UserError(f"--step-size must be a number in (0, 1], got {settings.step_size!r}")
 
 
 def attack(net, pixels, labels, eps, settings):

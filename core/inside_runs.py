@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from core.attack import EXAMPLES, predictions, robustness
+from core.attack import EXAMPLES, check_settings, predictions, robustness
 from core.eval import predict_proba, top_k
 from core.explain import explain, gradcam_layer
 from core.gradients import Network
@@ -87,6 +87,7 @@ def run_attack(params_path, eps_list, settings, limit=None, data_dir=None, out=N
     Writes attack.csv (method, eps, accuracy as a fraction), attack.png and
     adversarial_examples.png into a new folder; returns (table, folder).
     """
+    check_settings(settings, eps_list)
     subject = load_subject(params_path, f"the {settings.method} attack", data_dir, limit)
     folder = output_folder(params_path, "attack", out)
     n = len(subject.labels)
