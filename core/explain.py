@@ -56,7 +56,10 @@ def gradcam_layer(blueprint, input_shape):
         if row.spec["type"] not in POOLING:
             label = row.label
     if label is None:
-        raise UserError("this network makes no (C, h, w) maps: Grad-CAM needs a conv layer")
+        raise UserError(
+            "this network makes no maps (C, h, w) before its output: Grad-CAM needs a conv "
+            "layer; choose --method saliency,occlusion (or smoothgrad)"
+        )
     return label
 
 

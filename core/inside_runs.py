@@ -27,7 +27,7 @@ from core.inside_plots import (
 )
 from core.plots import plot_filters, save_figure
 from core.report import describe, is_regression
-from core.visualize import check_map_layer, class_models, top_activations
+from core.visualize import check_map_layer, class_models, conv_layers, top_activations
 from data import load_dataset
 from data.digit_image import load_digit_image
 from data.errors import UserError
@@ -236,8 +236,11 @@ def run_visualize(params_path, classes=None, layer=None, seed=0, limit=None, dat
         if weights.shape[1] in (1, 3):
             fig = plot_filters(weights, caption=subject.caption)
             written.append(save_figure(fig, folder / "filters.png").name)
-    if everything or layer is not None:
-        layer = layer or gradcam_layer(subject.model.blueprint, subject.pixels.shape[1:])
+    shape = subject.pixels.shape[1:]
+    if everything and not conv_layers(subject.model.blueprint, shape):
+        echo("no layer of this network makes maps (C, h, w): no top activations to show")
+    elif everything or layer is not None:
+        layer = layer or gradcam_layer(subject.model.blueprint, shape)
         top = top_activations(subject.net, subject.pixels, layer)
         channels, k = top.indices.shape
         table = pd.DataFrame({
