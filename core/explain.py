@@ -23,6 +23,7 @@ SMOOTHGRAD_SAMPLES = 25
 SMOOTHGRAD_NOISE = 0.15  # standard deviation, in pixels: 15% of the [0, 1] range
 OCCLUSION_PATCH = 6  # pixels per side of the black square
 OCCLUSION_STRIDE = 2
+OCCLUSION_CHUNK = 16  # pictures whose hidden copies are made at once
 POOLING = ("maxpool", "avgpool", "global_avgpool")
 
 
@@ -106,15 +107,27 @@ def occlusion(net, pixels, classes, patch=OCCLUSION_PATCH, stride=OCCLUSION_STRI
     """The drop of each class's probability when a black square hides each place: (N, H, W).
 
     Each pixel gets the mean drop over the squares that cover it (negative where hiding
-    the place makes the class more likely).
+    the place makes the class more likely). The hidden copies of OCCLUSION_CHUNK pictures
+    at a time are made at once, which bounds the memory for any N.
     """
     masks = occlusion_masks(pixels.shape[2:], patch, stride)  # (P, H, W)
+    classes = np.asarray(classes)
+    maps = [
+        _occlusion_chunk(
+            net, pixels[i : i + OCCLUSION_CHUNK], classes[i : i + OCCLUSION_CHUNK], masks
+        )
+        for i in range(0, len(pixels), OCCLUSION_CHUNK)
+    ]
+    return np.concatenate(maps)
+
+
+def _occlusion_chunk(net, pixels, classes, masks):
     n, p = len(pixels), len(masks)
     hidden = np.where(masks[None, :, None], 0, pixels[:, None]).astype(pixels.dtype)
     both = np.concatenate([pixels, hidden.reshape(n * p, *pixels.shape[1:])])
     probs = predict_proba(net.params, net.blueprint, net.inputs(both))
-    own = probs[np.arange(n), classes]  # (N,)
-    hidden_own = probs[n:].reshape(n, p, -1)[np.arange(n), :, classes]  # (N, P)
+    own = probs[np.arange(n), classes]  # (n,)
+    hidden_own = probs[n:].reshape(n, p, -1)[np.arange(n), :, classes]  # (n, P)
     drops = own[:, None] - hidden_own
     return np.tensordot(drops, masks, axes=1) / np.maximum(masks.sum(axis=0), 1)
 
