@@ -113,6 +113,31 @@ def positive_float_list(text):
     return text
 
 
+def method_list(text):
+    """Comma-separated explanation methods, each one of core.explain.METHODS."""
+    from core.explain import METHODS
+
+    methods = [m.strip() for m in text.split(",")]
+    if not all(m in METHODS for m in methods):
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated methods of {', '.join(METHODS)}, got {text!r}"
+        )
+    return list(dict.fromkeys(methods))
+
+
+def budget_list(text):
+    """Comma-separated attack budgets in [0, 1], e.g. "0,0.1,0.3", in the order given."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated numbers in [0, 1], got {text!r}"
+        ) from None
+    if not values or not all(0 <= v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"each budget must be in [0, 1], got {text!r}")
+    return values
+
+
 def sparsity_list(text):
     """Comma-separated fractions in [0, 1); returns them as a list of floats."""
     from core.prune import check_sparsity
@@ -263,6 +288,18 @@ def build_parser():
         help="comma-separated layer names or patterns (conv1,conv2 or 'conv*') copied by "
         "--init-from and never updated: no optimizer state, no weight decay, fixed batch-norm "
         "running statistics",
+    )
+    train.add_argument(
+        "--adversarial",
+        choices=["fgsm"],
+        help="adversarial training: each batch is replaced by its FGSM pictures from a random "
+        "start in the --adv-eps ball (fast adversarial training, Wong et al. 2020)",
+    )
+    train.add_argument(
+        "--adv-eps",
+        type=positive_float,
+        metavar="EPS",
+        help=f"the L-infinity budget of --adversarial, pixels in [0, 1] (default: {defaults.adv_eps})",
     )
     train.add_argument(
         "--out",
@@ -480,7 +517,111 @@ def build_parser():
         default=Path("runs/sweep"),
         help="folder for the table and figure (default: %(default)s)",
     )
+    add_inside_parsers(sub)
     return parser
+
+
+def add_inside_parsers(sub):
+    """The commands that look inside a trained model: explain, attack, visualize."""
+    explain = sub.add_parser(
+        "explain",
+        help="which pixels a prediction rests on: saliency, SmoothGrad, Grad-CAM, occlusion",
+        description="For each picture: the prepared input and its top 3, and a map of what "
+        "the predicted class rests on, by each method. Without pictures: the first test "
+        "images the model gets right and the first it gets wrong. Writes explain.csv and "
+        "figures into a new folder.",
+    )
+    explain.add_argument("images", nargs="*", type=Path,
+                         help="PNG or JPEG pictures of one digit each (default: test images)")  # fmt: skip
+    explain.add_argument(
+        "--params", type=Path, default=SHIPPED_PARAMS, help="the model file (default: %(default)s)"
+    )
+    explain.add_argument(
+        "--method",
+        type=method_list,
+        default=["saliency", "gradcam", "occlusion"],
+        help="comma-separated, of saliency, smoothgrad, gradcam, occlusion "
+        "(default: saliency,gradcam,occlusion)",
+    )
+    explain.add_argument("--layer", help="Grad-CAM's layer, named as in summary (default: the "
+                         "last map before pooling or flattening)")  # fmt: skip
+    explain.add_argument("--seed", type=non_negative_int, default=0,
+                         help="SmoothGrad's noise (default: %(default)s)")  # fmt: skip
+    explain.add_argument("--limit", type=positive_int, default=None,
+                         help="without pictures: choose among the first N test images")  # fmt: skip
+    explain.add_argument(
+        "--data-dir", help="folder holding the dataset's files, if not the default"
+    )
+    explain.add_argument(
+        "--out", type=Path, default=None,
+        help="folder for the files (default: <model folder>/<model name>-explain; never one "
+        "that holds files already: -2, -3, ... is used instead)",
+    )  # fmt: skip
+
+    visualize = sub.add_parser(
+        "visualize",
+        help="what the network looks for: class models, first-layer filters, top activations",
+        description="Class model visualization (gradient ascent on the input for a class "
+        "score, with L2, jitter and blur), the first layer's filters, and, for a layer, the "
+        "test images that most activate each of its channels. Without --class or --layer: "
+        "all of them (every class; Grad-CAM's default layer). Writes figures and CSVs into a "
+        "new folder.",
+    )
+    visualize.add_argument(
+        "--params", type=Path, default=SHIPPED_PARAMS, help="the model file (default: %(default)s)"
+    )
+    visualize.add_argument("--class", dest="classes", type=non_negative_int, action="append",
+                           metavar="K", help="a class to visualize (may be repeated)")  # fmt: skip
+    visualize.add_argument("--layer", help="the layer whose channels' top test images are shown, "
+                           "named as in summary")  # fmt: skip
+    visualize.add_argument("--seed", type=non_negative_int, default=0,
+                           help="the class models' start and jitter (default: %(default)s)")  # fmt: skip
+    visualize.add_argument("--limit", type=positive_int, default=None,
+                           help="search the first N test images only (default: all)")  # fmt: skip
+    visualize.add_argument(
+        "--data-dir", help="folder holding the dataset's files, if not the default"
+    )
+    visualize.add_argument(
+        "--out", type=Path, default=None,
+        help="folder for the files (default: <model folder>/<model name>-visualize; never one "
+        "that holds files already: -2, -3, ... is used instead)",
+    )  # fmt: skip
+
+    attack = sub.add_parser(
+        "attack",
+        help="accuracy under adversarial attack (FGSM or PGD) against the budget eps",
+        description="Adversarial examples in an L-infinity ball of radius eps (pixels in "
+        "[0, 1], before normalization; pictures clipped to [0, 1]), from the cross-entropy "
+        "with the true label, the model in inference mode. FGSM: one signed step of eps. "
+        "PGD: --steps signed steps of --step-size from a random start in the ball, projected "
+        "back after each step. Writes attack.csv (method, eps, accuracy), attack.png and "
+        "adversarial_examples.png into a new folder.",
+    )
+    attack.add_argument(
+        "--params", type=Path, default=SHIPPED_PARAMS, help="the model file (default: %(default)s)"
+    )
+    attack.add_argument("--method", choices=["fgsm", "pgd"], default="fgsm",
+                        help="the attack (default: %(default)s)")  # fmt: skip
+    attack.add_argument(
+        "--eps",
+        type=budget_list,
+        default=[0.0, 0.05, 0.1, 0.15, 0.2, 0.3],
+        help="comma-separated budgets in [0, 1] (default: 0,0.05,0.1,0.15,0.2,0.3)",
+    )
+    attack.add_argument("--steps", type=positive_int, default=40,
+                        help="PGD steps (default: %(default)s)")  # fmt: skip
+    attack.add_argument("--step-size", type=positive_float, default=0.01,
+                        help="PGD step, in pixels (default: %(default)s)")  # fmt: skip
+    attack.add_argument("--seed", type=non_negative_int, default=0,
+                        help="PGD's random starts (default: %(default)s)")  # fmt: skip
+    attack.add_argument("--limit", type=positive_int, default=None,
+                        help="attack the first N test images only (default: all)")  # fmt: skip
+    attack.add_argument("--data-dir", help="folder holding the dataset's files, if not the default")
+    attack.add_argument(
+        "--out", type=Path, default=None,
+        help="folder for the files (default: <model folder>/<model name>-attack; a folder that "
+        "holds files already is never written into: -2, -3, ... is used instead)",
+    )  # fmt: skip
 
 
 def given_options(args):
@@ -720,6 +861,28 @@ def command_gradcheck(args):
     return 1 if failed else 0
 
 
+def command_explain(args):
+    from core.inside_runs import run_explain
+
+    run_explain(args.params, args.images, args.method, args.layer, args.seed, args.limit,
+                args.data_dir, args.out)  # fmt: skip
+
+
+def command_visualize(args):
+    from core.inside_runs import run_visualize
+
+    run_visualize(args.params, args.classes, args.layer, args.seed, args.limit, args.data_dir,
+                  args.out)  # fmt: skip
+
+
+def command_attack(args):
+    from core.attack import AttackSettings
+    from core.inside_runs import run_attack
+
+    settings = AttackSettings(args.method, args.steps, args.step_size, args.seed)
+    run_attack(args.params, args.eps, settings, args.limit, args.data_dir, args.out)
+
+
 def command_sweep(args):
     from core.sweep import run_sweep
 
@@ -736,6 +899,9 @@ COMMANDS = {
     "gradcheck": command_gradcheck,
     "serve": command_serve,
     "sweep": command_sweep,
+    "explain": command_explain,
+    "attack": command_attack,
+    "visualize": command_visualize,
 }
 
 

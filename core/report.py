@@ -190,6 +190,8 @@ def describe(model):
     ]
     if config.get("augment"):
         parts.append("augmented")
+    if config.get("adversarial"):
+        parts.append(f"adversarial {config['adversarial']} ε {config.get('adv_eps'):g}")
     if quantized_layers(model.blueprint):
         parts.append("int8")
     return ", ".join(parts)

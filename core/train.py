@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from core.attack import fast_fgsm_inputs
 from core.eval import SCORE_OF_LOSS, loss_and_score, r_squared
 from core.loss import LOSSES
 from core.optim import Optimizer, clip_by_global_norm, freezing, make_optimizer
@@ -96,6 +97,8 @@ class TrainConfig:
     data_dir: str | None = None
     init_from: str | None = None  # a model file whose matching layers start the run
     freeze: str | None = None  # layers (names or patterns, comma-separated) kept as copied
+    adversarial: str | None = None  # "fgsm": train on FGSM pictures from a random start
+    adv_eps: float = 0.1  # their L∞ budget, pixels in [0, 1]
 
 
 FASHION_EPOCHS = 24
@@ -196,6 +199,7 @@ def prepare_data(config):
     check_augmentation(config)
     ds = load_dataset(config.dataset, config.data_dir)
     check_loss(config, ds)
+    check_adversarial(config, ds)
     x, y = ds.x_train, ds.y_train
     rng = make_rng(config.seed, 1)
     # Float targets are no classes: a regression set is split at random, as one stratum.
@@ -250,6 +254,25 @@ def check_outputs(blueprint, data):
         raise UserError(
             f"the network gives outputs of shape {outputs} per example, but "
             f"{data.dataset.name} needs one per {kind}: ({wanted},); fix the last layer's units"
+        )
+
+
+ADVERSARIAL = ("fgsm",)
+
+
+def check_adversarial(config, ds):
+    """UserError unless --adversarial and --adv-eps make sense for the dataset ``ds``."""
+    if config.adversarial is None:
+        return
+    if config.adversarial not in ADVERSARIAL:
+        raise UserError(f"--adversarial must be one of {', '.join(ADVERSARIAL)}, "
+                        f"got {config.adversarial!r}")  # fmt: skip
+    if check_real("--adv-eps", config.adv_eps, 0, 1) == 0:
+        raise UserError("--adv-eps must be a number in (0, 1], got 0")
+    if ds.x_train.dtype != np.uint8 or ds.regression:
+        raise UserError(
+            f"--adversarial perturbs pictures whose pixels lie in [0, 1]; {ds.name} is not a "
+            "classification set of pictures (choose mnist, fashion-mnist, digits or cifar10)"
         )
 
 
@@ -317,6 +340,8 @@ def train_step(params, opt_state, xb, yb, run, step, lr, rng):
         warnings.catch_warnings()
     ):  # the filter is global: it covers the shards' worker threads too
         warnings.filterwarnings("ignore", "(overflow|invalid value) encountered", RuntimeWarning)
+        if config.adversarial:
+            xb = fast_fgsm_inputs(params, blueprint, run.data.norm, xb, yb, config.adv_eps, rng)
         scores, caches = forward(params, xb, blueprint, train=True, rng=rng)
         loss, dscores = LOSSES[config.loss](scores, yb)
         if not math.isfinite(loss):

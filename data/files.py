@@ -66,6 +66,28 @@ def atomic_write_text(path, text, encoding="utf-8"):
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding=encoding))
 
 
+def new_folder(wanted):
+    """A new, empty folder for a run's files: ``wanted``, or ``wanted-2``, ``wanted-3``, ...
+
+    wanted: str or Path. The first of these names that does not exist yet (or is an empty
+    folder) is created, with its parents, and returned as a Path: a second run never
+    writes over the first one's files.
+    Raises UserError when the folder cannot be created.
+    """
+    wanted = Path(wanted)
+    for n in range(1, 10_000):
+        folder = wanted if n == 1 else wanted.with_name(f"{wanted.name}-{n}")
+        try:
+            folder.mkdir(parents=True)
+            return folder
+        except FileExistsError:
+            if folder.is_dir() and not any(folder.iterdir()):
+                return folder
+        except OSError as err:
+            raise UserError(f"{folder}: cannot create this folder ({err.strerror})") from None
+    raise UserError(f"{wanted}: 9,999 folders of that name exist already; choose another --out")
+
+
 def remove_leftover_temporaries(folder):
     """Delete the temporary files that killed atomic writes left in ``folder``.
 

@@ -80,16 +80,26 @@ def fit_normalization(x_train):
     return Normalization.from_arrays(mean * scale, std * scale)
 
 
+def to_unit(images):
+    """uint8 pixels (any shape) on the [0, 1] scale, float32: ``images * float32(1/255)``.
+
+    ``normalize`` takes uint8 images through this very step, so an attack or a
+    visualization that works on [0, 1] pixels feeds the model exactly the inputs that
+    evaluation does for the same picture.
+    """
+    return np.multiply(images, np.float32(1.0 / 255.0), dtype=np.float32)
+
+
 def normalize(x, norm):
     """``(x / 255 - mean) / std`` per channel for uint8 x; ``(x - mean) / std`` for float x.
 
     x:    uint8 or floating (N, C, ...), C matching ``norm``.
     norm: Normalization.
-    Returns float32 array shaped like x, computed in float32 in one pass (plus an
-    in-place subtraction), with no float64 temporaries.
+    Returns float32 array shaped like x, computed in float32 (uint8 pixels first on
+    the [0, 1] scale by ``to_unit``), with no float64 temporaries.
     """
     x = np.asarray(x)
-    scale = _input_scale(x, "x")
+    _input_scale(x, "x")
     channels = len(norm.mean)
     if x.ndim < 2 or x.shape[1] != channels:
         raise UserError(
@@ -97,9 +107,13 @@ def normalize(x, norm):
             f"channel(s); expected (N, {channels}, ...) — fit and apply it on the same data kind"
         )
     shape = (channels, *[1] * (x.ndim - 2))
-    gain = (scale / norm.std.astype(np.float64)).astype(np.float32).reshape(shape)
+    gain = (1.0 / norm.std.astype(np.float64)).astype(np.float32).reshape(shape)
     shift = (norm.mean / norm.std.astype(np.float64)).astype(np.float32).reshape(shape)
-    out = np.multiply(x, gain, dtype=np.float32)
+    if x.dtype == np.uint8:
+        out = to_unit(x)
+        out *= gain
+    else:
+        out = np.multiply(x, gain, dtype=np.float32)
     out -= shift
     return out
 

@@ -19,3 +19,15 @@ def backward(dscores, caches, blueprint):
     """
     _, grads = sharded_backward(dscores, caches, validate_blueprint(blueprint), need_dx=False)
     return grads
+
+
+def input_gradient(dscores, caches, blueprint):
+    """The gradient of the loss with respect to the network's input x.
+
+    dscores: (N, K) gradient of the loss with respect to the scores.
+    caches: the ForwardCaches of the forward pass of ``blueprint`` that produced the scores.
+    Returns dx, shaped like the x of that forward pass: the backward pass carried one layer
+    further than training needs (saliency, adversarial examples, class visualization).
+    """
+    dx, _ = sharded_backward(dscores, caches, validate_blueprint(blueprint), need_dx=True)
+    return dx

@@ -1,0 +1,165 @@
+"""Adversarial examples: FGSM and PGD in an L∞ ball, and accuracy under attack.
+
+ε is an L∞ budget in pixel units on the [0, 1] scale, before normalization, and every
+adversarial picture stays in [0, 1]. The gradient is that of the cross-entropy with the
+true label, the model in inference mode (core/gradients.py).
+
+- FGSM (Goodfellow et al. 2015): ``x_adv = clip(x + ε · sign(∇ₓ CE(f(x), y)), 0, 1)``.
+- PGD (Madry et al. 2018): from a random start in the ε-ball, ``steps`` signed steps of
+  ``step_size``, each followed by the projection back into the ε-ball and [0, 1].
+
+The ball is computed in float64 and rounded inwards to the pixels' float32, so
+``|x_adv - x| <= ε`` holds exactly in the stored numbers, and ε = 0 returns x itself.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from core.eval import predict_scores, softmax
+from core.gradients import Network, loss_gradient, one_hot
+from data.checks import check_real, check_whole
+from data.errors import UserError
+from model.backward import input_gradient
+from model.forward import forward
+
+METHODS = ("fgsm", "pgd")
+BATCH = 500  # pictures attacked at once: bounds the layer caches' memory
+EXAMPLES = 8  # pictures kept per ε for the figure of examples
+
+
+def ball(pixels, eps):
+    """(low, high): the bounds of the ε-ball around ``pixels`` intersected with [0, 1].
+
+    Both are in the pixels' dtype, rounded towards ``pixels``, so any value between them is
+    within ε of the pixel and inside [0, 1] in exact arithmetic.
+    """
+    exact = pixels.astype(np.float64)
+    low = np.maximum(exact - eps, 0.0)
+    high = np.minimum(exact + eps, 1.0)
+    low_cast, high_cast = low.astype(pixels.dtype), high.astype(pixels.dtype)
+    low_cast = np.where(low_cast < low, np.nextafter(low_cast, pixels.dtype.type(1)), low_cast)
+    high_cast = np.where(high_cast > high, np.nextafter(high_cast, pixels.dtype.type(0)), high_cast)
+    return low_cast, high_cast
+
+
+def fgsm(net, pixels, labels, eps):
+    """The FGSM pictures of a batch: one signed gradient step of size ε.
+
+    pixels: (N, C, H, W) float32 in [0, 1]; labels: (N,) the true classes.
+    Returns adversarial pixels shaped and typed like ``pixels``.
+    """
+    low, high = ball(pixels, eps)
+    if eps == 0:
+        return pixels.copy()
+    _, grad = loss_gradient(net, pixels, labels)
+    return np.clip(pixels + eps * np.sign(grad), low, high).astype(pixels.dtype)
+
+
+def pgd(net, pixels, labels, eps, steps, step_size, rng):
+    """The PGD pictures of a batch: ``steps`` projected signed steps from a random start.
+
+    rng: numpy Generator for the random start, uniform in the ε-ball (then clipped to [0, 1]).
+    Returns adversarial pixels shaped and typed like ``pixels``.
+    """
+    low, high = ball(pixels, eps)
+    if eps == 0:
+        return pixels.copy()
+    start = rng.uniform(-eps, eps, size=pixels.shape)
+    x = np.clip(pixels + start, low, high).astype(pixels.dtype)
+    for _ in range(steps):
+        _, grad = loss_gradient(net, x, labels)
+        x = np.clip(x + step_size * np.sign(grad), low, high).astype(pixels.dtype)
+    return x
+
+
+FAST_STEP = 1.25  # fast adversarial training's step, in units of ε (Wong, Rice and Kolter 2020)
+
+
+def fast_fgsm_inputs(params, blueprint, norm, inputs, labels, eps, rng):
+    """A training batch turned adversarial by FGSM from a random start ("fast adversarial
+    training", Wong, Rice and Kolter 2020).
+
+    inputs: (N, C, H, W) normalized inputs (as the training loop holds them); labels (N,);
+    norm: their Normalization; rng: numpy Generator (the random start, dropout's masks).
+    The start is uniform in the ε-ball around the pixels, then one signed step of 1.25 ε
+    on the cross-entropy, projected back into the ball and [0, 1]. The gradient comes from
+    the model in training mode, as the batch's own update will see it (its batch-norm
+    statistics are not kept). Returns the normalized adversarial inputs, shaped like inputs.
+    """
+    net = Network(params, blueprint, norm)
+    std = norm.std.reshape(-1, *[1] * (inputs.ndim - 2))
+    mean = norm.mean.reshape(std.shape)
+    pixels = np.clip(inputs * std + mean, 0, 1).astype(inputs.dtype)
+    low, high = ball(pixels, eps)
+    x = np.clip(pixels + rng.uniform(-eps, eps, size=pixels.shape), low, high).astype(pixels.dtype)
+    scores, caches = forward(params, net.inputs(x), blueprint, train=True, rng=rng)
+    dscores = softmax(scores) - one_hot(labels, scores.shape[1], scores.dtype)
+    grad = input_gradient(dscores, caches, blueprint)  # same signs as d/d pixels (std > 0)
+    x = np.clip(x + FAST_STEP * eps * np.sign(grad), low, high).astype(pixels.dtype)
+    return net.inputs(x)
+
+
+class AttackSettings(NamedTuple):
+    method: str = "fgsm"
+    steps: int = 40  # PGD only
+    step_size: float = 0.01  # PGD only
+    seed: int = 0  # PGD's random starts
+
+
+def check_settings(settings, eps_list):
+    """UserError unless the method, budgets, steps and step size make sense."""
+    if settings.method not in METHODS:
+        raise UserError(f"--method must be one of {', '.join(METHODS)}, got {settings.method!r}")
+    for eps in eps_list:
+        check_real("--eps", eps, 0, 1)
+    check_whole("--steps", settings.steps, 1)
+    if check_real("--step-size", settings.step_size, 0, 1) == 0:
+        raise UserError("--step-size must be a number in (0, 1], got 0")
+
+
+def attack(net, pixels, labels, eps, settings):
+    """Adversarial pictures for every picture, BATCH at a time.
+
+    The PGD random starts come from ``settings.seed`` and ε, and each batch draws its own
+    stream, so a result does not depend on how many batches ran before it.
+    """
+    out = np.empty_like(pixels)
+    for start in range(0, len(pixels), BATCH):
+        part = slice(start, start + BATCH)
+        if settings.method == "fgsm":
+            out[part] = fgsm(net, pixels[part], labels[part], eps)
+        else:
+            rng = np.random.default_rng([settings.seed, round(eps * 1e6), start])
+            out[part] = pgd(net, pixels[part], labels[part], eps, settings.steps,
+                            settings.step_size, rng)  # fmt: skip
+    return out
+
+
+def predictions(net, pixels):
+    """The predicted class (N,) of each picture, in inference mode."""
+    return predict_scores(net.params, net.blueprint, net.inputs(pixels)).argmax(axis=1)
+
+
+def robustness(net, pixels, labels, eps_list, settings, on_row=None):
+    """Accuracy under attack for each ε.
+
+    Returns (table, examples): table a DataFrame with columns method, eps, accuracy (a
+    fraction); examples {eps: adversarial pixels} for the first pictures (for the figure).
+    on_row: called with each finished row (a dict), to print progress.
+    """
+    check_settings(settings, eps_list)
+    rows, examples = [], {}
+    for eps in eps_list:
+        adversarial = attack(net, pixels, labels, eps, settings)
+        row = {
+            "method": settings.method,
+            "eps": float(eps),
+            "accuracy": float(np.mean(predictions(net, adversarial) == labels)),
+        }
+        rows.append(row)
+        examples[eps] = adversarial[:EXAMPLES]
+        if on_row is not None:
+            on_row(row)
+    return pd.DataFrame(rows, columns=["method", "eps", "accuracy"]), examples
