@@ -62,7 +62,7 @@ class LiveModel:
             for row in trace_shapes(self.model.blueprint, DIGIT_SHAPE)
             if row.depth == 0
         }
-        self.network = Network.of(self.model)
+        self.network = Network.of(self.model, self.source)
         self.figures = run_figures(params_path)
         # One picture at a time: the forward pass already spreads over every core, and
         # its worker pool is shared by the whole process.
