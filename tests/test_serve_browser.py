@@ -79,7 +79,7 @@ def draw(driver, points):
     x, y = points[0]
     pen.move_to(canvas, round(x - half[0]), round(y - half[1])).pointer_down()
     for x, y in points[1:]:
-        pen.move_to(canvas, round(x - half[0]), round(y - half[1]), duration=50)
+        pen.move_to(canvas, round(x - half[0]), round(y - half[1]))
     pen.pointer_up()
     actions.perform()
 

@@ -52,6 +52,8 @@ class LiveServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True  # a hung client never keeps the process alive
+    # Connections waiting to be accepted: socketserver's 5 resets clients in a burst of 50.
+    request_queue_size = 128
 
     def __init__(self, address, live, log=log_to_stderr):
         self.live = live
