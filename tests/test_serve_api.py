@@ -359,3 +359,11 @@ def test_mosaic_tiles_a_layers_channels_on_one_scale():
 
 def test_static_files_are_the_three_the_server_names():
     assert sorted(p.name for p in STATIC.iterdir()) == ["app.js", "index.html", "style.css"]
+
+
+def test_serve_help_names_its_options(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main.main(["serve", "--help"])
+    assert exited.value.code == 0
+    shown = capsys.readouterr().out
+    assert all(option in shown for option in ("--params", "--port", "--host"))
