@@ -66,6 +66,11 @@ def real_number(text, low=0.0, *, low_open=False, high=math.inf):
     return value
 
 
+def port_number(text):
+    """A TCP port in [0, 65535]; 0 lets the system pick a free one."""
+    return whole_number(text, 0, 65535)
+
+
 def positive_int(text):
     """A whole number >= 1 (epochs, batch size, counts)."""
     return whole_number(text, 1)
@@ -452,6 +457,25 @@ def build_parser():
         "--overwrite", action="store_true", help="replace the results already in --out"
     )
 
+    serve = sub.add_parser(
+        "serve",
+        help="a live page: draw a digit and watch every layer respond (Ctrl-C stops it)",
+    )
+    serve.add_argument(
+        "--params",
+        type=Path,
+        default=SHIPPED_PARAMS,
+        help="the model file, a 1x28x28 digit classifier (default: best_params.npz)",
+    )
+    serve.add_argument(
+        "--port", type=port_number, default=8000, help="TCP port (default: 8000; 0: any free one)"
+    )
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1, this machine only)",
+    )
+
     sub.add_parser("gradcheck", help="check every layer's backward pass against finite differences")
 
     sweep = sub.add_parser(
@@ -801,6 +825,30 @@ def command_prune(args):
           f"{', '.join(f'sparsity_{s:g}.npz' for s in table['sparsity'])}")  # fmt: skip
 
 
+def command_serve(args):
+    from core.serve.live import LiveModel
+    from core.serve.server import LiveServer
+    from data.errors import UserError
+
+    live = LiveModel(args.params)
+    try:
+        server = LiveServer((args.host, args.port), live)
+    except OSError as err:  # port taken, unknown host, no permission
+        raise UserError(
+            f"cannot listen on {args.host}:{args.port} ({err.strerror or err}); "
+            "choose another --port or --host"
+        ) from err
+    print(f"serving {args.params} at {server.url}  (Ctrl-C stops)", flush=True)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"note: anyone who can reach {args.host} can use the page", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped", flush=True)
+    finally:
+        server.server_close()
+
+
 def command_gradcheck(args):
     from core.gradcheck import gradient_report
 
@@ -849,6 +897,7 @@ COMMANDS = {
     "summary": command_summary,
     "prune": command_prune,
     "gradcheck": command_gradcheck,
+    "serve": command_serve,
     "sweep": command_sweep,
     "explain": command_explain,
     "attack": command_attack,

@@ -3,10 +3,12 @@
 MNIST digits are white ink on a black background, scaled so the larger side of
 their bounding box is 20 px, then placed in a 28x28 field so that the centre of
 mass of the intensities sits at pixel (14, 14). ``load_digit_image`` repeats
-those steps on an arbitrary PNG or JPEG; ``to_png`` and ``prepared_path`` save
-the result beside the input for ``predict --show``.
+those steps on an arbitrary PNG or JPEG file, ``digit_image_from_bytes`` on the
+bytes of one (a picture drawn on the live page, ``serve``); ``to_png`` and
+``prepared_path`` save the result beside the input for ``predict --show``.
 """
 
+import io
 import warnings
 from pathlib import Path
 
@@ -35,15 +37,16 @@ _SHRINK_ADVICE = (
 
 
 def _fail(path, problem, advice=_ADVICE):
-    """Build the one-line UserError for the picture ``path``."""
+    """Build the one-line UserError for the picture ``path`` (a path, or a name for messages)."""
     return UserError(f"digit image '{path}': {problem}; {advice}")
 
 
-def _open_checked(path):
-    """Open ``path`` with Pillow, reading only the header, and refuse bad files early.
+def _open_checked(source, path):
+    """Open ``source`` with Pillow, reading only the header, and refuse bad files early.
 
     Args:
-        path: Path of an existing, non-empty file.
+        source: Path of an existing, non-empty file, or a binary file object.
+        path: the picture's name in messages (its path, for a file).
     Returns:
         An opened, not yet decoded ``PIL.Image.Image`` (JPEGs set to decode at a reduced scale).
     """
@@ -52,7 +55,7 @@ def _open_checked(path):
         # limit; both mean "huge picture" here.
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            image = Image.open(source)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise _fail(path, f"picture too large ({str(err).rstrip('.')})", _SHRINK_ADVICE) from err
     except UnidentifiedImageError as err:
@@ -270,7 +273,35 @@ def load_digit_image(path):
         raise _fail(path, "no such file", "check the path")
     if path.stat().st_size == 0:
         raise _fail(path, "the file is empty (0 bytes)")
-    image = _open_checked(path)
+    return _prepare(path, path)
+
+
+def digit_image_from_bytes(data, name):
+    """``load_digit_image`` for a picture held in memory: the same steps, the same result.
+
+    Args:
+        data: bytes of a PNG or JPEG file (any format Pillow reads works).
+        name: str naming the picture in error messages (e.g. "the drawing").
+    Returns:
+        image (28, 28) uint8, as ``load_digit_image`` returns for a file of these bytes.
+    Raises:
+        UserError: as ``load_digit_image`` (an empty ``data`` is an empty file).
+    """
+    if len(data) == 0:
+        raise _fail(name, "the file is empty (0 bytes)")
+    return _prepare(io.BytesIO(data), name)
+
+
+def _prepare(source, path):
+    """Decode, check and prepare one picture (see ``load_digit_image``).
+
+    Args:
+        source: Path of a non-empty file, or a binary file object.
+        path: the picture's name in messages.
+    Returns:
+        image (28, 28) uint8.
+    """
+    image = _open_checked(source, path)
     try:
         with image:
             small = _decode_small(image)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data.digit_image import load_digit_image, prepared_path, to_png
+from data.digit_image import digit_image_from_bytes, load_digit_image, prepared_path, to_png
 from data.errors import UserError
 
 MNIST_TEST_IMAGES = [
@@ -104,6 +104,17 @@ def test_light_on_dark_gives_the_same_result(digit, dark_on_light, tmp_path):
 
 def test_accepts_str_paths(dark_on_light):
     assert np.array_equal(load_digit_image(str(dark_on_light)), load_digit_image(dark_on_light))
+
+
+def test_bytes_give_exactly_the_files_result(dark_on_light):
+    from_bytes = digit_image_from_bytes(dark_on_light.read_bytes(), "the drawing")
+    assert np.array_equal(from_bytes, load_digit_image(dark_on_light))
+
+
+@pytest.mark.parametrize(("data", "problem"), [(b"", "empty"), (b"not a picture", "not an image")])
+def test_bad_bytes_are_named_in_the_message(data, problem):
+    with pytest.raises(UserError, match=f"'the drawing'.*{problem}"):
+        digit_image_from_bytes(data, "the drawing")
 
 
 def variants(digit):

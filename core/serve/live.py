@@ -1,0 +1,134 @@
+"""One digit classifier, loaded once, run on one picture per request of the live page.
+
+A picture is prepared exactly as ``predict`` prepares it (``data.digit_image``, then
+``core.report.model_inputs``) and its probabilities come from the same
+``core.eval.predict_proba``, so the page and ``predict`` agree to the last bit on the
+same file. The page also gets each layer's output (``model.forward.forward_activations``)
+and the saliency map of the predicted class (``core.explain.saliency``).
+"""
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from core.eval import predict_proba
+from core.explain import saliency
+from core.gradients import Network
+from core.report import is_regression, model_inputs
+from core.serve.figures import FIGURES, run_figures
+from core.serve.pictures import INFERNO, VIRIDIS, levels, mosaic, png_data_url
+from data.digit_image import digit_image_from_bytes
+from data.errors import UserError
+from model.forward import forward_activations
+from model.params_io import load_float_model
+from model.shapes import trace_shapes
+from model.summary import format_summary
+
+DIGIT_SHAPE = (1, 28, 28)
+PICTURE_NAME = "the picture"  # how error messages name what the browser sent
+
+
+def check_digit_model(model, source):
+    """Refuse, with one line, a model that is not a classifier of 1x28x28 digit images."""
+    if is_regression(model.meta):
+        raise UserError(
+            f"{source}: a regression model ({model.meta['dataset']}) has no classes to show; "
+            "serve needs a classifier of MNIST digits, such as best_params.npz"
+        )
+    if tuple(model.meta["input_shape"]) != DIGIT_SHAPE:
+        raise UserError(
+            f"{source}: this model takes {model.meta['input_shape']} inputs; "
+            "serve needs a model of 1x28x28 digit images (MNIST), such as best_params.npz"
+        )
+
+
+class LiveModel:
+    """A digit classifier and its run's figures, ready to answer the page.
+
+    params_path: the model file (.npz). Raises UserError for a file that cannot be read,
+    a quantized (int8) model (the saliency map needs the float model's gradients), or a
+    model that is not a 1x28x28 digit classifier.
+    """
+
+    def __init__(self, params_path):
+        self.source = str(params_path)
+        self.model = load_float_model(params_path, "the live page's saliency map")
+        check_digit_model(self.model, self.source)
+        self.names = list(self.model.meta["class_names"])
+        self._types = {
+            row.label: row.spec["type"]
+            for row in trace_shapes(self.model.blueprint, DIGIT_SHAPE)
+            if row.depth == 0
+        }
+        self.network = Network.of(self.model, self.source)
+        self.figures = run_figures(params_path)
+        # One picture at a time: the forward pass already spreads over every core, and
+        # its worker pool is shared by the whole process.
+        self._lock = threading.Lock()
+
+    def describe(self):
+        """What the Model tab shows: the layer table, the classes and the figures' names."""
+        meta = self.model.meta
+        return {
+            "model": Path(self.source).name,
+            "summary": format_summary(
+                self.model.blueprint, DIGIT_SHAPE, Path(self.source).name, self.model.params
+            ),
+            "classes": self.names,
+            "dataset": meta.get("dataset"),
+            "epoch": meta.get("epoch"),
+            "figures": [
+                {"title": title, "url": f"/figures/{name}"}
+                for name, title in FIGURES.items()
+                if name in self.figures
+            ],
+        }
+
+    def predict(self, picture):
+        """Everything the page shows for one picture.
+
+        picture: the bytes of a PNG or JPEG file.
+        Returns a JSON-ready dict: "class" (name) and "index" of the prediction,
+        "classes", "probabilities" (K floats), "input" (the prepared 28x28 image as
+        "pixels", uint8 rows, and "png"), "layers" (per top-level layer: "name" as in
+        ``summary``, "type", "shape", "png" of its maps, "tiles" (rows, columns), "range"
+        of its colour scale), "saliency" ("png", "peak") and "ms", the time it took.
+        Raises UserError (naming "the picture") for a picture with no digit to read.
+        """
+        with self._lock:
+            started = time.perf_counter()
+            image = digit_image_from_bytes(picture, PICTURE_NAME)
+            x = model_inputs(image[None, None], self.model.meta, self.source)
+            probs = predict_proba(self.model.params, self.model.blueprint, x)[0]
+            best = int(np.argmax(probs))
+            activations = forward_activations(self.model.params, x, self.model.blueprint)
+            pixels = (image[None, None] / np.float32(255)).astype(np.float32)
+            heat = saliency(self.network, pixels, np.array([best]))[0]
+            answer = {
+                "class": self.names[best],
+                "index": best,
+                "classes": self.names,
+                "probabilities": [float(p) for p in probs],
+                "input": {"pixels": image.tolist(), "png": png_data_url(image)},
+                "layers": [self._layer(label, out[0]) for label, out in activations],
+                "saliency": {
+                    "png": png_data_url(levels(heat, 0.0, float(heat.max())), INFERNO),
+                    "peak": float(heat.max()),
+                },
+            }
+            answer["ms"] = round(1000 * (time.perf_counter() - started), 1)
+            return answer
+
+    def _layer(self, label, activation):
+        """One layer's entry of ``predict``'s "layers"."""
+        grid, tiles, (low, high) = mosaic(activation)
+        return {
+            "name": label,
+            "type": self._types[label],
+            "shape": list(activation.shape),
+            "png": png_data_url(grid, VIRIDIS),
+            "tiles": list(tiles),
+            "range": [low, high],
+        }
