@@ -108,6 +108,11 @@ def positive_float_list(text):
     return text
 
 
+def limit_or_all(text):
+    """A number of training images >= 1, or "all" (None: the whole training set)."""
+    return None if text == "all" else positive_int(text)
+
+
 def sparsity_list(text):
     """Comma-separated fractions in [0, 1); returns them as a list of floats."""
     from core.prune import check_sparsity
@@ -418,12 +423,28 @@ def build_parser():
     sub.add_parser("gradcheck", help="check every layer's backward pass against finite differences")
 
     sweep = sub.add_parser(
-        "sweep", help="the same training over several seeds and optimizers, in parallel"
+        "sweep",
+        help="the same training over a grid of settings and several seeds, in parallel",
+        description="Train every combination of the --set values, once per seed, in parallel "
+        "processes or on a Dask cluster; writes runs.csv (every run), summary.csv (mean and "
+        "standard deviation of the test and validation accuracy per configuration), sweep.png "
+        "and one folder per run. Started again with the same options, it skips the runs that "
+        "finished.",
+    )
+    sweep.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=V1,V2",
+        help="a setting to vary: any training option (optimizer, lr, arch, epochs, batch_size, "
+        "...; - or _) or activation (relu, leaky_relu, sigmoid, tanh: swapped for every "
+        "activation layer of the architecture); repeat for a grid, e.g. --set optimizer=sgd,adam "
+        "--set lr=0.01,0.002; an optimizer varied without lr runs at its usual rate",
     )
     sweep.add_argument(
         "--optimizers",
-        default="sgd,momentum,rmsprop,adam",
-        help="comma-separated (default: %(default)s)",
+        default=None,
+        help="comma-separated, each at its usual rate or at --lrs (default without --set: "
+        "sgd,momentum,rmsprop,adam)",
     )
     sweep.add_argument(
         "--lrs",
@@ -435,26 +456,34 @@ def build_parser():
         "--seeds",
         type=positive_int,
         default=3,
-        help="runs per configuration (default: %(default)s)",
+        help="runs per configuration, seeds 0 to N-1 (default: %(default)s)",
     )
+    sweep.add_argument("--dataset", help="dataset of every run (default: mnist)")
+    sweep.add_argument("--data-dir", help="folder holding the dataset's files, on every worker")
     sweep.add_argument("--arch", default="minivgg", help="architecture (default: %(default)s)")
     sweep.add_argument(
         "--epochs", type=positive_int, default=1, help="epochs per run (default: %(default)s)"
     )
     sweep.add_argument(
         "--limit",
-        type=positive_int,
+        type=limit_or_all,
         default=5000,
-        help="training images per run (default: %(default)s)",
+        help="training images per run, or all (default: %(default)s)",
     )
     sweep.add_argument(
         "--jobs", type=positive_int, default=None, help="parallel processes (default: all cores)"
     )
     sweep.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:8786",
+        help="run on the workers of this Dask scheduler instead of local processes (--out must "
+        "then be a folder every worker reaches by the same path)",
+    )
+    sweep.add_argument(
         "--out",
         type=Path,
         default=Path("runs/sweep"),
-        help="folder for the table and figure (default: %(default)s)",
+        help="folder for the tables, the figure and the runs' folders (default: %(default)s)",
     )
     return parser
 
