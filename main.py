@@ -291,8 +291,10 @@ def build_parser():
     evaluate.add_argument(
         "--params",
         type=Path,
-        default=SHIPPED_PARAMS,
-        help="the model file (default: best_params.npz)",
+        nargs="+",
+        default=[SHIPPED_PARAMS],
+        help="the model file (default: best_params.npz); several files: their ensemble "
+        "(softmax probabilities averaged), with each member's accuracy",
     )
     evaluate.add_argument(
         "--data-dir", help="folder holding the dataset's files, if not the default"
@@ -318,8 +320,10 @@ def build_parser():
     predict.add_argument(
         "--params",
         type=Path,
-        default=SHIPPED_PARAMS,
-        help="the model file (default: best_params.npz)",
+        nargs="+",
+        default=[SHIPPED_PARAMS],
+        help="the model file (default: best_params.npz); several files: their ensemble "
+        "(softmax probabilities averaged)",
     )
     predict.add_argument(
         "--show", action="store_true", help="save each prepared 28x28 image beside its picture"
@@ -546,6 +550,9 @@ def command_train(args):
 
 
 def command_evaluate(args):
+    if len(args.params) > 1:
+        return command_evaluate_ensemble(args)
+    args.params = args.params[0]
     from core.eval import format_table
     from core.plots import plot_confusion_matrix, plot_fitted_curve, save_figure
     from core.report import (
@@ -592,7 +599,37 @@ def command_evaluate(args):
     print(f"\nconfusion matrix: {path}")
 
 
+def command_evaluate_ensemble(args):
+    from core.ensemble import ensemble_dir, ensemble_table, load_members, member_probs
+    from core.eval import format_table
+    from core.plots import plot_confusion_matrix, save_figure
+    from core.report import describe, evaluation_of, load_test_set
+
+    models = load_members(args.params)
+    out = args.out if args.out is not None else ensemble_dir(args.params)
+    _, y, raw = load_test_set(models[0].meta, args.data_dir, args.split)
+    for path, model in zip(args.params, models, strict=True):
+        print(f"{path}: {describe(model)}")
+    probs = member_probs(models, raw)
+    table = ensemble_table(args.params, probs, y)
+    print(f"\n{args.split} accuracy of the ensemble of {len(models)} models (softmax "
+          f"probabilities averaged) and of each member, on {len(y)} images:")  # fmt: skip
+    print(format_table(table))
+    evaluation = evaluation_of(probs.mean(axis=0), y, models[0].meta["class_names"])
+    print(f"\nthe ensemble, per class:\n{format_table(evaluation.per_class)}")
+    print("\nmost confused (true -> predicted):")
+    print(format_table(evaluation.confused_pairs))
+    caption = f"ensemble of {len(models)} models"
+    fig = plot_confusion_matrix(
+        evaluation.confusion, models[0].meta["class_names"], caption=caption
+    )
+    print(f"\nconfusion matrix: {save_figure(fig, out / f'confusion_matrix_{args.split}.png')}")
+
+
 def command_predict(args):
+    if len(args.params) > 1:
+        return command_predict_ensemble(args)
+    args.params = args.params[0]
     from core.eval import predict_proba, top_k
     from core.report import is_regression, model_inputs
     from data.digit_image import load_digit_image, prepared_path, to_png
@@ -621,6 +658,36 @@ def command_predict(args):
             f"{names[c]} ({100 * q:.1f}%)" for c, q in zip(classes[0], p[0], strict=True)
         )
         print(f"{path}: {names[classes[0, 0]]}   top 3: {ranked}")
+        if args.show:
+            print(f"  prepared image: {to_png(image, prepared_path(path))}")
+
+
+def command_predict_ensemble(args):
+    from core.ensemble import load_members, member_probs
+    from core.eval import top_k
+    from data.digit_image import load_digit_image, prepared_path, to_png
+    from data.errors import UserError
+
+    models = load_members(args.params)
+    if tuple(models[0].meta["input_shape"]) != (1, 28, 28):
+        raise UserError(
+            f"{args.params[0]}: these models take {models[0].meta['input_shape']} inputs; "
+            "predict needs models of 1x28x28 digit images (MNIST)"
+        )
+    names = models[0].meta["class_names"]
+    for path in args.images:
+        image = load_digit_image(path)
+        probs = member_probs(models, image[None, None])  # (M, 1, K)
+        classes, p = top_k(probs.mean(axis=0), 3)
+        ranked = ", ".join(
+            f"{names[c]} ({100 * q:.1f}%)" for c, q in zip(classes[0], p[0], strict=True)
+        )
+        print(f"{path}: {names[classes[0, 0]]}   top 3 of the ensemble: {ranked}")
+        each = ", ".join(
+            f"{file.name} {names[q.argmax()]} ({100 * q.max():.1f}%)"
+            for file, q in zip(args.params, probs[:, 0], strict=True)
+        )
+        print(f"  members: {each}")
         if args.show:
             print(f"  prepared image: {to_png(image, prepared_path(path))}")
 

@@ -195,7 +195,9 @@ def one_run(config, run_dir, activation=None, varied=None):
     varied = varied or {"optimizer": config.optimizer, "lr": config.lr}
     trained = config
     if activation is not None:
-        trained = dataclasses.replace(config, arch=str(variant_blueprint(config, activation, run_dir)))
+        trained = dataclasses.replace(
+            config, arch=str(variant_blueprint(config, activation, run_dir))
+        )
     # a run folder of the sweep's own: a new start replaces it (half-finished or other settings)
     result = train(trained, run_dir, progress=False, echo=lambda *_: None, overwrite=True)
     x_test, y_test, _ = load_test_set(result.meta, config.data_dir)
@@ -238,7 +240,9 @@ def finished_row(run, run_dir):
         record = json.loads((Path(run_dir) / RESULT_FILE).read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
         return None  # written atomically: unreadable only if someone else wrote it
-    same = record.get("config") == _jsonable(run.config) and record.get(ACTIVATION) == run.activation
+    same = (
+        record.get("config") == _jsonable(run.config) and record.get(ACTIVATION) == run.activation
+    )
     return record["row"] if same else None
 
 
@@ -315,7 +319,10 @@ def caption(base, planned, seeds):
     varied = {key for run in planned for key in run.varied}
     parts = [f"{getattr(base, key)}" for key in ("dataset", "arch") if key not in varied]
     if "epochs" not in varied:
-        parts.append(f"{base.epochs} epoch(s)" + (f" on {base.limit} images" if base.limit and "limit" not in varied else ""))
+        parts.append(
+            f"{base.epochs} epoch(s)"
+            + (f" on {base.limit} images" if base.limit and "limit" not in varied else "")
+        )
     return ", ".join([*parts, f"{seeds} seeds"])
 
 
