@@ -91,7 +91,9 @@ def test_members_of_another_dataset_or_input_shape_are_refused(members, tmp_path
     assert err.count("\n") == 1 and str(other) in err and "Traceback" not in err
 
     names = tmp_path / "names.npz"
-    save_model(names, model.params, model.blueprint, {**model.meta, "class_names": list("abcdefghij")})
+    save_model(
+        names, model.params, model.blueprint, {**model.meta, "class_names": list("abcdefghij")}
+    )
     with pytest.raises(UserError, match="class_names"):
         load_members([members[0], names])
 
@@ -104,9 +106,10 @@ def test_ensemble_folders_are_one_per_list_of_files(members):
 
 @pytest.mark.slow
 def test_predict_averages_an_int8_member_and_the_shipped_model(tmp_path, capsys):
+    from PIL import Image
+
     from core.quantize import quantize_file
     from data.digit_image import load_digit_image
-    from PIL import Image
 
     int8 = quantize_file(ROOT / "best_params.npz", tmp_path / "int8.npz", 200, None, False).path
     picture = tmp_path / "seven.png"
