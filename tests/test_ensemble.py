@@ -65,7 +65,8 @@ def test_evaluate_with_several_params_prints_each_member_and_the_ensemble(
     _, y, raw = load_test_set(models[0].meta)
     table = ensemble_table(members, member_probs(models, raw), y)
     for row in table.itertuples():
-        line = next(ln for ln in out.splitlines() if ln.strip().startswith(row.model))
+        # the table's line: after the line that describes each file
+        line = [ln for ln in out.splitlines() if ln.strip().startswith(row.model)][-1]
         assert re.search(rf"\b{row.accuracy:.4f}\b", line), line
     assert "softmax probabilities averaged" in out
     assert (tmp_path / "confusion_matrix_test.png").is_file()
