@@ -17,6 +17,8 @@ from dask.distributed import Client, LocalCluster
 
 import main
 
+pytestmark = pytest.mark.slow  # a cluster of two processes and eight training runs
+
 ROOT = Path(main.__file__).resolve().parent
 MLP = str(ROOT / "plot" / "sweep_digits" / "mlp_digits.json")
 SWEEP = ["sweep", "--dataset", "digits", "--arch", MLP, "--limit", "200", "--epochs", "1",
