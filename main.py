@@ -138,6 +138,11 @@ def budget_list(text):
     return values
 
 
+def limit_or_all(text):
+    """A number of training images >= 1, or "all" (None: the whole training set)."""
+    return None if text == "all" else positive_int(text)
+
+
 def sparsity_list(text):
     """Comma-separated fractions in [0, 1); returns them as a list of floats."""
     from core.prune import check_sparsity
@@ -328,8 +333,10 @@ def build_parser():
     evaluate.add_argument(
         "--params",
         type=Path,
-        default=SHIPPED_PARAMS,
-        help="the model file (default: best_params.npz)",
+        nargs="+",
+        default=[SHIPPED_PARAMS],
+        help="the model file (default: best_params.npz); several files: their ensemble "
+        "(softmax probabilities averaged), with each member's accuracy",
     )
     evaluate.add_argument(
         "--data-dir", help="folder holding the dataset's files, if not the default"
@@ -355,8 +362,10 @@ def build_parser():
     predict.add_argument(
         "--params",
         type=Path,
-        default=SHIPPED_PARAMS,
-        help="the model file (default: best_params.npz)",
+        nargs="+",
+        default=[SHIPPED_PARAMS],
+        help="the model file (default: best_params.npz); several files: their ensemble "
+        "(softmax probabilities averaged)",
     )
     predict.add_argument(
         "--show", action="store_true", help="save each prepared 28x28 image beside its picture"
@@ -479,12 +488,28 @@ def build_parser():
     sub.add_parser("gradcheck", help="check every layer's backward pass against finite differences")
 
     sweep = sub.add_parser(
-        "sweep", help="the same training over several seeds and optimizers, in parallel"
+        "sweep",
+        help="the same training over a grid of settings and several seeds, in parallel",
+        description="Train every combination of the --set values, once per seed, in parallel "
+        "processes or on a Dask cluster; writes runs.csv (every run), summary.csv (mean and "
+        "standard deviation of the test and validation accuracy per configuration), sweep.png "
+        "and one folder per run. Started again with the same options, it skips the runs that "
+        "finished.",
+    )
+    sweep.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=V1,V2",
+        help="a setting to vary: any training option (optimizer, lr, arch, epochs, batch_size, "
+        "...; - or _) or activation (relu, leaky_relu, sigmoid, tanh: swapped for every "
+        "activation layer of the architecture); repeat for a grid, e.g. --set optimizer=sgd,adam "
+        "--set lr=0.01,0.002; an optimizer varied without lr runs at its usual rate",
     )
     sweep.add_argument(
         "--optimizers",
-        default="sgd,momentum,rmsprop,adam",
-        help="comma-separated (default: %(default)s)",
+        default=None,
+        help="comma-separated, each at its usual rate or at --lrs (default without --set: "
+        "sgd,momentum,rmsprop,adam)",
     )
     sweep.add_argument(
         "--lrs",
@@ -496,26 +521,34 @@ def build_parser():
         "--seeds",
         type=positive_int,
         default=3,
-        help="runs per configuration (default: %(default)s)",
+        help="runs per configuration, seeds 0 to N-1 (default: %(default)s)",
     )
+    sweep.add_argument("--dataset", help="dataset of every run (default: mnist)")
+    sweep.add_argument("--data-dir", help="folder holding the dataset's files, on every worker")
     sweep.add_argument("--arch", default="minivgg", help="architecture (default: %(default)s)")
     sweep.add_argument(
         "--epochs", type=positive_int, default=1, help="epochs per run (default: %(default)s)"
     )
     sweep.add_argument(
         "--limit",
-        type=positive_int,
+        type=limit_or_all,
         default=5000,
-        help="training images per run (default: %(default)s)",
+        help="training images per run, or all (default: %(default)s)",
     )
     sweep.add_argument(
         "--jobs", type=positive_int, default=None, help="parallel processes (default: all cores)"
     )
     sweep.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:8786",
+        help="run on the workers of this Dask scheduler instead of local processes (--out must "
+        "then be a folder every worker reaches by the same path)",
+    )
+    sweep.add_argument(
         "--out",
         type=Path,
         default=Path("runs/sweep"),
-        help="folder for the table and figure (default: %(default)s)",
+        help="folder for the tables, the figure and the runs' folders (default: %(default)s)",
     )
     add_inside_parsers(sub)
     return parser
@@ -682,6 +715,9 @@ def command_train(args):
 
 
 def command_evaluate(args):
+    if len(args.params) > 1:
+        return command_evaluate_ensemble(args)
+    args.params = args.params[0]
     from core.eval import format_table
     from core.plots import plot_confusion_matrix, plot_fitted_curve, save_figure
     from core.report import (
@@ -728,7 +764,37 @@ def command_evaluate(args):
     print(f"\nconfusion matrix: {path}")
 
 
+def command_evaluate_ensemble(args):
+    from core.ensemble import ensemble_dir, ensemble_table, load_members, member_probs
+    from core.eval import format_table
+    from core.plots import plot_confusion_matrix, save_figure
+    from core.report import describe, evaluation_of, load_test_set
+
+    models = load_members(args.params)
+    out = args.out if args.out is not None else ensemble_dir(args.params)
+    _, y, raw = load_test_set(models[0].meta, args.data_dir, args.split)
+    for path, model in zip(args.params, models, strict=True):
+        print(f"{path}: {describe(model)}")
+    probs = member_probs(models, raw)
+    table = ensemble_table(args.params, probs, y)
+    print(f"\n{args.split} accuracy of the ensemble of {len(models)} models (softmax "
+          f"probabilities averaged) and of each member, on {len(y)} images:")  # fmt: skip
+    print(format_table(table))
+    evaluation = evaluation_of(probs.mean(axis=0), y, models[0].meta["class_names"])
+    print(f"\nthe ensemble, per class:\n{format_table(evaluation.per_class)}")
+    print("\nmost confused (true -> predicted):")
+    print(format_table(evaluation.confused_pairs))
+    caption = f"ensemble of {len(models)} models"
+    fig = plot_confusion_matrix(
+        evaluation.confusion, models[0].meta["class_names"], caption=caption
+    )
+    print(f"\nconfusion matrix: {save_figure(fig, out / f'confusion_matrix_{args.split}.png')}")
+
+
 def command_predict(args):
+    if len(args.params) > 1:
+        return command_predict_ensemble(args)
+    args.params = args.params[0]
     from core.eval import predict_proba, top_k
     from core.report import is_regression, model_inputs
     from data.digit_image import load_digit_image, prepared_path, to_png
@@ -757,6 +823,36 @@ def command_predict(args):
             f"{names[c]} ({100 * q:.1f}%)" for c, q in zip(classes[0], p[0], strict=True)
         )
         print(f"{path}: {names[classes[0, 0]]}   top 3: {ranked}")
+        if args.show:
+            print(f"  prepared image: {to_png(image, prepared_path(path))}")
+
+
+def command_predict_ensemble(args):
+    from core.ensemble import load_members, member_probs
+    from core.eval import top_k
+    from data.digit_image import load_digit_image, prepared_path, to_png
+    from data.errors import UserError
+
+    models = load_members(args.params)
+    if tuple(models[0].meta["input_shape"]) != (1, 28, 28):
+        raise UserError(
+            f"{args.params[0]}: these models take {models[0].meta['input_shape']} inputs; "
+            "predict needs models of 1x28x28 digit images (MNIST)"
+        )
+    names = models[0].meta["class_names"]
+    for path in args.images:
+        image = load_digit_image(path)
+        probs = member_probs(models, image[None, None])  # (M, 1, K)
+        classes, p = top_k(probs.mean(axis=0), 3)
+        ranked = ", ".join(
+            f"{names[c]} ({100 * q:.1f}%)" for c, q in zip(classes[0], p[0], strict=True)
+        )
+        print(f"{path}: {names[classes[0, 0]]}   top 3 of the ensemble: {ranked}")
+        each = ", ".join(
+            f"{file.name} {names[q.argmax()]} ({100 * q.max():.1f}%)"
+            for file, q in zip(args.params, probs[:, 0], strict=True)
+        )
+        print(f"  members: {each}")
         if args.show:
             print(f"  prepared image: {to_png(image, prepared_path(path))}")
 

@@ -24,7 +24,8 @@ from data.files import atomic_write
 SPLITS = ("train", "val")
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
 REGRESSION_HISTORY_COLUMNS = ("epoch", "train_loss", "train_r2", "val_loss", "val_r2")
-SWEEP_COLUMNS = ("config", "mean", "std", "n")
+SWEEP_COLUMNS = ("config", "n", "test_mean", "test_std", "val_mean", "val_std")
+SWEEP_SPLITS = {"test": "tab:blue", "val": "tab:orange"}  # bar colour of each accuracy
 WRONG_COLOUR = "tab:red"
 PANEL_INCHES_PER_CHAR = 0.085  # an 8-point character is about 0.06 inch wide, plus a gap
 
@@ -428,40 +429,43 @@ def plot_feature_maps(activations, fig=None, max_channels=8, caption=None):
 
 
 def plot_sweep(summary_df, ax=None, caption=None):
-    """Mean ± std test error of each configuration of a sweep, as horizontal bars.
+    """Mean ± std test and validation error of each configuration of a sweep, as bars.
 
-    summary_df: DataFrame with columns config (name), mean and std (of the
-                final accuracy over seeds, fractions; std may be NaN when
-                n == 1) and n (number of runs); one bar per row, in order.
+    summary_df: DataFrame with columns config (name), n (number of runs), and
+                test_mean, test_std, val_mean, val_std (of the final accuracy over
+                seeds, fractions; a std may be NaN when n == 1), as core/sweep.py's
+                ``summarize`` makes it; two bars per row (test, then validation), in order.
     ax:         Axes to draw into, or None for a new figure.
     caption:    optional second line of the title.
     Returns the Figure. Bars show the error rate (100 - accuracy %), which
-    starts at zero honestly and keeps 99.3 % and 99.6 % visibly apart; each
-    bar is labelled with its accuracy, std and n.
+    starts at zero honestly and keeps 99.3 % and 99.6 % visibly apart; the error
+    bars are one standard deviation; each bar is labelled with its accuracy ± std.
     """
     missing = [col for col in SWEEP_COLUMNS if col not in summary_df.columns]
     if missing:
         raise UserError(
             f"plot_sweep: the summary has no column(s) {missing}; it needs {SWEEP_COLUMNS}."
         )
-    mean = summary_df["mean"].to_numpy(dtype=np.float64)
-    std = np.nan_to_num(summary_df["std"].to_numpy(dtype=np.float64))  # one run: no spread
-    _check_fractions("plot_sweep", mean)
     if ax is None:
-        _, ax = plt.subplots(figsize=(8, 1 + 0.5 * len(mean)), layout="constrained")
+        _, ax = plt.subplots(figsize=(8, 1 + 0.8 * len(summary_df)), layout="constrained")
     fig = ax.figure
-    rows = np.arange(len(mean))
-    ax.barh(rows, 100 * (1 - mean), xerr=100 * std, capsize=4, color="tab:blue", alpha=0.8)
-    ax.set_yticks(rows, labels=summary_df["config"].astype(str))
+    rows = np.arange(len(summary_df))
+    for offset, (split, colour) in zip((-0.2, 0.2), SWEEP_SPLITS.items(), strict=True):
+        mean = summary_df[f"{split}_mean"].to_numpy(dtype=np.float64)
+        std = np.nan_to_num(summary_df[f"{split}_std"].to_numpy(dtype=np.float64))  # n == 1
+        _check_fractions("plot_sweep", mean)
+        error, spread = 100 * (1 - mean), 100 * std
+        name = "test" if split == "test" else "validation"
+        ax.barh(rows + offset, error, height=0.4, xerr=spread, capsize=3, color=colour,
+                alpha=0.8, label=f"{name} error")  # fmt: skip
+        for row, e, s, m in zip(rows + offset, error, spread, mean, strict=True):
+            ax.text(e + s, row, f"  {100 * m:.2f} ± {s:.2f} %", va="center", fontsize=7)
+    labels = [f"{c} (n={k})" for c, k in zip(summary_df["config"], summary_df["n"], strict=True)]
+    ax.set_yticks(rows, labels=labels)
     ax.invert_yaxis()  # first row on top, as in the table
-    labels = [
-        f"{100 * m:.2f} ± {100 * s:.2f} % (n={k})" if k > 1 else f"{100 * m:.2f} % (n={k})"
-        for m, s, k in zip(mean, std, summary_df["n"], strict=True)
-    ]
-    for row, error, spread, label in zip(rows, 100 * (1 - mean), 100 * std, labels, strict=True):
-        ax.text(error + spread, row, f"  {label}", va="center", fontsize=8)
     ax.margins(x=0.35)  # room for the labels right of the bars
-    ax.set_xlabel("test error (%) = 100 - accuracy; lower is better")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlabel("error (%) = 100 - accuracy; lower is better; error bars: ± 1 std over seeds")
     title = "Sweep: mean ± std over seeds"
     ax.set_title(title + (f"\n{caption}" if caption else ""))
     return fig

@@ -81,8 +81,12 @@ def load_test_set(meta, data_dir=None, split="test"):
 def evaluate(model, x, y):
     """Accuracy, probabilities, per-class table and confusion matrix of ``model`` on (x, y)."""
     probs = predict_proba(model.params, model.blueprint, x)
+    return evaluation_of(probs, y, model.meta["class_names"])
+
+
+def evaluation_of(probs, y, names):
+    """The Evaluation of class probabilities ``probs`` (N, K) against labels ``y`` (N,)."""
     pred = probs.argmax(axis=1)
-    names = model.meta["class_names"]
     cm = confusion(y, pred, len(names))
     return Evaluation(
         accuracy(y, pred),

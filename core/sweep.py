@@ -1,95 +1,359 @@
-"""The same training over several configurations and seeds, in parallel processes.
+"""The same training over a grid of settings and several seeds, in parallel.
 
-Each run trains on one core (one worker thread) in its own process (joblib),
-so a 2-core machine runs two at a time. The result is a table of the final
-test accuracy of every run and its summary, mean ± standard deviation per
-configuration, as CSV files and a figure.
+A sweep is the product of its axes, each a list of settings ``{key: value}``:
+``--set lr=0.01,0.002`` is the axis ``[{"lr": 0.01}, {"lr": 0.002}]``, over any
+TrainConfig field, or ``activation`` (every activation layer of the blueprint
+swapped for one kind). Each combination runs once per seed.
+
+Each run trains on one core (one worker thread) in its own process: local
+processes (joblib), or the workers of a Dask cluster (``--scheduler``). Each
+run's folder, under the sweep's folder, gets ``result.json`` last, atomically,
+once the run has finished: a sweep started again skips the runs whose result
+is there (for the same settings) and restarts the others from scratch. The
+table of every run (runs.csv) and its summary, mean ± standard deviation of
+the test and validation accuracy per configuration (summary.csv), are rebuilt
+from these results, with a figure (sweep.png).
 """
 
 import dataclasses
+import hashlib
+import itertools
+import json
+import math
 import os
+import re
+import types
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, parallel_config
 
 from core.optim import OPTIMIZERS
-from core.train import RECIPES
+from core.train import RECIPES, TrainConfig
 from data.errors import UserError
 from data.files import atomic_write_text
+from model.blueprints import ACTIVATIONS
 
 # A learning rate that suits each optimizer on these nets (a sweep compares optimizers, not lrs).
 USUAL_LR = {"sgd": 0.05, "momentum": 0.01, "nesterov": 0.01, "rmsprop": 1e-3,
             "adagrad": 0.02, "adam": 2e-3, "adamw": 2e-3}  # fmt: skip
+DEFAULT_OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")  # the sweep of no --set
+ACTIVATION = "activation"  # the one --set key that is no TrainConfig field
+RESULT_FILE = "result.json"  # in a run's folder: written last, only by a finished run
+TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+NAME_CHARACTERS = 80  # of the readable part of a run folder's name
 
 
-def one_run(config, run_dir):
-    """Train one configuration on one core; returns its final figures as a dict."""
+class PlannedRun(NamedTuple):
+    """One run of a sweep."""
+
+    config: TrainConfig  # everything train() reads, the seed included
+    activation: str | None  # swap every activation of config.arch for this kind (None: keep)
+    varied: dict  # {key: value} of the grid's settings for this run (its table columns)
+
+    @property
+    def label(self):
+        """The configuration's name in the tables: ``key=value`` pairs, seed excluded."""
+        return " ".join(f"{key}={value}" for key, value in self.varied.items())
+
+    @property
+    def folder(self):
+        """A file-system-safe folder name, unique per configuration and seed.
+
+        The readable part keeps letters, digits, '.', '=' and '-'; the hash of the
+        settings tells apart two that differ only in replaced characters.
+        """
+        readable = "_".join(f"{key}-{value}" for key, value in self.varied.items())
+        safe = re.sub(r"[^A-Za-z0-9.=-]+", "_", readable)[:NAME_CHARACTERS]
+        digest = hashlib.sha256(json.dumps(self.varied).encode()).hexdigest()[:8]
+        return f"{safe}_{digest}_seed{self.config.seed}"
+
+
+# ---- the grid --------------------------------------------------------------------------
+
+
+def settable_keys():
+    """The keys --set accepts: every TrainConfig field but the seed, and ``activation``."""
+    return [f.name for f in dataclasses.fields(TrainConfig) if f.name != "seed"] + [ACTIVATION]
+
+
+def parse_value(key, text):
+    """``text`` as a value of the setting ``key``, typed as its TrainConfig field.
+
+    Fields that may be None take "none"; booleans take true/false, yes/no, on/off, 1/0;
+    numbers must be finite. Raises a one-line UserError naming the key and the value.
+    """
+    if key == ACTIVATION:
+        if text not in ACTIVATIONS:
+            raise UserError(f"--set {key}={text}: choose from {', '.join(ACTIVATIONS)}")
+        return text
+    kind = {f.name: f.type for f in dataclasses.fields(TrainConfig)}[key]
+    if isinstance(kind, types.UnionType):  # int | None and the like
+        if text.lower() == "none":
+            return None
+        kind = next(t for t in kind.__args__ if t is not type(None))
+    if kind is bool:
+        if text.lower() in TRUE + FALSE:
+            return text.lower() in TRUE
+        value = None
+    else:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+    if value is None or (kind is float and not math.isfinite(value)):
+        wanted = {bool: "true or false", int: "a whole number", float: "a finite number"}
+        raise UserError(f"--set {key}={text}: {key} must be {wanted.get(kind, kind.__name__)}")
+    return value
+
+
+def parse_settings(items):
+    """The axes of ``--set KEY=V1,V2,...`` options: [[{key: value}, ...], ...], in order."""
+    axes, seen = [], set()
+    for item in items or []:
+        key, equals, values = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if key == "seed":
+            raise UserError("--set seed: the seeds are set by --seeds (0, 1, ... N-1)")
+        if key not in settable_keys():
+            raise UserError(
+                f"--set {item}: unknown key {key!r}; valid keys: {', '.join(settable_keys())}"
+            )
+        texts = [v.strip() for v in values.split(",")]
+        if not equals or "" in texts:
+            raise UserError(f"--set {item}: give KEY=VALUE[,VALUE...], e.g. --set lr=0.01,0.002")
+        if key in seen:
+            raise UserError(f"--set {key} is given twice; give its values in one --set")
+        parsed = [parse_value(key, text) for text in texts]
+        if len(set(map(repr, parsed))) < len(parsed):
+            raise UserError(f"--set {item}: a value is given twice")
+        seen.add(key)
+        axes.append([{key: value} for value in parsed])
+    return axes
+
+
+def optimizer_axis(optimizers, lrs=None):
+    """The axis of ``--optimizers`` (with ``--lrs``, one rate per optimizer, paired)."""
+    if lrs is None:
+        return [{"optimizer": o} for o in optimizers]
+    if len(lrs) != len(optimizers):
+        raise UserError(f"--lrs gives {len(lrs)} rates for {len(optimizers)} optimizers")
+    return [{"optimizer": o, "lr": lr} for o, lr in zip(optimizers, lrs, strict=True)]
+
+
+def plan_runs(axes, seeds, base):
+    """One PlannedRun per combination of the axes and seed 0 .. seeds-1, on top of ``base``.
+
+    An optimizer varied without the learning rate runs at its ``USUAL_LR``.
+    """
+    planned = []
+    for combination in itertools.product(*axes):
+        varied = {key: value for setting in combination for key, value in setting.items()}
+        if "optimizer" in varied:
+            if varied["optimizer"] not in OPTIMIZERS:
+                raise UserError(
+                    f"unknown optimizer {varied['optimizer']!r}; choose from {', '.join(OPTIMIZERS)}"
+                )
+            varied.setdefault("lr", USUAL_LR[varied["optimizer"]])
+        fields = {key: value for key, value in varied.items() if key != ACTIVATION}
+        for seed in range(seeds):
+            config = dataclasses.replace(base, **fields, seed=seed)
+            planned.append(PlannedRun(config, varied.get(ACTIVATION), varied))
+    return planned
+
+
+def sweep_configs(optimizers, lrs, seeds, **common):
+    """One TrainConfig per (optimizer, seed), on top of the default recipe."""
+    base = dataclasses.replace(RECIPES["default"], **common)
+    return [run.config for run in plan_runs([optimizer_axis(optimizers, lrs)], seeds, base)]
+
+
+# ---- one run -----------------------------------------------------------------------------
+
+
+def one_run(config, run_dir, activation=None, varied=None):
+    """Train one configuration on one core; returns its row of the table, a dict.
+
+    run_dir:    its folder, replaced if it holds anything of an earlier start.
+    activation: swap every activation layer of ``config.arch`` for this kind; the
+                variant blueprint is saved as ``run_dir/blueprint.json`` and trained.
+    varied:     {key: value} of the sweep's settings, the row's columns (default:
+                optimizer and lr).
+    The row (config, the varied keys, seed, val_acc, test_acc) is also written to
+    ``run_dir/result.json``, last and atomically: a run killed before the end leaves
+    none, and a retried run (a Dask worker died) starts again from scratch.
+    """
     from core.report import evaluate, load_test_set
     from core.train import train
     from model.shards import set_threads
 
     set_threads(1)
-    # a run folder of the sweep's own: a new sweep replaces it, as it replaces the sweep's table
-    result = train(config, run_dir, progress=False, echo=lambda *_: None, overwrite=True)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / RESULT_FILE).unlink(missing_ok=True)  # the result of other settings, if any
+    varied = varied or {"optimizer": config.optimizer, "lr": config.lr}
+    trained = config
+    if activation is not None:
+        trained = dataclasses.replace(
+            config, arch=str(variant_blueprint(config, activation, run_dir))
+        )
+    # a run folder of the sweep's own: a new start replaces it (half-finished or other settings)
+    result = train(trained, run_dir, progress=False, echo=lambda *_: None, overwrite=True)
     x_test, y_test, _ = load_test_set(result.meta, config.data_dir)
-    return {
-        "config": f"{config.optimizer} lr={config.lr:g}",
-        "optimizer": config.optimizer,
-        "lr": config.lr,
+    row = {
+        "config": PlannedRun(config, activation, varied).label,
+        **varied,
         "seed": config.seed,
         "val_acc": result.meta["val_acc"],
         "test_acc": evaluate(result, x_test, y_test).accuracy,
     }
+    record = {"config": _jsonable(config), ACTIVATION: activation, "row": row}
+    atomic_write_text(run_dir / RESULT_FILE, json.dumps(record, indent=1) + "\n")
+    return row
+
+
+def variant_blueprint(config, activation, run_dir):
+    """``config.arch`` with its activations swapped, saved as run_dir/blueprint.json."""
+    from data import load_dataset
+    from model.blueprints import load_blueprint, swap_activations
+
+    n_classes = load_dataset(config.dataset, config.data_dir).n_classes
+    _, blueprint = load_blueprint(config.arch, n_classes)
+    path = run_dir / "blueprint.json"
+    atomic_write_text(path, json.dumps(swap_activations(blueprint, activation), indent=1) + "\n")
+    return path
+
+
+def _jsonable(config):
+    """``config`` as a dict, as it reads back from JSON (to compare with a saved one)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def finished_row(run, run_dir):
+    """The row of ``run`` from its folder's result file, or None if it has not finished.
+
+    A result of other settings (another --epochs, say, in the same --out) is not
+    this run's: None, and the run starts again.
+    """
+    try:
+        record = json.loads((Path(run_dir) / RESULT_FILE).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None  # written atomically: unreadable only if someone else wrote it
+    same = (
+        record.get("config") == _jsonable(run.config) and record.get(ACTIVATION) == run.activation
+    )
+    return record["row"] if same else None
+
+
+# ---- the whole sweep -------------------------------------------------------------------
+
+
+def run_all(todo, jobs, scheduler=None):
+    """The rows of ``todo`` [(PlannedRun, run_dir)], in order, run ``jobs`` at a time in
+    local processes, or on the workers of the Dask scheduler at ``scheduler``."""
+    calls = [delayed(one_run)(r.config, d, r.activation, r.varied) for r, d in todo]
+    if not calls:
+        return []
+    if scheduler is None:
+        return Parallel(n_jobs=jobs)(calls)
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise UserError(
+            '--scheduler needs Dask: pip install "dask[distributed]" (or the project\'s '
+            '"cluster" extra), on this machine and on every worker'
+        ) from None
+    try:
+        client = Client(scheduler, timeout="20s")
+    except (OSError, TimeoutError, ValueError) as err:
+        raise UserError(f"--scheduler {scheduler}: cannot connect ({err})") from None
+    # one run per task: a run is minutes long, and a dead worker costs only its own runs
+    with client, parallel_config(backend="dask"):
+        return Parallel(n_jobs=-1, batch_size=1)(calls)
 
 
 def summarize(runs):
-    """Mean ± std of the test accuracy per configuration: DataFrame config, mean, std, n."""
-    grouped = runs.groupby("config", sort=False)["test_acc"]
-    return pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=1).fillna(0.0),
-                         "n": grouped.size()}).reset_index()  # fmt: skip
+    """Mean ± standard deviation of the test and validation accuracy per configuration.
+
+    runs: the table of every run, columns config, the varied keys, seed, val_acc, test_acc.
+    Returns a DataFrame: config, the varied keys, n, test_mean, test_std, val_mean, val_std,
+    one row per configuration in the order of ``runs`` (the std of one run is 0).
+    """
+    keys = [c for c in runs.columns if c not in ("config", "seed", "val_acc", "test_acc")]
+    grouped = runs.groupby("config", sort=False)
+    table = grouped[keys].first()
+    table["n"] = grouped.size()
+    for name, column in (("test", "test_acc"), ("val", "val_acc")):
+        table[f"{name}_mean"] = grouped[column].mean()
+        table[f"{name}_std"] = grouped[column].std(ddof=1).fillna(0.0)
+    return table.reset_index()
 
 
-def sweep_configs(optimizers, lrs, seeds, **common):
-    """One TrainConfig per (optimizer, seed), on top of the default recipe."""
-    if unknown := [o for o in optimizers if o not in OPTIMIZERS]:
-        raise UserError(f"unknown optimizer(s) {unknown}; choose from {', '.join(OPTIMIZERS)}")
-    lrs = lrs or [USUAL_LR[o] for o in optimizers]
-    if len(lrs) != len(optimizers):
-        raise UserError(f"--lrs gives {len(lrs)} rates for {len(optimizers)} optimizers")
-    return [
-        dataclasses.replace(RECIPES["default"], optimizer=o, lr=lr, seed=seed, **common)
-        for o, lr in zip(optimizers, lrs, strict=True)
-        for seed in range(seeds)
-    ]
+def format_summary(summary):
+    """The summary as text for the console, accuracies in % as mean ± std."""
+    shown = summary[["config", "n"]].copy()
+    for name, title in (("test", "test accuracy %"), ("val", "validation accuracy %")):
+        shown[title] = [
+            f"{100 * m:.2f} ± {100 * s:.2f}"
+            for m, s in zip(summary[f"{name}_mean"], summary[f"{name}_std"], strict=True)
+        ]
+    return shown.to_string(index=False)
+
+
+def sweep_axes(args):
+    """The axes of the command line: --set, or --optimizers/--lrs, or the default optimizers."""
+    axes = parse_settings(args.set)
+    keys = {key for axis in axes for key in axis[0]}
+    lrs = [float(v) for v in args.lrs.split(",")] if args.lrs else None
+    if (args.optimizers or lrs) and keys & {"optimizer", "lr"}:
+        raise UserError("give the optimizers and rates by --set or by --optimizers/--lrs, not both")
+    if args.optimizers or lrs or not axes:
+        optimizers = (args.optimizers or ",".join(DEFAULT_OPTIMIZERS)).split(",")
+        axes.append(optimizer_axis(optimizers, lrs))
+    return axes
+
+
+def caption(base, planned, seeds):
+    """The figure's caption: the settings every run shares (the varied ones are its rows)."""
+    varied = {key for run in planned for key in run.varied}
+    parts = [f"{getattr(base, key)}" for key in ("dataset", "arch") if key not in varied]
+    if "epochs" not in varied:
+        parts.append(
+            f"{base.epochs} epoch(s)"
+            + (f" on {base.limit} images" if base.limit and "limit" not in varied else "")
+        )
+    return ", ".join([*parts, f"{seeds} seeds"])
 
 
 def run_sweep(args, echo=print):
-    """The ``sweep`` command: run, tabulate, plot. Returns (runs, summary) DataFrames."""
+    """The ``sweep`` command: run what is not finished, tabulate, plot. Returns (runs, summary)."""
     from core.plots import plot_sweep, save_figure
 
-    try:
-        lrs = [float(v) for v in args.lrs.split(",")] if args.lrs else None
-    except ValueError:
-        raise UserError(f"--lrs must be comma-separated numbers, got {args.lrs!r}") from None
-    configs = sweep_configs(args.optimizers.split(","), lrs, args.seeds,
-                            arch=args.arch, epochs=args.epochs, limit=args.limit)  # fmt: skip
+    given = {"dataset": args.dataset, "arch": args.arch, "data_dir": args.data_dir}
+    base = dataclasses.replace(
+        RECIPES["default"],
+        epochs=args.epochs,
+        limit=args.limit,
+        **{key: value for key, value in given.items() if value is not None},
+    )
+    planned = plan_runs(sweep_axes(args), args.seeds, base)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    rows = [finished_row(run, out / run.folder) for run in planned]
+    todo = [(run, out / run.folder) for run, row in zip(planned, rows, strict=True) if row is None]
     jobs = args.jobs or len(os.sched_getaffinity(0))
-    echo(f"sweep: {len(configs)} runs ({args.arch}, {args.epochs} epoch(s) on {args.limit} "
-         f"images each), {jobs} at a time")  # fmt: skip
-    results = Parallel(n_jobs=jobs)(
-        delayed(one_run)(c, out / f"{c.optimizer}-seed{c.seed}") for c in configs
-    )
-    runs = pd.DataFrame(results)
+    where = f"on the Dask cluster at {args.scheduler}" if args.scheduler else f"{jobs} at a time"
+    echo(f"sweep: {len(planned)} runs of {len(planned) // args.seeds} configurations x "
+         f"{args.seeds} seeds; {len(planned) - len(todo)} finished already in {out}, "
+         f"{len(todo)} to run {where}")  # fmt: skip
+    fresh = iter(run_all(todo, jobs, args.scheduler))
+    runs = pd.DataFrame([row if row is not None else next(fresh) for row in rows])
     summary = summarize(runs)
     atomic_write_text(out / "runs.csv", runs.to_csv(index=False))
     atomic_write_text(out / "summary.csv", summary.to_csv(index=False))
-    caption = f"{args.arch}, {args.epochs} epoch(s) on {args.limit} images, {args.seeds} seeds"
-    save_figure(plot_sweep(summary, caption=caption), out / "sweep.png")
-    echo(
-        summary.to_string(index=False, formatters={"mean": "{:.4f}".format, "std": "{:.4f}".format})
-    )
-    echo(f"files in {out}: runs.csv, summary.csv, sweep.png")
+    save_figure(plot_sweep(summary, caption=caption(base, planned, args.seeds)), out / "sweep.png")
+    echo(f"mean ± std over {args.seeds} seeds:")
+    echo(format_summary(summary))
+    echo(f"files in {out}: runs.csv, summary.csv, sweep.png, one folder per run")
     return runs, summary

@@ -251,6 +251,46 @@ def _validate_specs(specs, names, where):
     return checked
 
 
+# The activation kinds: those whose record says how to scale the weights before them.
+ACTIVATIONS = tuple(name for name, kind in KINDS.items() if kind.init_rule)
+
+
+def swap_activations(blueprint, activation):
+    """A copy of ``blueprint`` with every activation layer replaced by ``activation``.
+
+    blueprint:  a list of layer specs (composites' nested blueprints are swapped too).
+    activation: one of ``ACTIVATIONS``; the new layers take its default hyper-parameters
+                (a swapped-in leaky_relu gets the default alpha, a swapped-out one loses its).
+    The weights before each activation are initialized for the new kind (he or glorot),
+    as ``initialize_parameters`` reads the activation that follows each layer.
+    Raises UserError for an unknown activation or a blueprint without any.
+    """
+    if activation not in ACTIVATIONS:
+        raise UserError(f"unknown activation {activation!r}; choose from {', '.join(ACTIVATIONS)}")
+    swapped, count = _swap(blueprint, activation)
+    if not count:
+        raise UserError(f"the blueprint has no activation layer ({', '.join(ACTIVATIONS)}) to swap")
+    return swapped
+
+
+def _swap(specs, activation):
+    """(specs with activations swapped, how many were), walking into composites."""
+    out, count = [], 0
+    for spec in specs:
+        kind = KINDS[spec["type"]]
+        if kind.init_rule:
+            named = {"name": spec["name"]} if "name" in spec else {}  # a name may be referred to
+            out.append({"type": activation, **named})
+            count += 1
+            continue
+        spec = dict(spec)
+        for key in kind.nested:
+            spec[key], inner = _swap(spec.get(key) or [], activation)
+            count += inner
+        out.append(spec)
+    return out, count
+
+
 def load_blueprint(arch, n_classes=10):
     """A preset's name or the path of a blueprint JSON file -> (name, validated blueprint)."""
     if arch in PRESETS:

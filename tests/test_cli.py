@@ -229,12 +229,16 @@ def test_sweep_writes_runs_summary_and_figure(tmp_path, capsys):
     ]
     assert runs["test_acc"].between(0, 1).all() and runs["val_acc"].between(0, 1).all()
     summary = pd.read_csv(tmp_path / "summary.csv")
-    assert list(summary.columns) == ["config", "mean", "std", "n"]
+    assert list(summary.columns) == [
+        "config", "optimizer", "lr", "n", "test_mean", "test_std", "val_mean", "val_std"
+    ]  # fmt: skip
     assert len(summary) == 2 and list(summary["n"]) == [2, 2]
     for row in summary.itertuples():
-        a, b = runs.loc[runs["config"] == row.config, "test_acc"]
-        assert row.mean == pytest.approx((a + b) / 2)
-        assert row.std == pytest.approx(abs(a - b) / np.sqrt(2))  # sample std of two values
+        for split in ("test", "val"):
+            a, b = runs.loc[runs["config"] == row.config, f"{split}_acc"]
+            assert getattr(row, f"{split}_mean") == pytest.approx((a + b) / 2)
+            # the sample std of two values
+            assert getattr(row, f"{split}_std") == pytest.approx(abs(a - b) / np.sqrt(2))
     with Image.open(tmp_path / "sweep.png") as png:
         assert png.format == "PNG"
     assert "runs.csv, summary.csv, sweep.png" in capsys.readouterr().out

@@ -239,21 +239,29 @@ def test_plot_sweep_bars_with_error_bars_and_given_ax():
     summary = pd.DataFrame(
         {
             "config": ["mlp", "lenet", "minivgg-bn"],
-            "mean": [0.981, 0.993, 0.996],
-            "std": [0.002, 0.001, np.nan],
             "n": [3, 3, 1],
+            "test_mean": [0.981, 0.993, 0.996],
+            "test_std": [0.002, 0.001, np.nan],
+            "val_mean": [0.98, 0.99, 0.995],
+            "val_std": [0.003, 0.0, np.nan],
         }
     )
     fig, ax = plt.subplots()
     assert plot_sweep(summary, ax=ax, caption="3 seeds") is fig
-    heights = [p.get_width() for p in ax.patches]
-    np.testing.assert_allclose(heights, [1.9, 0.7, 0.4])
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["mlp", "lenet", "minivgg-bn"]
+    widths = [p.get_width() for p in ax.patches]  # the test bars, then the validation bars
+    np.testing.assert_allclose(widths, [1.9, 0.7, 0.4, 2.0, 1.0, 0.5])
+    labels = ["mlp (n=3)", "lenet (n=3)", "minivgg-bn (n=1)"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == labels
     texts = [t.get_text().strip() for t in ax.texts]
-    assert texts == ["98.10 ± 0.20 % (n=3)", "99.30 ± 0.10 % (n=3)", "99.60 % (n=1)"]
+    assert texts[:3] == ["98.10 ± 0.20 %", "99.30 ± 0.10 %", "99.60 ± 0.00 %"]
+    assert texts[3:] == ["98.00 ± 0.30 %", "99.00 ± 0.00 %", "99.50 ± 0.00 %"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "test error",
+        "validation error",
+    ]
     assert isinstance(plot_sweep(summary), Figure)
-    with pytest.raises(UserError, match="std"):
-        plot_sweep(summary.drop(columns="std"))
+    with pytest.raises(UserError, match="val_std"):
+        plot_sweep(summary.drop(columns="val_std"))
 
 
 def one_fc(W, b):
