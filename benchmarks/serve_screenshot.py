@@ -59,7 +59,11 @@ def main():
             )
         )
         height = driver.execute_script("return document.body.scrollHeight")
-        driver.set_window_size(1300, height + 20)
+        # a headless window does not grow past the screen: make the viewport the page's height
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 1300, "height": height + 20, "deviceScaleFactor": 1, "mobile": False},
+        )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(args.out))
         print(f"{args.out}: prediction {body.get_attribute('data-prediction')}")
