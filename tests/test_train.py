@@ -12,6 +12,7 @@ import pytest
 
 import core.train
 import main
+from core.gradcheck import rel_error
 from core.report import evaluate, load_test_set
 from core.train import RECIPES, Diverged, train
 from data.errors import UserError
@@ -117,8 +118,12 @@ def test_one_thread_gives_the_same_run_up_to_float_rounding(reference, tmp_path)
     two = load_checkpoint(reference / "checkpoint.npz").params
     assert sorted(one) == sorted(two)
     assert any(not np.array_equal(one[key], two[key]) for key in one)  # really another order
+    # 50 Adam steps amplify the rounding differences (Adam divides by the square root of
+    # small second moments): single weights can drift by 1e-3 or more, depending on the
+    # seed, while each array as a whole stays within 1e-2 (norm-wise; seeds 0 to 2 give at
+    # most 3e-3, the biases).
     for key in one:
-        np.testing.assert_allclose(one[key], two[key], rtol=0, atol=1e-3, err_msg=key)
+        assert rel_error(one[key], two[key]) < 1e-2, key
     log_one, log_two = log_without_timing(tmp_path), log_without_timing(reference)
     np.testing.assert_allclose(log_one["train_loss"], log_two["train_loss"], rtol=1e-3)
 
