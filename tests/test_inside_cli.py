@@ -11,9 +11,7 @@ import pytest
 from test_cli import scanned
 
 import main
-from core.eval import predict_proba
 from core.quantize import quantize_file
-from core.report import model_inputs
 from data import load_mnist
 from model.params_io import load_model
 
@@ -166,10 +164,3 @@ def test_adversarial_training_is_repeatable_and_more_robust(tmp_path, capsys):
                    "--out", str(out)])  # fmt: skip
         accuracy[name] = pd.read_csv(out / "attack.csv")["accuracy"][0]
     assert accuracy["a"] > accuracy["c"]
-
-
-def test_the_shipped_model_explained_in_python_matches_its_predictions():
-    model = load_model(SHIPPED)
-    mnist = load_mnist()
-    probs = predict_proba(model.params, model.blueprint, model_inputs(mnist.x_test[:5], model.meta))
-    assert (probs.argmax(axis=1) == mnist.y_test[:5]).all()
