@@ -567,9 +567,6 @@ def add_inside_parsers(sub):
     explain.add_argument("images", nargs="*", type=Path,
                          help="PNG or JPEG pictures of one digit each (default: test images)")  # fmt: skip
     explain.add_argument(
-        "--params", type=Path, default=SHIPPED_PARAMS, help="the model file (default: %(default)s)"
-    )
-    explain.add_argument(
         "--method",
         type=method_list,
         default=["saliency", "gradcam", "occlusion"],
@@ -582,14 +579,7 @@ def add_inside_parsers(sub):
                          help="SmoothGrad's noise (default: %(default)s)")  # fmt: skip
     explain.add_argument("--limit", type=positive_int, default=None,
                          help="without pictures: choose among the first N test images")  # fmt: skip
-    explain.add_argument(
-        "--data-dir", help="folder holding the dataset's files, if not the default"
-    )
-    explain.add_argument(
-        "--out", type=Path, default=None,
-        help="folder for the files (default: <model folder>/<model name>-explain; never one "
-        "that holds files already: -2, -3, ... is used instead)",
-    )  # fmt: skip
+    add_model_options(explain, "explain")
 
     visualize = sub.add_parser(
         "visualize",
@@ -600,9 +590,6 @@ def add_inside_parsers(sub):
         "all of them (every class; Grad-CAM's default layer). Writes figures and CSVs into a "
         "new folder.",
     )
-    visualize.add_argument(
-        "--params", type=Path, default=SHIPPED_PARAMS, help="the model file (default: %(default)s)"
-    )
     visualize.add_argument("--class", dest="classes", type=non_negative_int, action="append",
                            metavar="K", help="a class to visualize (may be repeated)")  # fmt: skip
     visualize.add_argument("--layer", help="the layer whose channels' top test images are shown, "
@@ -611,14 +598,7 @@ def add_inside_parsers(sub):
                            help="the class models' start and jitter (default: %(default)s)")  # fmt: skip
     visualize.add_argument("--limit", type=positive_int, default=None,
                            help="search the first N test images only (default: all)")  # fmt: skip
-    visualize.add_argument(
-        "--data-dir", help="folder holding the dataset's files, if not the default"
-    )
-    visualize.add_argument(
-        "--out", type=Path, default=None,
-        help="folder for the files (default: <model folder>/<model name>-visualize; never one "
-        "that holds files already: -2, -3, ... is used instead)",
-    )  # fmt: skip
+    add_model_options(visualize, "visualize")
 
     attack = sub.add_parser(
         "attack",
@@ -629,9 +609,6 @@ def add_inside_parsers(sub):
         "PGD: --steps signed steps of --step-size from a random start in the ball, projected "
         "back after each step. Writes attack.csv (method, eps, accuracy), attack.png and "
         "adversarial_examples.png into a new folder.",
-    )
-    attack.add_argument(
-        "--params", type=Path, default=SHIPPED_PARAMS, help="the model file (default: %(default)s)"
     )
     attack.add_argument("--method", choices=["fgsm", "pgd"], default="fgsm",
                         help="the attack (default: %(default)s)")  # fmt: skip
@@ -649,11 +626,19 @@ def add_inside_parsers(sub):
                         help="PGD's random starts (default: %(default)s)")  # fmt: skip
     attack.add_argument("--limit", type=positive_int, default=None,
                         help="attack the first N test images only (default: all)")  # fmt: skip
-    attack.add_argument("--data-dir", help="folder holding the dataset's files, if not the default")
-    attack.add_argument(
+    add_model_options(attack, "attack")
+
+
+def add_model_options(parser, command):
+    """--params, --data-dir and --out, as every command that looks inside a model takes them."""
+    parser.add_argument(
+        "--params", type=Path, default=SHIPPED_PARAMS, help="the model file (default: %(default)s)"
+    )
+    parser.add_argument("--data-dir", help="folder holding the dataset's files, if not the default")
+    parser.add_argument(
         "--out", type=Path, default=None,
-        help="folder for the files (default: <model folder>/<model name>-attack; a folder that "
-        "holds files already is never written into: -2, -3, ... is used instead)",
+        help=f"folder for the files (default: <model folder>/<model name>-{command}; a folder "
+        "that holds files already is never written into: -2, -3, ... is used instead)",
     )  # fmt: skip
 
 

@@ -50,9 +50,9 @@ def fgsm(net, pixels, labels, eps):
     pixels: (N, C, H, W) float32 in [0, 1]; labels: (N,) the true classes.
     Returns adversarial pixels shaped and typed like ``pixels``.
     """
-    low, high = ball(pixels, eps)
     if eps == 0:
         return pixels.copy()
+    low, high = ball(pixels, eps)
     _, grad = loss_gradient(net, pixels, labels)
     return np.clip(pixels + eps * np.sign(grad), low, high).astype(pixels.dtype)
 
@@ -63,9 +63,9 @@ def pgd(net, pixels, labels, eps, steps, step_size, rng):
     rng: numpy Generator for the random start, uniform in the ε-ball (then clipped to [0, 1]).
     Returns adversarial pixels shaped and typed like ``pixels``.
     """
-    low, high = ball(pixels, eps)
     if eps == 0:
         return pixels.copy()
+    low, high = ball(pixels, eps)
     start = rng.uniform(-eps, eps, size=pixels.shape)
     x = np.clip(pixels + start, low, high).astype(pixels.dtype)
     for _ in range(steps):
@@ -89,9 +89,7 @@ def fast_fgsm_inputs(params, blueprint, norm, inputs, labels, eps, rng):
     statistics are not kept). Returns the normalized adversarial inputs, shaped like inputs.
     """
     net = Network(params, blueprint, norm)
-    std = norm.std.reshape(-1, *[1] * (inputs.ndim - 2))
-    mean = norm.mean.reshape(std.shape)
-    pixels = np.clip(inputs * std + mean, 0, 1).astype(inputs.dtype)
+    pixels = net.pixels(inputs)
     low, high = ball(pixels, eps)
     x = np.clip(pixels + rng.uniform(-eps, eps, size=pixels.shape), low, high).astype(pixels.dtype)
     scores, caches = forward(params, net.inputs(x), blueprint, train=True, rng=rng)

@@ -46,6 +46,11 @@ class Network(NamedTuple):
             )
         return normalize(pixels, self.norm)
 
+    def pixels(self, inputs):
+        """The inverse of ``inputs``: normalized inputs -> pixels, clipped to [0, 1]."""
+        std, mean = _per_channel(self.norm.std, inputs), _per_channel(self.norm.mean, inputs)
+        return np.clip(inputs * std + mean, 0, 1).astype(inputs.dtype)
+
     def pixel_gradient(self, dinputs):
         """d/d inputs (N, C, ...) -> d/d pixels: the chain rule through the normalization."""
         return (dinputs / _per_channel(self.norm.std, dinputs)).astype(dinputs.dtype)
@@ -95,6 +100,18 @@ def top_level_labels(blueprint, input_shape):
     return [row.label for row in trace_shapes(blueprint, input_shape) if row.depth == 0]
 
 
+def split_after(blueprint, input_shape, label):
+    """(the layers up to and including top-level layer ``label``, the layers after it).
+
+    Raises UserError naming the network's layers when there is no such layer.
+    """
+    labels = top_level_labels(blueprint, input_shape)
+    if label not in labels:
+        raise UserError(f"no layer {label!r} in this network; its layers: {', '.join(labels)}")
+    cut = labels.index(label) + 1
+    return blueprint[:cut], blueprint[cut:]
+
+
 def layer_gradient(net, pixels, label, classes):
     """The output of layer ``label`` and the gradient of each example's class score with
     respect to it (Grad-CAM's two ingredients).
@@ -103,11 +120,7 @@ def layer_gradient(net, pixels, label, classes):
     score is explained for each example.
     Returns (activations, d score / d activations), both shaped like the layer's output.
     """
-    labels = top_level_labels(net.blueprint, pixels.shape[1:])
-    if label not in labels:
-        raise UserError(f"no layer {label!r} in this network; its layers: {', '.join(labels)}")
-    cut = labels.index(label) + 1
-    below, above = net.blueprint[:cut], net.blueprint[cut:]
+    below, above = split_after(net.blueprint, pixels.shape[1:], label)
     activations, _ = forward(net.params, net.inputs(pixels), below, keep_caches=False)
     if not above:  # the scores themselves
         return activations, one_hot(classes, activations.shape[1], activations.dtype)

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from core.gradients import class_score_gradient, top_level_labels
+from core.gradients import class_score_gradient, split_after
 from data.errors import UserError
 from model.forward import forward
 from model.shapes import trace_shapes
@@ -79,10 +79,7 @@ def conv_layers(blueprint, input_shape):
 
 def layer_outputs(net, pixels, label, batch_size=500):
     """The output of top-level layer ``label`` for every picture, ``batch_size`` at a time."""
-    labels = top_level_labels(net.blueprint, pixels.shape[1:])
-    if label not in labels:
-        raise UserError(f"no layer {label!r} in this network; its layers: {', '.join(labels)}")
-    below = net.blueprint[: labels.index(label) + 1]
+    below, _ = split_after(net.blueprint, pixels.shape[1:], label)
     return np.concatenate([
         forward(net.params, net.inputs(pixels[i : i + batch_size]), below, keep_caches=False)[0]
         for i in range(0, len(pixels), batch_size)
