@@ -523,17 +523,24 @@ def build_parser():
         default=3,
         help="runs per configuration, seeds 0 to N-1 (default: %(default)s)",
     )
+    sweep.add_argument(
+        "--preset",
+        choices=sorted(RECIPES),
+        help="the named training recipe every run starts from, with its architecture, epochs "
+        "and all its images (default: the default recipe, cut short as below)",
+    )
     sweep.add_argument("--dataset", help="dataset of every run (default: mnist)")
     sweep.add_argument("--data-dir", help="folder holding the dataset's files, on every worker")
-    sweep.add_argument("--arch", default="minivgg", help="architecture (default: %(default)s)")
+    # not given: the preset's value, or the quick sweep's (core.sweep.QUICK)
+    sweep.add_argument("--arch", default=argparse.SUPPRESS, help="architecture (default: minivgg)")
     sweep.add_argument(
-        "--epochs", type=positive_int, default=1, help="epochs per run (default: %(default)s)"
+        "--epochs", type=positive_int, default=argparse.SUPPRESS, help="epochs per run (default: 1)"
     )
     sweep.add_argument(
         "--limit",
         type=limit_or_all,
-        default=5000,
-        help="training images per run, or all (default: %(default)s)",
+        default=argparse.SUPPRESS,
+        help="training images per run, or all (default: 5000)",
     )
     sweep.add_argument(
         "--jobs", type=positive_int, default=None, help="parallel processes (default: all cores)"

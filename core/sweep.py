@@ -40,8 +40,10 @@ USUAL_LR = {"sgd": 0.05, "momentum": 0.01, "nesterov": 0.01, "rmsprop": 1e-3,
             "adagrad": 0.02, "adam": 2e-3, "adamw": 2e-3}  # fmt: skip
 DEFAULT_OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")  # the sweep of no --set
 ACTIVATION = "activation"  # the one --set key that is no TrainConfig field
+PRESET = "preset"  # the column of a sweep of one --preset and no --set (its base says it all)
 RESULT_FILE = "result.json"  # in a run's folder: written last, only by a finished run
 TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+QUICK = {"arch": "minivgg", "epochs": 1, "limit": 5000}  # a sweep of no --preset, by default
 NAME_CHARACTERS = 80  # of the readable part of a run folder's name
 
 
@@ -156,7 +158,7 @@ def plan_runs(axes, seeds, base):
                     f"unknown optimizer {varied['optimizer']!r}; choose from {', '.join(OPTIMIZERS)}"
                 )
             varied.setdefault("lr", USUAL_LR[varied["optimizer"]])
-        fields = {key: value for key, value in varied.items() if key != ACTIVATION}
+        fields = {key: value for key, value in varied.items() if key not in (ACTIVATION, PRESET)}
         for seed in range(seeds):
             config = dataclasses.replace(base, **fields, seed=seed)
             planned.append(PlannedRun(config, varied.get(ACTIVATION), varied))
@@ -302,12 +304,15 @@ def format_summary(summary):
 
 
 def sweep_axes(args):
-    """The axes of the command line: --set, or --optimizers/--lrs, or the default optimizers."""
+    """The axes of the command line: --set, or --optimizers/--lrs, or the default optimizers;
+    with --preset and none of these, the preset alone (its runs differ by seed only)."""
     axes = parse_settings(args.set)
     keys = {key for axis in axes for key in axis[0]}
     lrs = [float(v) for v in args.lrs.split(",")] if args.lrs else None
     if (args.optimizers or lrs) and keys & {"optimizer", "lr"}:
         raise UserError("give the optimizers and rates by --set or by --optimizers/--lrs, not both")
+    if args.preset and not (axes or args.optimizers or lrs):
+        return [[{PRESET: args.preset}]]  # the recipe as it is, once per seed
     if args.optimizers or lrs or not axes:
         optimizers = (args.optimizers or ",".join(DEFAULT_OPTIMIZERS)).split(",")
         axes.append(optimizer_axis(optimizers, lrs))
@@ -326,17 +331,21 @@ def caption(base, planned, seeds):
     return ", ".join([*parts, f"{seeds} seeds"])
 
 
+def sweep_base(args):
+    """The TrainConfig every run starts from: --preset (or the quick default recipe) with the
+    --dataset, --data-dir, --arch, --epochs and --limit given on top."""
+    options = vars(args)
+    base = RECIPES[args.preset] if args.preset else dataclasses.replace(RECIPES["default"], **QUICK)
+    given = {key: options[key] for key in ("arch", "epochs", "limit") if key in options}
+    given |= {key: options[key] for key in ("dataset", "data_dir") if options[key] is not None}
+    return dataclasses.replace(base, **given)
+
+
 def run_sweep(args, echo=print):
     """The ``sweep`` command: run what is not finished, tabulate, plot. Returns (runs, summary)."""
     from core.plots import plot_sweep, save_figure
 
-    given = {"dataset": args.dataset, "arch": args.arch, "data_dir": args.data_dir}
-    base = dataclasses.replace(
-        RECIPES["default"],
-        epochs=args.epochs,
-        limit=args.limit,
-        **{key: value for key, value in given.items() if value is not None},
-    )
+    base = sweep_base(args)
     planned = plan_runs(sweep_axes(args), args.seeds, base)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

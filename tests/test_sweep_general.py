@@ -5,6 +5,7 @@ The runs are tiny: an MLP (plot/sweep_digits/mlp_digits.json) on 200 of the 8x8 
 one epoch, two at most per test.
 """
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -101,6 +102,23 @@ def test_the_old_options_still_make_their_grid():
         sweep_axes(parsed("--optimizers", "sgd", "--set", "lr=0.1"))
     with pytest.raises(UserError, match="unknown optimizer 'sgdd'"):
         plan_runs(sweep_axes(parsed("--set", "optimizer=sgdd")), 1, TrainConfig())
+
+
+def test_a_preset_sweep_trains_the_recipe_as_it_is_once_per_seed():
+    from core.sweep import sweep_base
+
+    args = parsed("--preset", "best", "--seeds", "3")
+    runs = plan_runs(sweep_axes(args), args.seeds, sweep_base(args))
+    assert [r.config for r in runs] == [
+        dataclasses.replace(RECIPES["best"], seed=seed) for seed in range(3)
+    ]
+    assert {r.varied["preset"] for r in runs} == {"best"}
+    shortened = parsed("--preset", "best", "--epochs", "2", "--set", "lr=0.01,0.02")
+    base = sweep_base(shortened)
+    assert (base.arch, base.epochs, base.limit) == (RECIPES["best"].arch, 2, RECIPES["best"].limit)
+    assert [r.config.lr for r in plan_runs(sweep_axes(shortened), 1, base)] == [0.01, 0.02]
+    quick = sweep_base(parsed())
+    assert (quick.arch, quick.epochs, quick.limit) == ("minivgg", 1, 5000)
 
 
 def test_every_optimizer_has_a_usual_rate():
