@@ -118,12 +118,12 @@ def test_one_thread_gives_the_same_run_up_to_float_rounding(reference, tmp_path)
     two = load_checkpoint(reference / "checkpoint.npz").params
     assert sorted(one) == sorted(two)
     assert any(not np.array_equal(one[key], two[key]) for key in one)  # really another order
-    # 50 Adam steps amplify the rounding differences (Adam divides by the square root of
-    # small second moments): single weights can drift by 1e-3 or more, depending on the
-    # seed, while each array as a whole stays within 1e-2 (norm-wise; seeds 0 to 2 give at
-    # most 3e-3, the biases).
-    for key in one:
-        assert rel_error(one[key], two[key]) < 1e-2, key
+    # 50 Adam steps amplify the rounding differences unevenly: Adam divides by the square root
+    # of small second moments, so a small bias array can drift by 2.5e-2 on one CPU and 3e-3 on
+    # another. The parameters as one vector stay within 2e-4 (seeds 0 to 3, AMD EPYC); a real
+    # difference (other batches, masks or augmentation) would move them by order 1.
+    everything = [np.concatenate([run[key].ravel() for key in sorted(run)]) for run in (one, two)]
+    assert rel_error(*everything) < 1e-2
     log_one, log_two = log_without_timing(tmp_path), log_without_timing(reference)
     np.testing.assert_allclose(log_one["train_loss"], log_two["train_loss"], rtol=1e-3)
 
