@@ -14,10 +14,15 @@ from layers.activations import (
     tanh_backward,
     tanh_forward,
 )
-from layers.batchnorm import batchnorm_backward, batchnorm_forward
+from layers.batchnorm import (
+    batchnorm_backward,
+    batchnorm_backward_parts,
+    batchnorm_forward,
+    batchnorm_forward_parts,
+)
 from layers.conv import conv_backward, conv_forward
 from layers.conv_naive import conv_backward_naive, conv_forward_naive
-from layers.dropout import dropout_backward, dropout_forward
+from layers.dropout import dropout_backward, dropout_forward, dropout_forward_parts
 from layers.fc import fc_backward, fc_forward
 from layers.flatten import flatten_backward, flatten_forward
 from layers.global_avgpool import global_avgpool_backward, global_avgpool_forward
@@ -39,13 +44,16 @@ __all__ = [
     "avgpool_forward",
     "avgpool_forward_naive",
     "batchnorm_backward",
+    "batchnorm_backward_parts",
     "batchnorm_forward",
+    "batchnorm_forward_parts",
     "conv_backward",
     "conv_backward_naive",
     "conv_forward",
     "conv_forward_naive",
     "dropout_backward",
     "dropout_forward",
+    "dropout_forward_parts",
     "fc_backward",
     "fc_forward",
     "flatten_backward",

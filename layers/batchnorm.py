@@ -14,6 +14,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from layers.parts import in_order_sum, serial_map
+
 
 class BatchNormCache(NamedTuple):
     """xhat: normalized x, shape of x; gamma (C,); inv_std: 1 / sqrt(var + eps) with
@@ -64,24 +66,55 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, train, momentum
     Returns (out shaped like x, new_running_mean (C,), new_running_var (C,), cache),
     cache = BatchNormCache(xhat, gamma, inv_std, train).
     """
+    if train:
+        (out,), new_mean, new_var, (cache,) = batchnorm_forward_parts(
+            [x], gamma, beta, running_mean, running_var, momentum, eps
+        )
+        return out, new_mean, new_var, cache
     _check_shapes(x, gamma, beta, running_mean, running_var)
     stat_shape = (1, -1) if x.ndim == 2 else (1, -1, 1, 1)  # broadcasts (C,) against x
-    if train:
-        m = x.size // x.shape[1]  # values per feature / channel
-        mean = _per_channel_sum(x).reshape(stat_shape) / m
-        xhat = x - mean  # centered; normalized in place below
-        var = _per_channel_sum(xhat, xhat).reshape(stat_shape) / m  # two-pass: stable
-        new_mean = momentum * running_mean + (1 - momentum) * mean.reshape(-1)
-        new_var = momentum * running_var + (1 - momentum) * var.reshape(-1)
-    else:
-        xhat = x - running_mean.reshape(stat_shape)
-        var = running_var.reshape(stat_shape)
-        new_mean, new_var = running_mean, running_var
-    inv_std = 1 / np.sqrt(var + eps)
+    xhat = x - running_mean.reshape(stat_shape)
+    inv_std = 1 / np.sqrt(running_var.reshape(stat_shape) + eps)
     xhat *= inv_std
     out = xhat * gamma.reshape(stat_shape)
     out += beta.reshape(stat_shape)
-    return out, new_mean, new_var, BatchNormCache(xhat, gamma, inv_std, train)
+    return out, running_mean, running_var, BatchNormCache(xhat, gamma, inv_std, False)
+
+
+def batchnorm_forward_parts(
+    parts, gamma, beta, running_mean, running_var, momentum=0.9, eps=1e-5, map_parts=serial_map
+):
+    """Training batchnorm_forward of one batch held as parts, cut along the batch axis.
+
+    parts: [x_0, x_1, ...], each (n_i, C) or (n_i, C, H, W); the batch is their
+    concatenation, and its statistics are summed over the parts in order (two passes:
+    the mean, then the variance of the centered values). With one part this is
+    batchnorm_forward(train=True) exactly.
+    map_parts(function, items) -> [function(item) ...]: how the per-part work runs
+    (serial_map, or the worker threads of model/shards.py).
+    Returns ([out per part], new_running_mean (C,), new_running_var (C,),
+    [BatchNormCache per part]).
+    """
+    for x in parts:
+        _check_shapes(x, gamma, beta, running_mean, running_var)
+    stat_shape = (1, -1) if parts[0].ndim == 2 else (1, -1, 1, 1)  # broadcasts (C,) against x
+    m = sum(x.size for x in parts) // parts[0].shape[1]  # values per feature / channel
+    mean = in_order_sum(map_parts(_per_channel_sum, parts)).reshape(stat_shape) / m
+    centered = map_parts(lambda x: x - mean, parts)  # normalized in place below
+    squares = map_parts(lambda xc: _per_channel_sum(xc, xc), centered)
+    var = in_order_sum(squares).reshape(stat_shape) / m  # two-pass: stable
+    new_mean = momentum * running_mean + (1 - momentum) * mean.reshape(-1)
+    new_var = momentum * running_var + (1 - momentum) * var.reshape(-1)
+    inv_std = 1 / np.sqrt(var + eps)
+
+    def normalize(xhat):
+        xhat *= inv_std
+        out = xhat * gamma.reshape(stat_shape)
+        out += beta.reshape(stat_shape)
+        return out, BatchNormCache(xhat, gamma, inv_std, True)
+
+    results = map_parts(normalize, centered)
+    return [out for out, _ in results], new_mean, new_var, [cache for _, cache in results]
 
 
 def batchnorm_backward(dout, cache):
@@ -89,20 +122,48 @@ def batchnorm_backward(dout, cache):
 
     dout shaped like x; cache = BatchNormCache from the forward.
     Returns dx (shape of x), dgamma (C,), dbeta (C,), in dout's dtype.
+
     Training (the batch statistics depend on x), with m values per channel:
         dx = gamma * inv_std * (dout - mean(dout) - xhat * mean(dout * xhat)),
     the means per channel, i.e. dbeta / m and dgamma / m.
     Evaluation (fixed statistics, an affine map): dx = gamma * inv_std * dout.
     """
-    xhat, gamma, inv_std, train = cache
+    if cache.train:
+        (dx,), dgamma, dbeta = batchnorm_backward_parts([dout], [cache])
+        return dx, dgamma, dbeta
+    xhat, gamma, inv_std, _ = cache
     dbeta = _per_channel_sum(dout)
     dgamma = _per_channel_sum(dout, xhat)
-    scale = gamma.reshape(inv_std.shape) * inv_std
-    if not train:
-        return dout * scale, dgamma, dbeta
-    m = dout.size // dbeta.size
-    dx = xhat * (dgamma.reshape(inv_std.shape) / -m)
-    dx += dout
-    dx -= dbeta.reshape(inv_std.shape) / m
-    dx *= scale
-    return dx, dgamma, dbeta
+    return dout * (gamma.reshape(inv_std.shape) * inv_std), dgamma, dbeta
+
+
+def batchnorm_backward_parts(douts, caches, need_dx=True, map_parts=serial_map):
+    """Training batchnorm_backward of a batch held as parts (batchnorm_forward_parts).
+
+    douts: [dout_0, dout_1, ...] shaped like the parts; caches: their BatchNormCaches.
+    need_dx: False skips dx (the layer's input is the data).
+    Returns ([dx per part] or None, dgamma (C,), dbeta (C,)), the sums over the parts
+    added in order; with one part this is batchnorm_backward exactly.
+    """
+    pairs = list(zip(douts, caches, strict=True))
+
+    def parameter_gradients(pair):
+        dout, cache = pair
+        return _per_channel_sum(dout), _per_channel_sum(dout, cache.xhat)
+
+    sums = map_parts(parameter_gradients, pairs)
+    dbeta = in_order_sum([s for s, _ in sums])
+    dgamma = in_order_sum([s for _, s in sums])
+    if not need_dx:
+        return None, dgamma, dbeta
+    m = sum(dout.size for dout in douts) // dbeta.size
+
+    def input_gradient(pair):
+        dout, (xhat, gamma, inv_std, _) = pair
+        dx = xhat * (dgamma.reshape(inv_std.shape) / -m)
+        dx += dout
+        dx -= dbeta.reshape(inv_std.shape) / m
+        dx *= gamma.reshape(inv_std.shape) * inv_std
+        return dx
+
+    return map_parts(input_gradient, pairs), dgamma, dbeta

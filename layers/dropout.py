@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from layers.parts import serial_map
+
 
 def dropout_forward(x, p, rng, train):
     """Zero each unit with probability p and scale the kept ones by 1 / (1 - p).
@@ -13,19 +15,45 @@ def dropout_forward(x, p, rng, train):
     Not training (or p == 0): out is x itself (no copy).
     Returns (out, cache); cache = mask, or None when the layer is the identity.
     """
+    mask = _mask(x.shape, x.dtype, p, rng) if train else _check_p(p)
+    return (x, None) if mask is None else (x * mask, mask)
+
+
+def dropout_forward_parts(parts, p, rng, map_parts=serial_map):
+    """Training dropout_forward of one batch held as parts, cut along the batch axis.
+
+    parts: [x_0, x_1, ...], each (n_i, ...). One mask is drawn for the whole batch,
+    as dropout_forward draws it, and cut like the parts: the result does not depend
+    on the cut. map_parts: see layers/parts.py.
+    Returns ([out per part], [mask per part, or None when p == 0]).
+    """
+    shape = (sum(len(x) for x in parts), *parts[0].shape[1:])
+    mask = _mask(shape, parts[0].dtype, p, rng)
+    if mask is None:
+        return list(parts), [None] * len(parts)
+    masks = np.split(mask, np.cumsum([len(x) for x in parts])[:-1])
+    return map_parts(lambda pair: pair[0] * pair[1], list(zip(parts, masks, strict=True))), masks
+
+
+def _check_p(p):
     if not 0 <= p < 1:
         raise ValueError(f"dropout: p (the drop probability) must be in [0, 1), got p={p!r}")
-    if not train or p == 0:
-        return x, None
+
+
+def _mask(shape, dtype, p, rng):
+    """The training mask of x (shape, dtype): 1 / (1 - p) kept, 0 dropped; None if p == 0."""
+    _check_p(p)
+    if p == 0:
+        return None
     if not isinstance(rng, np.random.Generator):
         raise ValueError(
             f"dropout: training with p={p} needs rng = np.random.default_rng(seed), got {rng!r}"
         )
     # float32 uniforms for float32 x: half the random bits and no float64 temporaries
-    uniform_dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.float64
-    mask = (rng.random(x.shape, dtype=uniform_dtype) >= p).astype(x.dtype)
+    uniform_dtype = dtype if dtype in (np.float32, np.float64) else np.float64
+    mask = (rng.random(shape, dtype=uniform_dtype) >= p).astype(dtype)
     mask *= 1.0 / (1.0 - p)
-    return x * mask, mask
+    return mask
 
 
 def dropout_backward(dout, cache):

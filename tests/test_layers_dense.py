@@ -16,7 +16,7 @@ from layers.activations import (
     tanh_backward,
     tanh_forward,
 )
-from layers.dropout import dropout_backward, dropout_forward
+from layers.dropout import dropout_backward, dropout_forward, dropout_forward_parts
 from layers.fc import fc_backward, fc_forward
 from layers.flatten import flatten_backward, flatten_forward
 
@@ -166,6 +166,18 @@ def test_dropout_is_reproducible_and_backward_uses_the_same_mask():
     dx = dropout_backward(dout, cache)
     assert dx.dtype == np.float32
     np.testing.assert_allclose(dx, dout * (out1 / x), rtol=1e-6)  # out / x is the mask
+
+
+def test_dropout_of_a_batch_held_as_parts_draws_the_whole_batch_mask():
+    x = np.random.default_rng(1).standard_normal((7, 3, 4)).astype(np.float32)
+    whole, mask = dropout_forward(x, 0.3, np.random.default_rng(8), train=True)
+    outs, masks = dropout_forward_parts(np.split(x, [2, 3]), 0.3, np.random.default_rng(8))
+    assert [len(out) for out in outs] == [2, 1, 4]
+    np.testing.assert_array_equal(np.concatenate(outs), whole)
+    np.testing.assert_array_equal(np.concatenate(masks), mask)
+    parts = np.split(x, [2])
+    kept, no_masks = dropout_forward_parts(parts, 0.0, None)
+    assert all(a is b for a, b in zip(kept, parts, strict=True)) and no_masks == [None, None]
 
 
 def test_dropout_gradient_matches_finite_differences():
