@@ -14,13 +14,14 @@ A ``LayerKind`` holds everything the program knows about a kind:
   name; ``new_stats`` is ``{}`` or batch norm's updated running statistics;
   ``need_dx`` is False for a network's first layer (the convolution then
   skips dx and returns None);
-- ``whole_batch``: True when the training forward must see the whole batch
-  (batch norm's statistics; dropout, so that its masks do not depend on how
-  the batch is cut into shards);
-- ``per_channel``: for a whole-batch kind, True when its channels (axis 1 of
-  its input, and its (C,) arrays) are independent of each other, so that the
-  training walk may cut it by channel across the worker threads instead
-  (batch norm);
+- ``forward_parts(spec, p, parts, rng, map_parts) -> (out parts, cache, new_stats)``
+  and ``backward_parts(spec, dout parts, cache, need_dx, map_parts) -> (dx parts
+  or None, {local name: gradient})``: for a kind whose training forward must see
+  the whole batch (batch norm's statistics; dropout, so that its masks do not
+  depend on how the batch is cut), the same layer on a batch held as parts cut
+  along its first axis, one per worker thread (model/shards.py), with the
+  per-part work run by ``map_parts`` (layers/parts.py). Such a kind is
+  ``whole_batch``;
 - ``gradcheck``: the small cases its finite-difference check runs
   (core/gradcheck.py);
 - ``init_rule``: for an activation, how the weights of the layer before it
@@ -39,11 +40,14 @@ from layers import (
     avgpool_backward,
     avgpool_forward,
     batchnorm_backward,
+    batchnorm_backward_parts,
     batchnorm_forward,
+    batchnorm_forward_parts,
     conv_backward,
     conv_forward,
     dropout_backward,
     dropout_forward,
+    dropout_forward_parts,
     fc_backward,
     fc_forward,
     flatten_backward,
@@ -115,10 +119,15 @@ class LayerKind:
     backward: Any  # (spec, dout, cache, need_dx) -> (dx, {local name: gradient})
     gradcheck: tuple
     params: Any = None  # (spec, in_shape) -> {local name: Param}; None: no arrays
-    whole_batch: bool = False
-    per_channel: bool = False
+    forward_parts: Any = None  # training on a batch held as parts: see the module docstring
+    backward_parts: Any = None
     nested: tuple = ()  # spec keys that hold blueprints (composite kinds)
     init_rule: str | None = None  # activations: how it scales the weights before it ("he", ...)
+
+    @property
+    def whole_batch(self):
+        """True when the training forward must see the whole batch (it has forward_parts)."""
+        return self.forward_parts is not None
 
     def param_specs(self, spec, in_shape):
         """``{local name: Param}`` of a layer fed examples of ``in_shape``."""
@@ -307,6 +316,25 @@ def _bn_backward(spec, dout, cache, need_dx):
     return dx, {"gamma": dgamma, "beta": dbeta}
 
 
+def _bn_forward_parts(spec, p, parts, rng, map_parts):
+    outs, mean, var, caches = batchnorm_forward_parts(
+        parts,
+        p["gamma"],
+        p["beta"],
+        p["running_mean"],
+        p["running_var"],
+        momentum=spec["momentum"],
+        eps=spec["eps"],
+        map_parts=map_parts,
+    )
+    return outs, caches, {"running_mean": mean, "running_var": var}
+
+
+def _bn_backward_parts(spec, douts, caches, need_dx, map_parts):
+    dxs, dgamma, dbeta = batchnorm_backward_parts(douts, caches, need_dx, map_parts)
+    return dxs, {"gamma": dgamma, "beta": dbeta}
+
+
 BATCHNORM = LayerKind(
     hyper={
         "momentum": fraction(default=0.9),
@@ -320,8 +348,8 @@ BATCHNORM = LayerKind(
     out_shape=_bn_out_shape,
     forward=_bn_forward,
     backward=_bn_backward,
-    whole_batch=True,
-    per_channel=True,
+    forward_parts=_bn_forward_parts,
+    backward_parts=_bn_backward_parts,
     gradcheck=(
         GradCase(label="batchnorm (N, D)", in_shape=(5, 4)),
         GradCase(label="batchnorm (N, C, H, W)", in_shape=(3, 2, 3, 2)),
@@ -340,12 +368,23 @@ def _dropout_backward(spec, dout, cache, need_dx):
     return dropout_backward(dout, cache), {}
 
 
+def _dropout_forward_parts(spec, p, parts, rng, map_parts):
+    outs, masks = dropout_forward_parts(parts, spec["p"], rng, map_parts)
+    return outs, masks, {}
+
+
+def _dropout_backward_parts(spec, douts, masks, need_dx, map_parts):
+    pairs = list(zip(douts, masks, strict=True))
+    return map_parts(lambda pair: dropout_backward(*pair), pairs), {}
+
+
 DROPOUT = LayerKind(
     hyper={"p": fraction()},
     out_shape=_same_shape,
     forward=_dropout_forward,
     backward=_dropout_backward,
-    whole_batch=True,
+    forward_parts=_dropout_forward_parts,
+    backward_parts=_dropout_backward_parts,
     gradcheck=(GradCase(label="dropout p=0.3", hyper={"p": 0.3}, in_shape=(4, 6)),),
 )
 

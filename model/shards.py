@@ -1,21 +1,25 @@
 """Run a network's layers on shards of the batch, one worker thread per shard.
 
-The forward and backward passes (model/forward.py, model/backward.py) split each batch into as many shards as there
-are worker threads (``set_threads``; default: every core) and send each shard
-through a run of layers on its own thread: data parallelism inside one process.
-NumPy releases the GIL inside its heavy operations (matrix products, array
-copies), and a thread that runs a whole stretch of the network makes few, long
-NumPy calls, so the threads rarely wait for each other or for the GIL.
+The forward and backward passes (model/forward.py, model/backward.py) cut each
+batch into as many shards as there are worker threads (``set_threads``;
+default: every core) and send each shard through a run of layers on its own
+thread: data parallelism inside one process. NumPy releases the GIL inside its
+heavy operations (matrix products, array copies), and a thread that runs a
+whole stretch of the network makes few, long NumPy calls, so the threads rarely
+wait for each other or for the GIL.
 
-A layer that must see the whole batch (batch norm's statistics) would stop the
-other threads; where its channels are independent of each other (the kind's
-``per_channel``), it is cut by channel instead, one slice of channels per
-thread, which gives the very same numbers as the whole layer.
+The batch stays cut from the first layer to the last: between layers it is a
+``Shards``, the list of its parts. A layer that must see the whole batch in
+training (batch norm's statistics, dropout's masks: the kind's
+``forward_parts``) takes the parts as they are, and does its per-part work on
+the worker threads too: batch norm sums its statistics over the parts, then
+normalizes each part where it lies. A residual node adds its branches shard by
+shard. Nothing is joined until the network's output.
 
 The shards' results are combined in shard order, so a run is repeatable for a
-given thread count; another thread count sums the gradients in another order
-and agrees up to float rounding. BLAS is limited to one thread, so that the
-two levels of threading do not fight over the cores.
+given thread count; another thread count sums in another order and agrees up
+to float rounding. BLAS is limited to one thread, so that the two levels of
+threading do not fight over the cores.
 """
 
 import os
@@ -28,7 +32,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from data.checks import check_whole
-from model.walk import KINDS, walk_backward, walk_forward, whole_batch
+from model.walk import KINDS, local_params, walk_backward, walk_forward, whole_batch
 
 _threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 _pool = None
@@ -55,15 +59,6 @@ def shard_bounds(n_items):
     return _cut(n_items, min(_threads, n_items))
 
 
-def channel_bounds(n_channels):
-    """Like shard_bounds, for a per-channel layer: slices of at least two channels each.
-
-    (On a slice of one channel, einsum drops that axis and sums batch norm's
-    values in another order: the numbers would change by rounding.)
-    """
-    return _cut(n_channels, min(_threads, n_channels // 2))
-
-
 def _cut(n_items, pieces):
     pieces = max(1, pieces)
     return list(pairwise(n_items * s // pieces for s in range(pieces + 1)))
@@ -84,13 +79,40 @@ def map_shards(task, shards):
 # -- the sharded walk ---------------------------------------------------------------------------
 
 
+class Shards:
+    """A batch held as its parts, cut along the first axis, one per worker thread.
+
+    ``a + b`` adds two batches cut alike part by part (a residual node's branches).
+    """
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts):
+        self.parts = list(parts)
+
+    def __add__(self, other):
+        return Shards(map_shards(_add, list(zip(self.parts, other.parts, strict=True))))
+
+    def joined(self):
+        """The whole batch, one array."""
+        return self.parts[0] if len(self.parts) == 1 else np.concatenate(self.parts)
+
+
+def cut(x):
+    """The batch x (N, ...) as Shards: shard_bounds(N), views of x."""
+    return Shards([x[lo:hi] for lo, hi in shard_bounds(len(x))])
+
+
+def _add(pair):
+    return pair[0] + pair[1]
+
+
 class Segment(NamedTuple):
     start: int  # index of its first layer in the list of specs it belongs to
     stop: int  # one past its last layer
-    bounds: list | None  # [(lo, hi), ...]: the shards of the batch it ran on; None for a
-    # composite node that runs its own branches sharded (its cache is then the node's)
-    caches: list  # caches[s]: shard s's caches, one per layer (None when not kept)
-    axis: int = 0  # the axis the shards cut: 0 the batch, 1 the channels (a per_channel layer)
+    whole: bool  # a layer that sees the whole batch (its parts), or a node that holds one
+    caches: list  # a run of layers: caches[s] for shard s, one per layer (None when not
+    # kept); a whole-batch layer or node: its own cache
 
 
 class ForwardCaches(NamedTuple):
@@ -120,104 +142,72 @@ def segment_ranges(blueprint, train):
 
 
 def sharded_forward(params, x, specs, train=False, rng=None, keep_caches=True):
-    """walk_forward (model/walk.py) of validated specs, each segment on shards of the batch.
+    """walk_forward (model/walk.py) of validated specs, on the shards of the batch.
 
-    A composite node that holds a whole-batch layer (a residual block with batch
-    norm) runs its own branches through this function, so that only the
-    whole-batch layers inside it see the joined batch.
-    Returns (out, ForwardCaches(segments, running_stats)).
+    x: the batch (N, ...), cut here into shards, or a composite node's branch input,
+    already Shards. A run of layers goes through walk_forward on each shard; a layer
+    that must see the whole batch gets all the parts (its kind's forward_parts); a
+    composite node that holds one walks its branches with this function.
+    Returns (out, ForwardCaches(segments, running_stats)); out is Shards if x was.
     """
+    batch = x if isinstance(x, Shards) else cut(x)
     segments, running_stats = [], {}
     for start, stop, whole in segment_ranges(specs, train):
-        kind = KINDS[specs[start]["type"]]
+        spec = specs[start]
+        kind = KINDS[spec["type"]]
         if whole and kind.nested:
             walk = partial(_sharded_walk, keep_caches=keep_caches)
-            x, cache, stats = kind.forward(specs[start], params, x, train, rng, walk=walk)
-            segments.append(Segment(start, stop, None, cache))
-            running_stats.update(stats)
-            continue
-        if whole and kind.per_channel and len(channel_bounds(x.shape[1])) > 1:
-            x, segment, stats = _forward_by_channel(
-                params, x, specs, start, train, rng, keep_caches
-            )
-            segments.append(segment)
-            running_stats.update(stats)
-            continue
-        bounds = [(0, len(x))] if whole else shard_bounds(len(x))
-        walk = partial(_forward_shard, params, x, specs[start:stop], train, rng, keep_caches)
-        results = map_shards(walk, bounds)
-        x = results[0][0] if len(results) == 1 else np.concatenate([out for out, _, _ in results])
-        segments.append(Segment(start, stop, bounds, [caches for _, caches, _ in results]))
-        for _, _, stats in results:
-            running_stats.update(stats)
-    return x, ForwardCaches(segments, running_stats)
+            batch, cache, stats = kind.forward(spec, params, batch, train, rng, walk=walk)
+        elif whole:
+            p = local_params(params, spec) if "name" in spec else {}
+            parts, cache, local = kind.forward_parts(spec, p, batch.parts, rng, map_shards)
+            batch = Shards(parts)
+            stats = {f"{spec['name']}.{k}": v for k, v in local.items()}
+        else:
+            run = partial(_forward_part, params, specs[start:stop], train, rng, keep_caches)
+            results = map_shards(run, batch.parts)
+            batch = Shards([out for out, _, _ in results])
+            cache = [caches for _, caches, _ in results]
+            stats = {key: v for _, _, part_stats in results for key, v in part_stats.items()}
+        segments.append(Segment(start, stop, whole, cache))
+        running_stats.update(stats)
+    out = batch if isinstance(x, Shards) else batch.joined()
+    return out, ForwardCaches(segments, running_stats)
 
 
 def sharded_backward(dout, caches, specs, need_dx=True):
-    """walk_backward through ForwardCaches, each segment on the shards it ran on.
+    """walk_backward through ForwardCaches, on the shards the forward ran on.
 
-    Returns (dx, {"<layer name>.<param>": gradient}), the shards' gradients
-    summed in shard order. need_dx: False when the specs' input is the data.
+    dout: the gradient of the output (N, ...), or Shards (a composite node's branch).
+    Returns (dx, {"<layer name>.<param>": gradient}), dx like dout (None when not
+    needed), the shards' gradients summed in shard order. need_dx: False when the
+    specs' input is the data.
     """
+    grad = dout if isinstance(dout, Shards) else cut(dout)
     grads = {}
     for segment in reversed(caches.segments):
         first_dx = need_dx or segment.start > 0
-        if segment.bounds is None:
-            spec = specs[segment.start]
-            dout, node_grads = KINDS[spec["type"]].backward(
-                spec, dout, segment.caches, first_dx, walk_back=sharded_backward
+        spec = specs[segment.start]
+        kind = KINDS[spec["type"]]
+        if segment.whole and kind.nested:
+            grad, local = kind.backward(
+                spec, grad, segment.caches, first_dx, walk_back=sharded_backward
             )
-            grads.update(node_grads)
-            continue
-        if segment.axis == 1:
-            dout, layer_grads = _backward_by_channel(dout, specs, segment, first_dx)
-            grads.update(layer_grads)
-            continue
-        back = partial(
-            _backward_shard, dout, specs[segment.start : segment.stop], segment, first_dx
-        )
-        results = map_shards(back, range(len(segment.bounds)))
-        dxs = [dx for dx, _ in results]
-        dout = dxs[0] if len(dxs) == 1 or dxs[0] is None else np.concatenate(dxs)
-        for key in results[0][1]:
-            grads[key] = sum(shard_grads[key] for _, shard_grads in results)
-    return dout, grads
-
-
-def _forward_by_channel(params, x, specs, start, train, rng, keep_caches):
-    """The per-channel layer specs[start] on slices of x's channels, one per thread.
-
-    Returns (out, its Segment, its running statistics), the slices joined in order.
-    """
-    spec = specs[start]
-    bounds = channel_bounds(x.shape[1])
-    run = partial(_forward_channels, params, x, spec, train, rng, keep_caches)
-    results = map_shards(run, bounds)
-    out = np.concatenate([out for out, _, _ in results], axis=1)
-    stats = {key: np.concatenate([s[key] for _, _, s in results]) for key in results[0][2]}
-    segment = Segment(start, start + 1, bounds, [caches for _, caches, _ in results], axis=1)
-    return out, segment, stats
-
-
-def _forward_channels(params, x, spec, train, rng, keep_caches, channels):
-    lo, hi = channels
-    prefix = spec["name"] + "."
-    sliced = {k: v[lo:hi] for k, v in params.items() if k.startswith(prefix)}
-    return walk_forward(sliced, x[:, lo:hi], [spec], train, rng, keep_caches)
-
-
-def _backward_by_channel(dout, specs, segment, need_dx):
-    """The backward of a _forward_by_channel segment: (dx, gradients), slices joined in order."""
-    spec = specs[segment.start]
-    back = partial(_backward_channels, dout, spec, segment, need_dx)
-    results = map_shards(back, range(len(segment.bounds)))
-    dx = None if results[0][0] is None else np.concatenate([dx for dx, _ in results], axis=1)
-    return dx, {key: np.concatenate([g[key] for _, g in results]) for key in results[0][1]}
-
-
-def _backward_channels(dout, spec, segment, need_dx, s):
-    lo, hi = segment.bounds[s]
-    return walk_backward(dout[:, lo:hi], segment.caches[s], [spec], need_dx)
+        elif segment.whole:
+            parts, local = kind.backward_parts(
+                spec, grad.parts, segment.caches, first_dx, map_shards
+            )
+            grad = None if parts is None else Shards(parts)
+            local = {f"{spec['name']}.{k}": g for k, g in local.items()}
+        else:
+            back = partial(_backward_part, specs[segment.start : segment.stop], first_dx)
+            results = map_shards(back, list(zip(grad.parts, segment.caches, strict=True)))
+            grad = None if results[0][0] is None else Shards([dx for dx, _ in results])
+            local = {key: sum(part[key] for _, part in results) for key in results[0][1]}
+        grads.update(local)
+    if grad is None or isinstance(dout, Shards):
+        return grad, grads
+    return grad.joined(), grads
 
 
 def _sharded_walk(params, x, specs, train, rng, keep_caches):
@@ -226,11 +216,10 @@ def _sharded_walk(params, x, specs, train, rng, keep_caches):
     return out, caches, caches.running_stats
 
 
-def _forward_shard(params, x, specs, train, rng, keep_caches, shard):
-    lo, hi = shard
-    return walk_forward(params, x[lo:hi], specs, train, rng, keep_caches)
+def _forward_part(params, specs, train, rng, keep_caches, part):
+    return walk_forward(params, part, specs, train, rng, keep_caches)
 
 
-def _backward_shard(dout, specs, segment, need_dx, s):
-    lo, hi = segment.bounds[s]
-    return walk_backward(dout[lo:hi], segment.caches[s], specs, need_dx)
+def _backward_part(specs, need_dx, pair):
+    dout, caches = pair
+    return walk_backward(dout, caches, specs, need_dx)

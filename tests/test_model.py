@@ -21,7 +21,6 @@ from model.forward import forward
 from model.initialize_parameters import initialize_parameters, trainable_keys
 from model.shapes import trace_shapes
 from model.shards import (
-    channel_bounds,
     get_threads,
     segment_ranges,
     set_threads,
@@ -307,12 +306,12 @@ def restore_threads():
 @pytest.mark.parametrize("n_items,threads", [(64, 2), (10, 3), (2, 4), (1, 2), (7, 1)])
 def test_shard_bounds_cover_the_batch_in_near_equal_shards(restore_threads, n_items, threads):
     set_threads(threads)
-    for bounds, smallest in [(shard_bounds(n_items), 1), (channel_bounds(n_items), 2)]:
-        assert len(bounds) == max(1, min(threads, n_items // smallest))
-        assert bounds[0][0] == 0 and bounds[-1][1] == n_items
-        assert all(hi == next_lo for (_, hi), (next_lo, _) in pairwise(bounds))
-        sizes = [hi - lo for lo, hi in bounds]
-        assert max(sizes) - min(sizes) <= 1 and min(sizes) >= min(smallest, n_items)
+    bounds = shard_bounds(n_items)
+    assert len(bounds) == max(1, min(threads, n_items))
+    assert bounds[0][0] == 0 and bounds[-1][1] == n_items
+    assert all(hi == next_lo for (_, hi), (next_lo, _) in pairwise(bounds))
+    sizes = [hi - lo for lo, hi in bounds]
+    assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
 
 
 def test_segments_isolate_the_layers_that_need_the_whole_batch():
@@ -353,13 +352,12 @@ def test_any_thread_count_gives_the_same_scores_and_gradients(restore_threads, n
             np.testing.assert_allclose(stats[key], stats_1[key], rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("shape", [(6, 6, 4, 3), (6, 7), (6, 16, 5, 5)])
+@pytest.mark.parametrize("shape", [(6, 6, 4, 3), (6, 7), (7, 16, 5, 5)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_batch_norm_cut_by_channel_across_threads_equals_the_whole_layer(
-    restore_threads, shape, dtype
-):
-    """In training, batch norm runs on slices of its channels, one per thread: every number
-    (output, running statistics, dx, dgamma, dbeta) is bit for bit the whole layer's."""
+def test_batch_norm_on_shards_equals_the_whole_layer(restore_threads, shape, dtype):
+    """In training, batch norm works on the shards where they lie: its statistics are summed
+    over the shards, so every number (output, running statistics, dx, dgamma, dbeta) is the
+    whole layer's up to rounding, and on one thread bit for bit."""
     specs = validate_blueprint([{"type": "batchnorm", "name": "bn"}])
     rng = np.random.default_rng(0)
     c = shape[1]
@@ -373,19 +371,41 @@ def test_batch_norm_cut_by_channel_across_threads_equals_the_whole_layer(
     dout = rng.standard_normal(shape).astype(dtype)
     whole_out, whole_caches, whole_stats = walk_forward(params, x, specs, train=True)
     whole_dx, whole_grads = walk_backward(dout, whole_caches, specs)
-    for threads in (2, 3):
+    tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == np.float64 else {"rtol": 1e-5, "atol": 1e-5}
+    for threads in (1, 2, 3):
         set_threads(threads)
         out, caches = sharded_forward(params, x, specs, train=True)
-        assert [segment.axis for segment in caches.segments] == [1]
-        assert len(caches.segments[0].bounds) == threads  # slices of two channels or more
+        assert [segment.whole for segment in caches.segments] == [True]
+        assert len(caches.segments[0].caches) == threads  # one cache per shard
         dx, grads = sharded_backward(dout, caches, specs)
-        assert np.array_equal(out, whole_out) and np.array_equal(dx, whole_dx)
         assert out.dtype == dx.dtype == dtype
-        for key in whole_stats:
-            assert np.array_equal(caches.running_stats[key], whole_stats[key])
         assert sorted(grads) == ["bn.beta", "bn.gamma"]
-        for key in grads:
-            assert np.array_equal(grads[key], whole_grads[key])
+        pairs = [(out, whole_out), (dx, whole_dx)]
+        pairs += [(caches.running_stats[key], whole_stats[key]) for key in whole_stats]
+        pairs += [(grads[key], whole_grads[key]) for key in grads]
+        for got, wanted in pairs:
+            if threads == 1:
+                assert np.array_equal(got, wanted)
+            else:
+                np.testing.assert_allclose(got, wanted, **tol)
+
+
+def test_residual_nodes_add_their_branches_shard_by_shard(restore_threads):
+    """A residual net in training keeps its batch cut from the first layer to the last, and
+    gives the one-thread numbers up to rounding."""
+    blueprint = PRESETS["resnet"]()
+    rng = np.random.default_rng(0)
+    params = initialize_parameters(blueprint, SMALL_IMAGE, rng, dtype=np.float64)
+    x, y = small_batch(rng, SMALL_IMAGE, 5, np.float64)
+    results = {}
+    for threads in (1, 2):
+        set_threads(threads)
+        scores, caches = forward(params, x, blueprint, train=True)
+        _, dscores = softmax_cross_entropy(scores, y)
+        results[threads] = scores, backward(dscores, caches, blueprint)
+    np.testing.assert_allclose(results[2][0], results[1][0], rtol=1e-11, atol=1e-12)
+    for key, grad in results[1][1].items():
+        np.testing.assert_allclose(results[2][1][key], grad, rtol=1e-9, atol=1e-12)
 
 
 def test_inference_on_shards_equals_inference_example_by_example(restore_threads):
