@@ -105,6 +105,9 @@ def main():
     )
     parser.add_argument("--steps", type=int, default=30, help="timed training steps per setting")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--no-layers", action="store_true", help="skip the per-layer table (a shorter run)"
+    )
     args = parser.parse_args()
     if args.threads:
         set_threads(args.threads)
@@ -117,7 +120,7 @@ def main():
         params = initialize_parameters(blueprint, INPUT_SHAPE, np.random.default_rng(0))
         for batch in args.batch:
             step_s = time_training(blueprint, params, batch, args.steps, rng)
-            layers = time_layers(blueprint, params, batch, 10, rng)
+            layers = [] if args.no_layers else time_layers(blueprint, params, batch, 10, rng)
             result = {
                 "arch": arch, "batch": batch, "threads": get_threads(),
                 "train_images_per_s": batch / step_s, "epoch_seconds": 60000 / batch * step_s,
@@ -127,6 +130,8 @@ def main():
             print(f"\n{arch}, batch {batch}, {get_threads()} threads: training "
                   f"{result['train_images_per_s']:.0f} images/s, "
                   f"{result['epoch_seconds']:.1f} s per 60,000-image epoch")  # fmt: skip
+            if not layers:
+                continue
             print(f"  {'layer':<12}{'forward ms':>12}{'backward ms':>13}"
                   "   (each layer alone, whole batch, one thread)")  # fmt: skip
             for name, f, b in layers:
