@@ -464,7 +464,8 @@ def plot_sweep(summary_df, ax=None, caption=None):
     ax.set_yticks(rows, labels=labels)
     ax.invert_yaxis()  # first row on top, as in the table
     ax.margins(x=0.35)  # room for the labels right of the bars
-    ax.legend(loc="lower right", fontsize=8)
+    # beside the axes: inside, it would hide the label of the longest bar
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     ax.set_xlabel("error (%) = 100 - accuracy; lower is better; error bars: ± 1 std over seeds")
     title = "Sweep: mean ± std over seeds"
     ax.set_title(title + (f"\n{caption}" if caption else ""))
