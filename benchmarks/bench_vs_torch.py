@@ -50,14 +50,22 @@ INPUT_SHAPE = (1, 28, 28)
 
 
 def cpu_model():
-    """The CPU's model name, from /proc/cpuinfo (Linux) or platform."""
+    """The CPU's model name with its family and model numbers (a virtual machine may name
+    only "AMD EPYC"; the numbers tell its generation), from /proc/cpuinfo or platform."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        fields = dict(
+            (key.strip(), value.strip())
+            for key, _, value in (
+                line.partition(":") for line in Path("/proc/cpuinfo").read_text().splitlines()
+            )
+            if key.strip() in ("model name", "cpu family", "model")
+        )
     except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+        fields = {}
+    if "model name" not in fields:
+        return platform.processor() or "unknown CPU"
+    numbers = f" (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})"
+    return fields["model name"] + numbers
 
 
 def blas_peak_gflops(threads, size=2048, repeats=5):
