@@ -100,9 +100,13 @@ def batchnorm_forward_parts(
     stat_shape = (1, -1) if parts[0].ndim == 2 else (1, -1, 1, 1)  # broadcasts (C,) against x
     m = sum(x.size for x in parts) // parts[0].shape[1]  # values per feature / channel
     mean = in_order_sum(map_parts(_per_channel_sum, parts)).reshape(stat_shape) / m
-    centered = map_parts(lambda x: x - mean, parts)  # normalized in place below
-    squares = map_parts(lambda xc: _per_channel_sum(xc, xc), centered)
-    var = in_order_sum(squares).reshape(stat_shape) / m  # two-pass: stable
+
+    def center(x):
+        xc = x - mean  # normalized in place below
+        return xc, _per_channel_sum(xc, xc)
+
+    centered = map_parts(center, parts)
+    var = in_order_sum([squares for _, squares in centered]).reshape(stat_shape) / m  # two-pass
     new_mean = momentum * running_mean + (1 - momentum) * mean.reshape(-1)
     new_var = momentum * running_var + (1 - momentum) * var.reshape(-1)
     inv_std = 1 / np.sqrt(var + eps)
@@ -113,7 +117,7 @@ def batchnorm_forward_parts(
         out += beta.reshape(stat_shape)
         return out, BatchNormCache(xhat, gamma, inv_std, True)
 
-    results = map_parts(normalize, centered)
+    results = map_parts(normalize, [xc for xc, _ in centered])
     return [out for out, _ in results], new_mean, new_var, [cache for _, cache in results]
 
 
