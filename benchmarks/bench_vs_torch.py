@@ -10,7 +10,8 @@ For each architecture and round it runs benchmarks/bench_train.py (numpy-cnn) an
 lives in its own virtual environment and is never a dependency of this project),
 one after the other, each in a fresh process, at the same batch size and thread
 count. It prints the CPU model, BLAS's measured peak on this machine (a large
-float32 matrix product on the same number of threads), and per architecture:
+float32 matrix product on the same number of threads), how that peak and an
+elementwise pass over memory scale from one thread to all, and per architecture:
   - training images/s of both (forward, loss, backward, Adam) and the time ratio
     numpy-cnn / PyTorch (below 1.0: numpy-cnn is faster), median and range of the
     rounds' ratios, each round's pair measured back to back;
@@ -19,8 +20,9 @@ float32 matrix product on the same number of threads), and per architecture:
   - inference images/s at batch 1000 of both and their ratio (above 1.0: numpy-cnn
     is faster);
   - numpy-cnn's peak resident memory (the benchmark process: training, then inference).
-With --epoch it also trains one real epoch (python main.py train: data feeding,
-augmentation and validation included) and compares it with steps x step time.
+With --epoch it also trains one real epoch (python main.py train --augment, in a
+fresh process: data feeding, augmentation and validation included) and compares it
+with the time its own training steps took inside it, and with steps x step time.
 A figure, not a test: nothing here asserts a time. The machine's speed drifts, so
 only ratios measured together mean anything.
 """
@@ -80,6 +82,25 @@ def blas_peak_gflops(threads, size=2048, repeats=5):
         a @ b
         best = min(_seconds(lambda: a @ b) for _ in range(repeats))
     return 2 * size**3 / best / 1e9
+
+
+def memory_pass_gb_per_s(threads, megabytes=1.6, repeats=50):
+    """GB/s of an elementwise pass (read one float32 array, write another) over arrays of
+    ``megabytes``, each of ``threads`` threads on its own pair: what a batch norm, ReLU or
+    im2col pass over one shard's activations (batch 64 on 2 threads: 32 x 16 x 28 x 28
+    floats, 1.6 MB) can reach. Best of 7."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = int(megabytes * 1e6) // 4
+    pairs = [(np.ones(n, np.float32), np.empty(n, np.float32)) for _ in range(threads)]
+
+    def passes(pair):
+        for _ in range(repeats):
+            np.multiply(pair[0], 1.5, out=pair[1])
+
+    with ThreadPoolExecutor(threads) as pool:
+        best = min(_seconds(lambda: list(pool.map(passes, pairs))) for _ in range(7))
+    return threads * repeats * 2 * n * 4 / best / 1e9
 
 
 def _seconds(task):
@@ -144,20 +165,47 @@ def torch_side(blueprint_file, args):
     )  # fmt: skip
 
 
-def epoch_check(arch, args, step_images_per_s):
-    """One real training epoch (main.py train) against steps x step time."""
+def one_epoch(arch, threads, batch):
+    """Train one real epoch, as ``python main.py --threads T train --arch A --epochs 1
+    --batch-size B --augment`` does, in this process, timing its training steps and its
+    validation from inside (core.train's own functions, wrapped). Prints the figures as JSON."""
+    import core.train
+    import main as cli
+    from model.shards import set_threads
+
+    set_threads(threads)
+    inside = {"train_step": 0.0, "validate": 0.0, "steps": 0}
+
+    def timed(name):
+        real = getattr(core.train, name)
+
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return real(*args, **kwargs)
+            finally:
+                inside[name] += time.perf_counter() - t0
+                inside["steps"] += name == "train_step"
+
+        setattr(core.train, name, wrapper)
+
+    timed("train_step")
+    timed("validate")
+    options = ["train", "--arch", arch, "--epochs", "1", "--batch-size", str(batch), "--augment"]
+    config = cli.train_config(cli.build_parser().parse_args(options))
     with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "main.py", "--threads", str(args.threads), "train", "--arch",
-                   arch, "--epochs", "1", "--batch-size", str(args.batch), "--augment",
-                   "--out", str(Path(tmp) / "run")]  # fmt: skip
-        command_s = _seconds(lambda: subprocess.run(command, check=True, capture_output=True,
-                                                     cwd=ROOT))  # fmt: skip
-        log = pd.read_csv(Path(tmp) / "run" / "log.csv")
-    images = 55000  # MNIST's training split: 60,000 less the 5,000 of validation
-    steps = math.ceil(images / args.batch)
-    batches_s = float(log["seconds"].iloc[0])  # the epoch's batches: feeding, augmentation
-    predicted = steps * args.batch / step_images_per_s
-    return batches_s, command_s, predicted
+        core.train.train(config, Path(tmp) / "run", progress=False, echo=lambda *_: None)
+        batches_s = float(pd.read_csv(Path(tmp) / "run" / "log.csv")["seconds"].iloc[0])
+    print(json.dumps({"batches_s": batches_s, **inside}))
+
+
+def epoch_check(arch, args):
+    """one_epoch in a fresh process: its figures, and the whole command's seconds."""
+    command = [sys.executable, __file__, "--one-epoch", arch, "--threads", str(args.threads),
+               "--batch", str(args.batch), "--torch-python", args.torch_python]  # fmt: skip
+    t0 = time.perf_counter()
+    figures = run_json(command)
+    return figures, time.perf_counter() - t0
 
 
 def main():
@@ -171,7 +219,10 @@ def main():
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20, help="timed training steps per process")
     parser.add_argument("--epoch", action="store_true", help="also time a real training epoch")
+    parser.add_argument("--one-epoch", metavar="ARCH", help=argparse.SUPPRESS)  # epoch_check's
     args = parser.parse_args()
+    if args.one_epoch:
+        return one_epoch(args.one_epoch, args.threads, args.batch)
     if not ANCHOR.exists():
         sys.exit(f"{ANCHOR} is missing: the PyTorch anchor lives in ../shared/anchors/")
 
@@ -179,6 +230,11 @@ def main():
     print(f"CPU: {cpu_model()}; {os.cpu_count()} cores; {args.threads} threads; batch "
           f"{args.batch}; BLAS peak (float32 2048x2048 product, {args.threads} threads): "
           f"{peak:.0f} GFLOP/s")  # fmt: skip
+    if args.threads > 1:
+        print(f"how the work scales from 1 to {args.threads} threads: BLAS "
+              f"{blas_peak_gflops(1):.0f} -> {peak:.0f} GFLOP/s; elementwise passes over "
+              f"1.6 MB arrays (a shard's activations) {memory_pass_gb_per_s(1):.0f} -> "
+              f"{memory_pass_gb_per_s(args.threads):.0f} GB/s")  # fmt: skip
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.arch:
@@ -214,15 +270,19 @@ def main():
                   f"{row['infer_speed_ratio']:.2f}x PyTorch's speed; peak memory "
                   f"{row['numpy_peak_rss_mb']:.0f} MB")  # fmt: skip
             if args.epoch:
-                batches_s, command_s, predicted = epoch_check(arch, args, row["numpy_train"])
-                validation_s = 5000 / row["numpy_infer"]
-                epoch_s = batches_s + validation_s
-                print(f"  one real epoch (main.py train --augment): {batches_s:.1f} s for its "
-                      f"batches (data feeding and augmentation included) + {validation_s:.1f} s "
-                      f"of validation (5,000 images at the inference speed above) = "
-                      f"{epoch_s:.1f} s, against {predicted:.1f} s of steps x step time: "
-                      f"{100 * (epoch_s / predicted - 1):+.0f}%; the whole command, start, "
-                      f"loading and figures included: {command_s:.1f} s")  # fmt: skip
+                figures, command_s = epoch_check(arch, args)
+                epoch_s = figures["batches_s"] + figures["validate"]
+                step_s = figures["train_step"] / figures["steps"]
+                predicted = figures["steps"] * args.batch / row["numpy_train"]
+                print(f"  one real epoch (main.py train --augment, {figures['steps']} steps): "
+                      f"{figures['batches_s']:.1f} s for its batches + {figures['validate']:.1f} "
+                      f"s of validation = {epoch_s:.1f} s; its training steps alone took "
+                      f"{figures['train_step']:.1f} s ({1000 * step_s:.1f} ms each): data "
+                      f"feeding, augmentation and validation add "
+                      f"{100 * (epoch_s / figures['train_step'] - 1):+.0f}%. Against steps x the "
+                      f"step time above ({predicted:.1f} s): {100 * (epoch_s / predicted - 1):+.0f}%"
+                      f" (this machine's speed drifts between the two measures). The whole "
+                      f"command, start, loading and figures included: {command_s:.1f} s")  # fmt: skip
     print(
         f"\n(time ratio: numpy-cnn's seconds per training step / PyTorch's, median of "
         f"{args.rounds} alternating rounds; inference: numpy-cnn's images/s / PyTorch's)"
