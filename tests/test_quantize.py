@@ -28,9 +28,10 @@ from layers.quantized import (
     quantize,
 )
 from model.blueprints import validate_blueprint
+from model.fold import fold_batchnorm
 from model.initialize_parameters import initialize_parameters
 from model.params_io import load_model, save_model
-from model.quantize import fold_batchnorm, quantize_model, quantize_weights
+from model.quantize import quantize_model, quantize_weights
 from model.walk import quantized_layers, walk_forward
 
 DIGITS_SHAPE = (1, 8, 8)
