@@ -12,6 +12,8 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from core.loss import LOSSES
 from data.errors import UserError
+from model.blueprints import validate_blueprint
+from model.fold import fold_batchnorm
 from model.forward import forward
 
 # ----------------------------- running the model ----------------------------
@@ -20,9 +22,12 @@ from model.forward import forward
 def predict_scores(params, blueprint, x, batch_size=500):
     """Class scores of ``x`` (N, ...) in inference mode, ``batch_size`` examples at a time.
 
-    Returns scores (N, K) in the params' dtype. Layer caches are dropped as
-    soon as they are made, so memory stays small for any N.
+    Returns scores (N, K) in the params' dtype. Each batch norm that follows a conv or fc
+    is folded into it first (model/fold.py): the same scores up to float rounding, with
+    one pass over the activations fewer per batch norm. Layer caches are dropped as soon
+    as they are made, so memory stays small for any N.
     """
+    params, blueprint, _ = fold_batchnorm(params, validate_blueprint(blueprint))
     batches = [
         forward(params, x[i : i + batch_size], blueprint, keep_caches=False)[0]
         for i in range(0, len(x), batch_size)

@@ -10,11 +10,17 @@ from core.eval import (
     misclassified,
     most_confused_pairs,
     per_class_table,
+    predict_scores,
     r_squared,
     softmax,
     top_k,
 )
 from data.errors import UserError
+from model.blueprints import load_blueprint, validate_blueprint
+from model.fold import fold_batchnorm
+from model.forward import forward
+from model.initialize_parameters import initialize_parameters
+from model.shapes import trace_shapes
 
 # Three classes, six examples: 0 0 0 1 1 2 predicted as 0 0 1 1 2 2.
 Y_TRUE = np.array([0, 0, 0, 1, 1, 2])
@@ -160,3 +166,27 @@ def test_r_squared_against_its_definition():
     assert r_squared(np.var(y), y) == pytest.approx(0.0)  # predicting the mean explains nothing
     assert r_squared(0.0, y) == 1.0
     assert np.isnan(r_squared(0.5, np.ones(4)))  # targets that do not vary
+
+
+@pytest.mark.parametrize("arch", ["minivgg_bn_dropout", "resnet"])
+def test_predict_scores_folds_every_batch_norm_and_keeps_the_forward_scores(arch):
+    """predict_scores runs the network with each batch norm folded into the conv or fc before
+    it: the scores of the layer-by-layer forward, to float64 rounding."""
+    _, blueprint = load_blueprint(arch)
+    rng = np.random.default_rng(0)
+    params = initialize_parameters(blueprint, (1, 28, 28), rng)
+    for key in params:  # statistics and affine parameters away from 0 and 1: the fold matters
+        if key.endswith(("running_var", "gamma")):
+            params[key] = rng.uniform(0.5, 2.0, params[key].shape)
+        elif key.endswith(("running_mean", "beta")):
+            params[key] = rng.normal(0.0, 0.5, params[key].shape)
+    params = {key: value.astype(np.float64) for key, value in params.items()}
+    x = rng.standard_normal((7, 1, 28, 28))
+    got = predict_scores(params, blueprint, x, batch_size=3)
+    np.testing.assert_allclose(got, forward(params, x, blueprint)[0], rtol=1e-10, atol=1e-12)
+    batch_norms = [row.spec["name"] for row in trace_shapes(blueprint, (1, 28, 28))
+                   if row.spec["type"] == "batchnorm"]  # fmt: skip
+    folded_params, folded_blueprint, folded = fold_batchnorm(params, validate_blueprint(blueprint))
+    assert folded == batch_norms
+    ran = forward(folded_params, x, folded_blueprint)[0]  # what it runs, on one batch
+    assert np.array_equal(predict_scores(params, blueprint, x, batch_size=len(x)), ran)
