@@ -126,6 +126,7 @@ def main():
                 "arch": arch, "batch": batch, "threads": get_threads(),
                 "train_images_per_s": batch / step_s, "epoch_seconds": 60000 / batch * step_s,
                 "layers_ms": [{"layer": n, "forward": f, "backward": b} for n, f, b in layers],
+                "peak_rss_mb_so_far": peak_rss_mb(),  # training only, if it is the first setting
             }  # fmt: skip
             results.append(result)
             print(f"\n{arch}, batch {batch}, {get_threads()} threads: training "

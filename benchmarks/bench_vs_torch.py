@@ -19,7 +19,8 @@ elementwise pass over memory scale from one thread to all, and per architecture:
     convolutions and fully connected layers, forward and both gradients);
   - inference images/s at batch 1000 of both and their ratio (above 1.0: numpy-cnn
     is faster);
-  - numpy-cnn's peak resident memory (the benchmark process: training, then inference).
+  - numpy-cnn's peak resident memory: of the training steps, and of the whole benchmark
+    process (training, then inference at batch 1000).
 With --epoch it also trains one real epoch (python main.py train --augment, in a
 fresh process: data feeding, augmentation and validation included) and compares it
 with the time its own training steps took inside it, and with steps x step time.
@@ -152,6 +153,7 @@ def numpy_side(arch, args):
     return {
         "train_images_per_s": train["train_images_per_s"],
         "inference_images_per_s": infer["inference_images_per_s"],
+        "train_peak_rss_mb": train["peak_rss_mb_so_far"],  # before inference ran
         "peak_rss_mb": figures["peak_rss_mb"],
     }
 
@@ -259,6 +261,7 @@ def main():
                 "numpy_infer": ours["inference_images_per_s"].median(),
                 "torch_infer": theirs["inference_images_per_s"].median(),
                 "infer_speed_ratio": speed_ratio.median(),
+                "numpy_train_peak_rss_mb": ours["train_peak_rss_mb"].max(),
                 "numpy_peak_rss_mb": ours["peak_rss_mb"].max(),
             }
             rows.append(row)
@@ -268,7 +271,8 @@ def main():
                   f"peak ({flops / 1e6:.1f} MFLOP per training image); inference "
                   f"{row['numpy_infer']:.0f} images/s (PyTorch {row['torch_infer']:.0f}): "
                   f"{row['infer_speed_ratio']:.2f}x PyTorch's speed; peak memory "
-                  f"{row['numpy_peak_rss_mb']:.0f} MB")  # fmt: skip
+                  f"{row['numpy_train_peak_rss_mb']:.0f} MB training, "
+                  f"{row['numpy_peak_rss_mb']:.0f} MB with inference at batch 1000")  # fmt: skip
             if args.epoch:
                 figures, command_s = epoch_check(arch, args)
                 epoch_s = figures["batches_s"] + figures["validate"]
