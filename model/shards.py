@@ -33,6 +33,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from data.checks import check_whole
+from layers.parts import in_order_sum
 from model.walk import KINDS, local_params, walk_backward, walk_forward, whole_batch
 
 _threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -212,7 +213,7 @@ def sharded_backward(dout, caches, specs, need_dx=True):
             back = partial(_backward_part, specs[segment.start : segment.stop], first_dx)
             results = map_shards(back, list(zip(grad.parts, segment.caches, strict=True)))
             grad = None if results[0][0] is None else Shards([dx for dx, _ in results])
-            local = {key: sum(part[key] for _, part in results) for key in results[0][1]}
+            local = {key: in_order_sum([part[key] for _, part in results]) for key in results[0][1]}
         grads.update(local)
     if grad is None or isinstance(dout, Shards):
         return grad, grads
