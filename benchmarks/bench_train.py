@@ -3,14 +3,17 @@
     python benchmarks/bench_train.py                       # minivgg and minivgg_bn, batch 64 and 256
     python benchmarks/bench_train.py --arch minivgg --batch 64 --threads 1
     python benchmarks/bench_train.py --json runs/bench.json   # also write the figures as JSON
+    python benchmarks/bench_train.py --arch minivgg_bn_dropout --calls --no-layers
 
 For each architecture and batch size it prints training images/s (forward +
 backward + Adam update), the seconds a 60,000-image epoch would take, and a
 per-layer table of forward and backward milliseconds (each layer alone on the
 whole batch, on one thread: where the time goes; in training the worker threads
-run these on shards of the batch at the same time); then inference images/s
-at batch 1000 and the peak resident memory of the process. The thread count is
-printed with the figures. A figure, not a test: nothing here asserts a time.
+run these on shards of the batch at the same time); with --calls, the milliseconds
+per step spent in each kind of call to the threads; then inference images/s at
+batch 1000 (batch norm folded, as evaluate runs it, and layer by layer) and the
+peak resident memory of the process. The thread count is printed with the
+figures. A figure, not a test: nothing here asserts a time.
 """
 
 import argparse
@@ -20,6 +23,7 @@ import platform
 import resource
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.eval import predict_scores  # noqa: E402
 from core.loss import softmax_cross_entropy  # noqa: E402
 from core.optim import make_optimizer  # noqa: E402
+from model import shards  # noqa: E402
 from model.backward import backward  # noqa: E402
 from model.blueprints import load_blueprint  # noqa: E402
 from model.forward import forward  # noqa: E402
@@ -81,14 +86,63 @@ def time_layers(blueprint, params, batch, repeats, rng):
     return rows
 
 
-def time_inference(blueprint, params, batch, rng, images=5000):
-    """Images per second of inference at ``batch`` as evaluate and predict run it
-    (core.eval.predict_scores: batch norm folded into the layer before it)."""
+def time_thread_calls(blueprint, params, batch, steps, rng):
+    """(milliseconds per training step, {task: milliseconds per step}) of ``steps`` + 2
+    steps with every call to the threads (model.shards.map_shards) timed, by the task it
+    runs: ``_forward_part`` and ``_backward_part`` (the stretches of layers between the
+    whole-batch ones), batch norm's and dropout's per-part tasks, ``_add`` (a residual sum).
+    Means over the steps, warm-up included."""
+    spent, real = defaultdict(float), shards.map_shards
+
+    def timed(task, items):
+        t0 = time.perf_counter()
+        try:
+            return real(task, items)
+        finally:
+            spent[getattr(task, "func", task).__qualname__] += time.perf_counter() - t0
+
+    shards.map_shards = timed  # sharded_forward and sharded_backward look it up at each call
+    try:
+        t0 = time.perf_counter()
+        time_training(blueprint, params, batch, steps, rng)
+        total = time.perf_counter() - t0
+    finally:
+        shards.map_shards = real
+    per_step = 1e3 / (steps + 2)
+    return total * per_step, {task: s * per_step for task, s in spent.items()}
+
+
+def inference_speeds(
+    blueprint, params, batch, rng, ways=("folded", "plain"), images=3000, rounds=3
+):
+    """{way: images per second} of inference at ``batch``, medians of ``rounds`` passes over
+    ``images`` images, the ways alternating: "folded" as evaluate and predict run it
+    (core.eval.predict_scores: batch norm folded into the layer before it), "plain" layer by
+    layer (forward, nothing folded)."""
     x = rng.standard_normal((images, *INPUT_SHAPE), dtype=np.float32)
-    predict_scores(params, blueprint, x[:batch], batch)  # warm-up
-    t0 = time.perf_counter()
-    predict_scores(params, blueprint, x, batch)
-    return images / (time.perf_counter() - t0)
+
+    def layer_by_layer(x):
+        for i in range(0, len(x), batch):
+            forward(params, x[i : i + batch], blueprint, keep_caches=False)
+
+    runs = {
+        "folded": lambda x: predict_scores(params, blueprint, x, batch),
+        "plain": layer_by_layer,
+    }
+    seconds = {way: [] for way in ways}
+    for way in ways:
+        runs[way](x[:batch])  # warm-up
+    for _ in range(rounds):
+        for way in ways:
+            t0 = time.perf_counter()
+            runs[way](x)
+            seconds[way].append(time.perf_counter() - t0)
+    return {way: images / float(np.median(s)) for way, s in seconds.items()}
+
+
+def time_inference(blueprint, params, batch, rng, images=5000):
+    """Images per second of inference at ``batch`` as evaluate and predict run it (one pass)."""
+    return inference_speeds(blueprint, params, batch, rng, ("folded",), images, 1)["folded"]
 
 
 def peak_rss_mb():
@@ -108,6 +162,11 @@ def main():
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument(
         "--no-layers", action="store_true", help="skip the per-layer table (a shorter run)"
+    )
+    parser.add_argument(
+        "--calls",
+        action="store_true",
+        help="also time each kind of call to the threads in training steps",
     )
     args = parser.parse_args()
     if args.threads:
@@ -132,6 +191,13 @@ def main():
             print(f"\n{arch}, batch {batch}, {get_threads()} threads: training "
                   f"{result['train_images_per_s']:.0f} images/s, "
                   f"{result['epoch_seconds']:.1f} s per 60,000-image epoch")  # fmt: skip
+            if args.calls:
+                step_ms, calls = time_thread_calls(blueprint, params, batch, args.steps, rng)
+                print(
+                    f"  calls to the threads, ms per step of {step_ms:.1f} ms (map_shards timed):"
+                )
+                for task, ms in sorted(calls.items(), key=lambda item: -item[1]):
+                    print(f"    {task:<56}{ms:>8.2f}")
             if not layers:
                 continue
             print(f"  {'layer':<12}{'forward ms':>12}{'backward ms':>13}"
@@ -141,11 +207,14 @@ def main():
             print(
                 f"  {'total':<12}{sum(r[1] for r in layers):>12.2f}{sum(r[2] for r in layers):>13.2f}"
             )
-        ips = time_inference(blueprint, params, 1000, rng)
+        ips = inference_speeds(blueprint, params, 1000, rng)
         results.append(
-            {"arch": arch, "batch": 1000, "threads": get_threads(), "inference_images_per_s": ips}
-        )
-        print(f"\n{arch}: inference {ips:.0f} images/s at batch 1000")
+            {"arch": arch, "batch": 1000, "threads": get_threads(),
+             "inference_images_per_s": ips["folded"],
+             "inference_unfolded_images_per_s": ips["plain"]}
+        )  # fmt: skip
+        print(f"\n{arch}: inference {ips['folded']:.0f} images/s at batch 1000, as evaluate "
+              f"runs it (batch norm folded); {ips['plain']:.0f} layer by layer (alternating)")  # fmt: skip
     print(f"\npeak resident memory: {peak_rss_mb():.0f} MB")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
