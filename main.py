@@ -114,8 +114,8 @@ def positive_float_list(text):
 
 
 def method_list(text):
-    """Comma-separated explanation methods, each one of core.explain.METHODS."""
-    from core.explain import METHODS
+    """Comma-separated explanation methods, each one of core.inside.explain.METHODS."""
+    from core.inside.explain import METHODS
 
     methods = [m.strip() for m in text.split(",")]
     if not all(m in METHODS for m in methods):
@@ -145,7 +145,7 @@ def limit_or_all(text):
 
 def sparsity_list(text):
     """Comma-separated fractions in [0, 1); returns them as a list of floats."""
-    from core.prune import check_sparsity
+    from core.compress.prune import check_sparsity
     from data.errors import UserError
 
     try:
@@ -159,8 +159,8 @@ def sparsity_list(text):
 
 
 def build_parser():
-    from core.loss import LOSSES
-    from core.train import RECIPES, TrainConfig
+    from core.learn.config import RECIPES, TrainConfig
+    from core.learn.loss import LOSSES
 
     defaults = TrainConfig()
     parser = OneLineParser(
@@ -264,7 +264,7 @@ def build_parser():
     )
     train.add_argument(
         "--val-size",
-        type=int,  # its range depends on the dataset: core/train.py checks it
+        type=int,  # its range depends on the dataset: core/learn/train.py checks it
         help="validation images held out of training (default: 5000, or a tenth)",
     )
     train.add_argument(
@@ -531,7 +531,7 @@ def build_parser():
     )
     sweep.add_argument("--dataset", help="dataset of every run (default: mnist)")
     sweep.add_argument("--data-dir", help="folder holding the dataset's files, on every worker")
-    # not given: the preset's value, or the quick sweep's (core.sweep.QUICK)
+    # not given: the preset's value, or the quick sweep's (core.experiments.sweep.QUICK)
     sweep.add_argument("--arch", default=argparse.SUPPRESS, help="architecture (default: minivgg)")
     sweep.add_argument(
         "--epochs", type=positive_int, default=argparse.SUPPRESS, help="epochs per run (default: 1)"
@@ -651,7 +651,7 @@ def add_model_options(parser, command):
 
 def given_options(args):
     """The training settings the user gave on the command line, {TrainConfig field: value}."""
-    from core.train import TrainConfig
+    from core.learn.config import TrainConfig
 
     return {
         f.name: getattr(args, f.name)
@@ -662,12 +662,13 @@ def given_options(args):
 
 def train_config(args):
     """The recipe named by --preset, with every option the user gave on top."""
-    from core.train import RECIPES
+    from core.learn.config import RECIPES
 
     return dataclasses.replace(RECIPES[args.preset], **given_options(args))
 
 
 def command_train(args):
+    from core.learn.train import train
     from core.report import (
         describe,
         evaluate,
@@ -676,7 +677,6 @@ def command_train(args):
         load_test_set,
         write_figures,
     )
-    from core.train import train
 
     out = args.out or Path("runs") / args.preset
     started = time.perf_counter()
@@ -710,7 +710,7 @@ def command_evaluate(args):
     if len(args.params) > 1:
         return command_evaluate_ensemble(args)
     args.params = args.params[0]
-    from core.eval import format_table
+    from core.learn.eval import format_table
     from core.plots import plot_confusion_matrix, plot_fitted_curve, save_figure
     from core.report import (
         describe,
@@ -757,8 +757,8 @@ def command_evaluate(args):
 
 
 def command_evaluate_ensemble(args):
-    from core.ensemble import ensemble_dir, ensemble_table, load_members, member_probs
-    from core.eval import format_table
+    from core.experiments.ensemble import ensemble_dir, ensemble_table, load_members, member_probs
+    from core.learn.eval import format_table
     from core.plots import plot_confusion_matrix, save_figure
     from core.report import describe, evaluation_of, load_test_set
 
@@ -787,7 +787,7 @@ def command_predict(args):
     if len(args.params) > 1:
         return command_predict_ensemble(args)
     args.params = args.params[0]
-    from core.eval import predict_proba, top_k
+    from core.learn.eval import predict_proba, top_k
     from core.report import is_regression, model_inputs
     from data.digit_image import load_digit_image, prepared_path, to_png
     from data.errors import UserError
@@ -820,8 +820,8 @@ def command_predict(args):
 
 
 def command_predict_ensemble(args):
-    from core.ensemble import load_members, member_probs
-    from core.eval import top_k
+    from core.experiments.ensemble import load_members, member_probs
+    from core.learn.eval import top_k
     from data.digit_image import load_digit_image, prepared_path, to_png
     from data.errors import UserError
 
@@ -850,7 +850,7 @@ def command_predict_ensemble(args):
 
 
 def command_quantize(args):
-    from core.quantize import quantize_file
+    from core.compress.quantize import quantize_file
 
     started = time.perf_counter()
     done = quantize_file(args.params, args.out, args.calibration, args.data_dir, args.overwrite)
@@ -892,7 +892,7 @@ def command_summary(args):
 
 
 def command_prune(args):
-    from core.prune import prune
+    from core.compress.prune import prune
 
     out = args.out or Path("runs") / "prune" / args.params.stem
     started = time.perf_counter()
@@ -938,7 +938,7 @@ def command_serve(args):
 
 
 def command_gradcheck(args):
-    from core.gradcheck import gradient_report
+    from core.learn.gradcheck import gradient_report
 
     report = gradient_report()
     print(report.to_string(index=False))
@@ -950,29 +950,29 @@ def command_gradcheck(args):
 
 
 def command_explain(args):
-    from core.inside_runs import run_explain
+    from core.inside.runs import run_explain
 
     run_explain(args.params, args.images, args.method, args.layer, args.seed, args.limit,
                 args.data_dir, args.out)  # fmt: skip
 
 
 def command_visualize(args):
-    from core.inside_runs import run_visualize
+    from core.inside.runs import run_visualize
 
     run_visualize(args.params, args.classes, args.layer, args.seed, args.limit, args.data_dir,
                   args.out)  # fmt: skip
 
 
 def command_attack(args):
-    from core.attack import AttackSettings
-    from core.inside_runs import run_attack
+    from core.inside.attack import AttackSettings
+    from core.inside.runs import run_attack
 
     settings = AttackSettings(args.method, args.steps, args.step_size, args.seed)
     run_attack(args.params, args.eps, settings, args.limit, args.data_dir, args.out)
 
 
 def command_sweep(args):
-    from core.sweep import run_sweep
+    from core.experiments.sweep import run_sweep
 
     run_sweep(args)
 

@@ -24,8 +24,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.eval import predict_scores  # noqa: E402
-from core.quantize import quantize_file  # noqa: E402
+from core.compress.quantize import quantize_file  # noqa: E402
+from core.learn.eval import predict_scores  # noqa: E402
 from core.report import load_test_set  # noqa: E402
 from model.params_io import load_model  # noqa: E402
 from model.shards import get_threads, set_threads  # noqa: E402

@@ -30,9 +30,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.eval import predict_scores  # noqa: E402
-from core.loss import softmax_cross_entropy  # noqa: E402
-from core.optim import make_optimizer  # noqa: E402
+from core.learn.eval import predict_scores  # noqa: E402
+from core.learn.loss import softmax_cross_entropy  # noqa: E402
+from core.learn.optim import make_optimizer  # noqa: E402
 from model import shards  # noqa: E402
 from model.backward import backward  # noqa: E402
 from model.blueprints import load_blueprint  # noqa: E402
@@ -117,7 +117,7 @@ def inference_speeds(
 ):
     """{way: images per second} of inference at ``batch``, medians of ``rounds`` passes over
     ``images`` images, the ways alternating: "folded" as evaluate and predict run it
-    (core.eval.predict_scores: batch norm folded into the layer before it), "plain" layer by
+    (core.learn.eval.predict_scores: batch norm folded into the layer before it), "plain" layer by
     layer (forward, nothing folded)."""
     x = rng.standard_normal((images, *INPUT_SHAPE), dtype=np.float32)
 

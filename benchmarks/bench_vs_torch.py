@@ -170,8 +170,8 @@ def torch_side(blueprint_file, args):
 def one_epoch(arch, threads, batch):
     """Train one real epoch, as ``python main.py --threads T train --arch A --epochs 1
     --batch-size B --augment`` does, in this process, timing its training steps and its
-    validation from inside (core.train's own functions, wrapped). Prints the figures as JSON."""
-    import core.train
+    validation from inside (core.learn.train's own functions, wrapped). Prints the figures as JSON."""
+    import core.learn.train
     import main as cli
     from model.shards import set_threads
 
@@ -179,7 +179,7 @@ def one_epoch(arch, threads, batch):
     inside = {"train_step": 0.0, "validate": 0.0, "steps": 0}
 
     def timed(name):
-        real = getattr(core.train, name)
+        real = getattr(core.learn.train, name)
 
         def wrapper(*args, **kwargs):
             t0 = time.perf_counter()
@@ -189,14 +189,14 @@ def one_epoch(arch, threads, batch):
                 inside[name] += time.perf_counter() - t0
                 inside["steps"] += name == "train_step"
 
-        setattr(core.train, name, wrapper)
+        setattr(core.learn.train, name, wrapper)
 
     timed("train_step")
     timed("validate")
     options = ["train", "--arch", arch, "--epochs", "1", "--batch-size", str(batch), "--augment"]
     config = cli.train_config(cli.build_parser().parse_args(options))
     with tempfile.TemporaryDirectory() as tmp:
-        core.train.train(config, Path(tmp) / "run", progress=False, echo=lambda *_: None)
+        core.learn.train.train(config, Path(tmp) / "run", progress=False, echo=lambda *_: None)
         batches_s = float(pd.read_csv(Path(tmp) / "run" / "log.csv")["seconds"].iloc[0])
     print(json.dumps({"batches_s": batches_s, **inside}))
 

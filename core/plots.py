@@ -17,7 +17,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from core.eval import misclassified, predict_scores
+from core.learn.eval import misclassified, predict_scores
 from data.errors import UserError
 from data.files import atomic_write
 
@@ -252,7 +252,7 @@ def plot_confusion_matrix(cm, class_names, ax=None, normalize=False, caption=Non
     if cm.shape != (n, n):
         raise ValueError(
             f"plot_confusion_matrix: cm has shape {cm.shape} but there are {n} class names; "
-            f"pass the ({n}, {n}) matrix from core.eval.confusion."
+            f"pass the ({n}, {n}) matrix from core.learn.eval.confusion."
         )
     if normalize:
         row_sums = cm.sum(axis=1, keepdims=True)
@@ -433,7 +433,7 @@ def plot_sweep(summary_df, ax=None, caption=None):
 
     summary_df: DataFrame with columns config (name), n (number of runs), and
                 test_mean, test_std, val_mean, val_std (of the final accuracy over
-                seeds, fractions; a std may be NaN when n == 1), as core/sweep.py's
+                seeds, fractions; a std may be NaN when n == 1), as core/experiments/sweep.py's
                 ``summarize`` makes it; two bars per row (test, then validation), in order.
     ax:         Axes to draw into, or None for a new figure.
     caption:    optional second line of the title.

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from core import plots
-from core.eval import (
+from core.learn.eval import (
     accuracy,
     confusion,
     most_confused_pairs,
@@ -18,7 +18,7 @@ from core.eval import (
     predict_scores,
     r_squared,
 )
-from core.loss import regression_mse
+from core.learn.loss import regression_mse
 from data import load_dataset, normalize
 from data.normalization import Normalization
 from model.forward import forward_activations

@@ -2,7 +2,7 @@
 
 In evaluation mode a batch norm is a fixed affine map of each channel, and after a conv or
 fc it can join that layer's weights and bias: one layer instead of two, the same function up
-to float rounding, and one pass over the activations fewer. ``core.eval.predict_scores``
+to float rounding, and one pass over the activations fewer. ``core.learn.eval.predict_scores``
 (evaluate, predict, validation) runs the folded network; ``model/quantize.py`` folds before
 it quantizes. The layer-by-layer views (``forward_activations``, the live page's layers,
 gradients) keep the batch norms.

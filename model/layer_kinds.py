@@ -23,7 +23,7 @@ A ``LayerKind`` holds everything the program knows about a kind:
   per-part work run by ``map_parts`` (layers/parts.py). Such a kind is
   ``whole_batch``;
 - ``gradcheck``: the small cases its finite-difference check runs
-  (core/gradcheck.py);
+  (core/learn/gradcheck.py);
 - ``init_rule``: for an activation, how the weights of the layer before it
   are scaled ("he" before ReLU, "glorot" before sigmoid and tanh).
 

@@ -19,7 +19,7 @@ holding only numeric arrays and 0-d unicode arrays, so it loads with
 
 A checkpoint (``save_checkpoint``) is the same file plus:
 
-- ``"__opt__/<state key>"``: each optimizer state array (core/optim.py names them
+- ``"__opt__/<state key>"``: each optimizer state array (core/learn/optim.py names them
   ``"<slot>.<param key>"``, e.g. ``"__opt__/m.conv1.W"``), float32, shaped like its parameter.
   ``check_params`` refuses layer names starting with ``"__"``, so the prefix cannot collide.
 - ``"__checkpoint__"``: JSON text of the list of the optimizer state keys (sorted), which marks
@@ -143,7 +143,7 @@ def save_checkpoint(path, params, opt_state, blueprint, meta):
     path, params, blueprint: as for ``save_model``.
     meta:      as for ``save_model``, plus where the run stands (the trainer's business).
     opt_state: the optimizer state, {"<slot>.<param key>": floating array shaped like that
-               parameter} (core/optim.py); may be empty (plain SGD).
+               parameter} (core/learn/optim.py); may be empty (plain SGD).
     Returns the Path written. Raises UserError, writing nothing, if anything is inconsistent.
     """
     source = os.fspath(path)
@@ -434,7 +434,7 @@ def _opt_records(opt_state, params, source):
         if param_key not in params:
             raise UserError(
                 f"{source}: optimizer state '{key}' names no parameter; state keys are "
-                "'<slot>.<param key>' (core/optim.py), e.g. 'm.conv1.W'"
+                "'<slot>.<param key>' (core/learn/optim.py), e.g. 'm.conv1.W'"
             )
         records[key] = Param(shape=params[param_key].shape, init="zeros")
     return records

@@ -18,9 +18,10 @@ import pytest
 from PIL import Image
 
 import main
-from core.eval import predict_proba
+from core.learn.config import RECIPES, TrainConfig
+from core.learn.eval import predict_proba
+from core.learn.train import train
 from core.report import evaluation_dir, model_inputs
-from core.train import RECIPES, TrainConfig, train
 from data import load_mnist
 from model.params_io import load_model
 

@@ -1,4 +1,4 @@
-"""Ensembles (core/ensemble.py, evaluate and predict with several --params): the mean of the
+"""Ensembles (core/experiments/ensemble.py, evaluate and predict with several --params): the mean of the
 members' softmax probabilities, each member normalizing with its own statistics; members
 that do not fit together are refused with one line naming the file and both values.
 
@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 import main
-from core.ensemble import ensemble_dir, ensemble_table, load_members, member_probs
-from core.eval import predict_proba
+from core.experiments.ensemble import ensemble_dir, ensemble_table, load_members, member_probs
+from core.learn.config import RECIPES
+from core.learn.eval import predict_proba
+from core.learn.train import train
 from core.report import load_test_set, model_inputs
-from core.train import RECIPES, train
 from data.errors import UserError
 from model.params_io import load_model, save_model
 
@@ -109,7 +110,7 @@ def test_ensemble_folders_are_one_per_list_of_files(members):
 def test_predict_averages_an_int8_member_and_the_shipped_model(tmp_path, capsys):
     from PIL import Image
 
-    from core.quantize import quantize_file
+    from core.compress.quantize import quantize_file
     from data.digit_image import load_digit_image
 
     int8 = quantize_file(ROOT / "best_params.npz", tmp_path / "int8.npz", 200, None, False).path

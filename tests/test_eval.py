@@ -1,9 +1,9 @@
-"""Tests of core.eval against small cases worked out by hand."""
+"""Tests of core.learn.eval against small cases worked out by hand."""
 
 import numpy as np
 import pytest
 
-from core.eval import (
+from core.learn.eval import (
     accuracy,
     confusion,
     format_table,

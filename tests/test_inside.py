@@ -7,9 +7,8 @@ import pytest
 from test_model import numerical_loss_gradient
 from test_residual import SMALL_RESNET
 
-from core.attack import AttackSettings, attack, ball, fast_fgsm_inputs, fgsm, pgd, robustness
-from core.eval import predict_scores, softmax
-from core.explain import (
+from core.inside.attack import AttackSettings, attack, fgsm, pgd, robustness
+from core.inside.explain import (
     gradcam,
     gradcam_layer,
     occlusion,
@@ -18,21 +17,23 @@ from core.explain import (
     saliency,
     smoothgrad,
 )
-from core.gradcheck import rel_error
-from core.gradients import (
-    Network,
+from core.inside.gradients import (
     class_score_gradient,
     layer_gradient,
     loss_gradient,
     top_level_labels,
 )
+from core.inside.visualize import class_models, gaussian_blur, top_activations
+from core.learn.adversarial import ball, fast_fgsm_inputs
+from core.learn.eval import predict_scores, softmax
+from core.learn.gradcheck import rel_error
 from core.report import model_inputs
-from core.visualize import class_models, gaussian_blur, top_activations
 from data import load_mnist
 from data.errors import UserError
 from data.normalization import Normalization, to_unit
 from model.blueprints import PRESETS
 from model.initialize_parameters import initialize_parameters
+from model.network import Network
 from model.params_io import load_model
 
 IDENTITY = Normalization(np.zeros(1, np.float32), np.ones(1, np.float32))

@@ -11,7 +11,7 @@ import pytest
 from test_cli import scanned
 
 import main
-from core.quantize import quantize_file
+from core.compress.quantize import quantize_file
 from data import load_mnist
 from model.params_io import load_model
 

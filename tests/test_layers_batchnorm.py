@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from core.gradcheck import numerical_gradient, rel_error
+from core.learn.gradcheck import numerical_gradient, rel_error
 from layers.batchnorm import (
     batchnorm_backward,
     batchnorm_backward_parts,

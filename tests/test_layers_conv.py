@@ -7,7 +7,7 @@ import pytest
 
 import layers
 import layers.conv
-from core.gradcheck import check_layer, numerical_gradient, rel_error
+from core.learn.gradcheck import check_layer, numerical_gradient, rel_error
 from layers import conv_backward, conv_backward_naive, conv_forward, conv_forward_naive
 
 # (x shape (N, C, H, W), w shape (F, C, KH, KW), stride, pad): non-square maps and kernels

@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-from core.gradcheck import numerical_gradient, rel_error
+from core.learn.gradcheck import numerical_gradient, rel_error
 from layers.activations import (
     leaky_relu_backward,
     leaky_relu_forward,

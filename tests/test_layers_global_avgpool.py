@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from core.gradcheck import check_layer
+from core.learn.gradcheck import check_layer
 from layers import global_avgpool_backward, global_avgpool_forward
 
 

@@ -5,8 +5,8 @@ import warnings
 import numpy as np
 import pytest
 
-from core.gradcheck import numerical_gradient, rel_error
-from core.loss import mse, softmax_cross_entropy
+from core.learn.gradcheck import numerical_gradient, rel_error
+from core.learn.loss import mse, softmax_cross_entropy
 
 
 def numerical_loss_gradient(loss_fn, x, *args):

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.gradcheck import rel_error
-from core.loss import softmax_cross_entropy
-from core.optim import make_optimizer
+from core.learn.gradcheck import rel_error
+from core.learn.loss import softmax_cross_entropy
+from core.learn.optim import make_optimizer
 from data.errors import UserError
 from layers import conv_forward
 from model.backward import backward

@@ -187,7 +187,7 @@ def check_inside_output(nb):
     differences, occlusion of nothing is nothing, FGSM stays in its budget, and the class
     visualizations are called what they were made to be."""
     text = printed(nb)
-    assert "by hand and core/gradients.py agree: True" in text
+    assert "by hand and core/inside/gradients.py agree: True" in text
     rows = re.findall(r"^\((\d+), (\d+)\)\s+(\S+)\s+(\S+)\s+(\S+)$", text, re.MULTILINE)
     assert len(rows) == 5
     for *_, analytic, numerical, error in rows:

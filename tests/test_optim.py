@@ -1,4 +1,4 @@
-"""Tests of core/optim.py: every optimizer against plain-formula references, purity,
+"""Tests of core/learn/optim.py: every optimizer against plain-formula references, purity,
 pass-through of untrained keys, dtype, weight-decay rules, convergence, clipping,
 saving the state, and the errors of make_optimizer."""
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from core.optim import OPTIMIZERS, Optimizer, clip_by_global_norm, make_optimizer
+from core.learn.optim import OPTIMIZERS, Optimizer, clip_by_global_norm, make_optimizer
 from data.errors import UserError
 
 NAMES = list(OPTIMIZERS)

@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 
 import main
-from core.optim import make_optimizer, masking
-from core.prune import magnitude_masks, prunable_keys, prune
-from core.train import RECIPES, train
+from core.compress.prune import magnitude_masks, prunable_keys, prune
+from core.learn.config import RECIPES
+from core.learn.optim import make_optimizer, masking
+from core.learn.train import train
 from data.errors import UserError
 from model.blueprints import minivgg_bn_dropout
 from model.params_io import load_model

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 import main
-from core.eval import predict_proba, top_k
+from core.learn.eval import predict_proba, top_k
 from core.report import load_test_set, model_inputs
 from data import fit_normalization, load_dataset
 from data.digit_image import load_digit_image

@@ -4,7 +4,7 @@ summary, the walk, sharding and the gradient check all read the record."""
 import numpy as np
 import pytest
 
-from core.gradcheck import check_kind, gradient_report
+from core.learn.gradcheck import check_kind, gradient_report
 from data.checks import is_real
 from data.errors import UserError
 from model.backward import backward

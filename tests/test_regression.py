@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 
 import main
-from core.eval import r_squared
-from core.train import RECIPES, TrainConfig, prepare_data
+from core.learn.config import RECIPES, TrainConfig
+from core.learn.eval import r_squared
+from core.learn.train import prepare_data
 from data import load_dataset
 from data.errors import UserError
 from model.params_io import load_model

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from test_model import numerical_loss_gradient
 
-from core.gradcheck import check_kind, rel_error
-from core.loss import softmax_cross_entropy
+from core.learn.gradcheck import check_kind, rel_error
+from core.learn.loss import softmax_cross_entropy
 from data.errors import UserError
 from model.backward import backward
 from model.blueprints import PRESETS, mobilenet, resnet, validate_blueprint

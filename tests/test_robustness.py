@@ -19,7 +19,8 @@ import pandas as pd
 import pytest
 
 import main
-from core.train import RECIPES, train
+from core.learn.config import RECIPES
+from core.learn.train import train
 from data.errors import UserError
 from model.blueprints import load_blueprint
 from model.initialize_parameters import initialize_parameters

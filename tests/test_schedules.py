@@ -1,4 +1,4 @@
-"""Tests of core/schedules.py: values at the start, end of warm-up, midpoint and end of
+"""Tests of core/learn/schedules.py: values at the start, end of warm-up, midpoint and end of
 each schedule, the step milestones, and the errors for bad settings."""
 
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from core.schedules import SCHEDULES, lr_at
+from core.learn.schedules import SCHEDULES, lr_at
 from data.errors import UserError
 
 

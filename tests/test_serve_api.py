@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 import main
-from core.eval import predict_proba
+from core.learn.eval import predict_proba
 from core.report import model_inputs
 from core.serve.live import LiveModel, check_digit_model
 from core.serve.pictures import GAP_INDEX, mosaic, picture_bytes

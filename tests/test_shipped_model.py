@@ -43,7 +43,7 @@ FASHION = SHIPPED.parent / "plot" / "fashion" / "fashion_params.npz"
 
 
 def test_the_fashion_model_file_holds_the_fashion_recipe_and_a_resnet():
-    from core.train import RECIPES, TrainConfig
+    from core.learn.config import RECIPES, TrainConfig
 
     model = load_model(FASHION)
     assert model.meta["dataset"] == "fashion-mnist" and model.meta["input_shape"] == [1, 28, 28]

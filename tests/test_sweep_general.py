@@ -1,4 +1,4 @@
-"""General sweeps (core/sweep.py): --set over any training option and activation swaps,
+"""General sweeps (core/experiments/sweep.py): --set over any training option and activation swaps,
 typed values, one-line errors, unique folder names, and resuming from the run folders.
 
 The runs are tiny: an MLP (plot/sweep_digits/mlp_digits.json) on 200 of the 8x8 digits for
@@ -12,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import core.sweep
+import core.experiments.sweep
 import main
-from core.sweep import PlannedRun, parse_settings, plan_runs, sweep_axes
-from core.train import RECIPES, TrainConfig
+from core.experiments.sweep import PlannedRun, parse_settings, plan_runs, sweep_axes
+from core.learn.config import RECIPES, TrainConfig
 from data.errors import UserError
 from model.blueprints import ACTIVATIONS, load_blueprint, swap_activations, validate_blueprint
 
@@ -94,7 +94,7 @@ def test_the_grid_is_the_product_and_optimizers_get_their_usual_rate():
 
 def test_the_old_options_still_make_their_grid():
     assert [r.varied for r in plan_runs(sweep_axes(parsed()), 1, TrainConfig())] == [
-        {"optimizer": o, "lr": core.sweep.USUAL_LR[o]} for o in core.sweep.DEFAULT_OPTIMIZERS
+        {"optimizer": o, "lr": core.experiments.sweep.USUAL_LR[o]} for o in core.experiments.sweep.DEFAULT_OPTIMIZERS
     ]
     paired = sweep_axes(parsed("--optimizers", "sgd,adam", "--lrs", "0.1,0.01"))
     assert paired == [[{"optimizer": "sgd", "lr": 0.1}, {"optimizer": "adam", "lr": 0.01}]]
@@ -105,7 +105,7 @@ def test_the_old_options_still_make_their_grid():
 
 
 def test_a_preset_sweep_trains_the_recipe_as_it_is_once_per_seed():
-    from core.sweep import sweep_base
+    from core.experiments.sweep import sweep_base
 
     args = parsed("--preset", "best", "--seeds", "3")
     runs = plan_runs(sweep_axes(args), args.seeds, sweep_base(args))
@@ -122,9 +122,9 @@ def test_a_preset_sweep_trains_the_recipe_as_it_is_once_per_seed():
 
 
 def test_every_optimizer_has_a_usual_rate():
-    from core.optim import OPTIMIZERS
+    from core.learn.optim import OPTIMIZERS
 
-    assert set(core.sweep.USUAL_LR) == set(OPTIMIZERS)
+    assert set(core.experiments.sweep.USUAL_LR) == set(OPTIMIZERS)
 
 
 def test_folder_names_are_safe_and_unique_per_configuration_and_seed():
@@ -186,7 +186,7 @@ def test_activation_sweep_trains_the_variant_and_resumes_from_disk(tmp_path, mon
     assert list(summary["n"]) == [1, 1] and list(summary["test_std"]) == [0.0, 0.0]
 
     # a rerun runs nothing and rebuilds the same table
-    monkeypatch.setattr(core.sweep, "one_run", pytest.fail)
+    monkeypatch.setattr(core.experiments.sweep, "one_run", pytest.fail)
     assert main.main(argv) == 0
     assert "2 finished already" in capsys.readouterr().out
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "runs.csv"), runs)

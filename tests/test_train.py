@@ -1,4 +1,4 @@
-"""End-to-end tests of core.train: accuracy, repeatability, exact resume, divergence, early stop.
+"""End-to-end tests of core.learn.train: accuracy, repeatability, exact resume, divergence, early stop.
 
 The runs are small (a few hundred MNIST images, one or two epochs) and share a reference run
 (module-scoped fixture), so the file stays fast on a busy 2-core machine.
@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import core.train
+import core.learn.train
 import main
-from core.gradcheck import rel_error
+from core.learn.config import RECIPES
+from core.learn.gradcheck import rel_error
+from core.learn.train import Diverged, train
 from core.report import evaluate, load_test_set
-from core.train import RECIPES, Diverged, train
 from data.errors import UserError
 from model.params_io import load_checkpoint, load_model
 from model.shards import get_threads, set_threads
@@ -26,7 +27,7 @@ BATCHES_PER_EPOCH = 25
 
 
 def quiet_train(config, out_dir, **kwargs):
-    """core.train.train without the progress bar and the per-epoch lines."""
+    """core.learn.train.train without the progress bar and the per-epoch lines."""
     return train(config, out_dir, progress=False, echo=lambda *_: None, **kwargs)
 
 
@@ -129,8 +130,8 @@ def test_one_thread_gives_the_same_run_up_to_float_rounding(reference, tmp_path)
 
 
 def interrupt_at(monkeypatch, name, call):
-    """Make ``core.train.<name>`` raise KeyboardInterrupt (a Ctrl-C) at its ``call``-th call."""
-    real, calls = getattr(core.train, name), []
+    """Make ``core.learn.train.<name>`` raise KeyboardInterrupt (a Ctrl-C) at its ``call``-th call."""
+    real, calls = getattr(core.learn.train, name), []
 
     def interrupting(*args, **kwargs):
         calls.append(None)
@@ -138,7 +139,7 @@ def interrupt_at(monkeypatch, name, call):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(core.train, name, interrupting)
+    monkeypatch.setattr(core.learn.train, name, interrupting)
 
 
 @pytest.mark.slow
@@ -187,14 +188,14 @@ def test_a_huge_learning_rate_stops_with_one_clear_error(tmp_path, capsys):
 
 
 def test_a_run_that_diverges_later_keeps_the_files_of_its_last_good_epoch(tmp_path, monkeypatch):
-    real = core.train.train_step
+    real = core.learn.train.train_step
 
     def explode_in_epoch_2(params, opt_state, xb, yb, run, step, lr, rng):
         if step >= BATCHES_PER_EPOCH:
             lr = 1e6
         return real(params, opt_state, xb, yb, run, step, lr, rng)
 
-    monkeypatch.setattr(core.train, "train_step", explode_in_epoch_2)
+    monkeypatch.setattr(core.learn.train, "train_step", explode_in_epoch_2)
     with pytest.raises(Diverged, match="smaller --lr") as caught:
         quiet_train(SMALL, tmp_path)
     assert str(tmp_path / "best_params.npz") in str(caught.value)
@@ -209,7 +210,7 @@ def test_a_run_that_diverges_later_keeps_the_files_of_its_last_good_epoch(tmp_pa
 @pytest.mark.slow
 def test_patience_stops_the_run_when_validation_accuracy_stops_improving(tmp_path, monkeypatch):
     # The same validation result every epoch: only epoch 1 counts as an improvement.
-    monkeypatch.setattr(core.train, "loss_and_score", lambda *args, **kwargs: (1.0, 0.5))
+    monkeypatch.setattr(core.learn.train, "loss_and_score", lambda *args, **kwargs: (1.0, 0.5))
     config = dataclasses.replace(SMALL, limit=300, epochs=5, patience=2)
     lines = []
     result = train(config, tmp_path, progress=False, echo=lines.append)
@@ -397,7 +398,7 @@ def test_the_first_line_counts_limit_and_validation_truly_in_the_singular_too(tm
 
 
 def test_without_a_terminal_an_epoch_prints_a_line_every_tenth(tmp_path, monkeypatch):
-    monkeypatch.setattr(core.train.sys.stderr, "isatty", lambda: False)
+    monkeypatch.setattr(core.learn.train.sys.stderr, "isatty", lambda: False)
     config = dataclasses.replace(SMALL, dataset="spiral", arch="mlp", limit=None, val_size=None)
     lines = []
     train(config, tmp_path, echo=lines.append)  # progress=None: choose by the terminal

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 import main
+from core.learn.config import RECIPES
+from core.learn.train import TrainData, augmented, train
 from core.report import evaluate, load_test_set
-from core.train import RECIPES, TrainData, augmented, train
 from data.errors import UserError
 from model.blueprints import minivgg, resnet
 from model.forward import forward_activations

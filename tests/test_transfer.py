@@ -9,10 +9,11 @@ import json
 import numpy as np
 import pytest
 
-import core.train
+import core.learn.train
 import main
-from core.optim import freezing, make_optimizer
-from core.train import RECIPES, train
+from core.learn.config import RECIPES
+from core.learn.optim import freezing, make_optimizer
+from core.learn.train import train
 from data.errors import UserError
 from model.blueprints import load_blueprint
 from model.params_io import load_checkpoint, load_model
@@ -73,14 +74,14 @@ def test_init_from_copies_every_matching_layer_and_says_which_were_not(
     source, tmp_path, monkeypatch
 ):
     config = dataclasses.replace(TINY, arch=str(other_blueprint(tmp_path)), init_from=str(source))
-    start, real = {}, core.train.start
+    start, real = {}, core.learn.train.start
 
     def spy(*args, **kwargs):  # keeps the parameters the run starts from
         run, params, opt_state, state = real(*args, **kwargs)
         start.update(params)
         return run, params, opt_state, state
 
-    monkeypatch.setattr(core.train, "start", spy)
+    monkeypatch.setattr(core.learn.train, "start", spy)
     _, lines = quiet_train(config, tmp_path / "run")
     theirs = load_model(source).params
     copied = ["bn1", "conv2", "bn2", "conv3", "bn3", "conv4", "bn4"]
@@ -144,7 +145,7 @@ def test_a_resumed_run_with_init_from_and_freeze_is_exact(
     source, frozen_run, tmp_path, monkeypatch
 ):
     config = dataclasses.replace(TINY, init_from=str(source), freeze=",".join(FROZEN), epochs=2)
-    real, calls = core.train.train_step, []
+    real, calls = core.learn.train.train_step, []
 
     def interrupting(*args, **kwargs):
         calls.append(None)
@@ -152,7 +153,7 @@ def test_a_resumed_run_with_init_from_and_freeze_is_exact(
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(core.train, "train_step", interrupting)
+    monkeypatch.setattr(core.learn.train, "train_step", interrupting)
     with pytest.raises(KeyboardInterrupt):
         quiet_train(config, tmp_path)
     monkeypatch.undo()

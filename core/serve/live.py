@@ -2,9 +2,9 @@
 
 A picture is prepared exactly as ``predict`` prepares it (``data.digit_image``, then
 ``core.report.model_inputs``) and its probabilities come from the same
-``core.eval.predict_proba``, so the page and ``predict`` agree to the last bit on the
+``core.learn.eval.predict_proba``, so the page and ``predict`` agree to the last bit on the
 same file. The page also gets each layer's output (``model.forward.forward_activations``)
-and the saliency map of the predicted class (``core.explain.saliency``).
+and the saliency map of the predicted class (``core.inside.explain.saliency``).
 """
 
 import threading
@@ -13,15 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from core.eval import predict_proba
-from core.explain import saliency
-from core.gradients import Network
+from core.inside.explain import saliency
+from core.learn.eval import predict_proba
 from core.report import is_regression, model_inputs
 from core.serve.figures import FIGURES, run_figures
 from core.serve.pictures import INFERNO, VIRIDIS, levels, mosaic, png_data_url
 from data.digit_image import digit_image_from_bytes
 from data.errors import UserError
 from model.forward import forward_activations
+from model.network import Network
 from model.params_io import load_float_model
 from model.shapes import trace_shapes
 from model.summary import format_summary

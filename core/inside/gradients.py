@@ -12,53 +12,14 @@ as in ``evaluate``. float32 pixels go through ``normalize`` itself, so a picture
 exactly the scores ``evaluate`` gives it; float64 pixels (for gradient checks) stay float64.
 """
 
-from typing import NamedTuple
-
 import numpy as np
 
-from core.eval import softmax
+from core.learn.eval import softmax
+from core.learn.loss import one_hot
 from data.errors import UserError
-from data.normalization import Normalization, normalize
 from model.backward import input_gradient
 from model.forward import forward
 from model.shapes import trace_shapes
-
-
-class Network(NamedTuple):
-    """A trained classifier and the normalization of its inputs."""
-
-    params: dict
-    blueprint: list
-    norm: Normalization
-
-    @classmethod
-    def of(cls, model, source="the model file"):
-        """The Network of a loaded model (model/params_io.py ``Model``)."""
-        stats = model.meta["normalization"]
-        norm = Normalization.from_arrays(stats["mean"], stats["std"], source)
-        return cls(model.params, model.blueprint, norm)
-
-    def inputs(self, pixels):
-        """Pixels (N, C, ...) on the [0, 1] scale -> the normalized inputs the model takes."""
-        if pixels.dtype == np.float64:
-            return (pixels - _per_channel(self.norm.mean, pixels)) / _per_channel(
-                self.norm.std, pixels
-            )
-        return normalize(pixels, self.norm)
-
-    def pixels(self, inputs):
-        """The inverse of ``inputs``: normalized inputs -> pixels, clipped to [0, 1]."""
-        std, mean = _per_channel(self.norm.std, inputs), _per_channel(self.norm.mean, inputs)
-        return np.clip(inputs * std + mean, 0, 1).astype(inputs.dtype)
-
-    def pixel_gradient(self, dinputs):
-        """d/d inputs (N, C, ...) -> d/d pixels: the chain rule through the normalization."""
-        return (dinputs / _per_channel(self.norm.std, dinputs)).astype(dinputs.dtype)
-
-
-def _per_channel(values, like):
-    """(C,) statistics shaped to broadcast over ``like`` (N, C, ...), in float64."""
-    return values.astype(np.float64).reshape(-1, *[1] * (like.ndim - 2))
 
 
 def score_gradient(net, pixels, dscores_of):
@@ -72,13 +33,6 @@ def score_gradient(net, pixels, dscores_of):
     scores, caches = forward(net.params, net.inputs(pixels), net.blueprint)
     dscores = np.asarray(dscores_of(scores), dtype=scores.dtype)
     return scores, net.pixel_gradient(input_gradient(dscores, caches, net.blueprint))
-
-
-def one_hot(classes, k, dtype=np.float32):
-    """(N, K) rows with a 1 at each of ``classes`` (N,)."""
-    rows = np.zeros((len(classes), k), dtype=dtype)
-    rows[np.arange(len(classes)), classes] = 1
-    return rows
 
 
 def class_score_gradient(net, pixels, classes):

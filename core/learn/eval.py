@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from core.loss import LOSSES
+from core.learn.loss import LOSSES
 from data.errors import UserError
 from model.blueprints import validate_blueprint
 from model.fold import fold_batchnorm
@@ -47,7 +47,7 @@ SCORE_OF_LOSS = {"cross_entropy": "acc", "mse": "r2"}
 def loss_and_score(params, blueprint, x, y, loss="cross_entropy", batch_size=500):
     """Mean loss and score of the model on (x, y), in inference mode.
 
-    loss: a key of core.loss.LOSSES. The score is the accuracy for "cross_entropy" and
+    loss: a key of core.learn.loss.LOSSES. The score is the accuracy for "cross_entropy" and
     R² for "mse" (``r_squared``: the lower the MSE, the higher R²).
     Returns (loss, score), two floats.
     """

@@ -4,7 +4,7 @@ A layer is copied when the other model has a layer of the same name whose arrays
 same keys and shapes (batch norm's running statistics come with it); every other layer keeps
 its fresh initialization. Frozen layers are named on the command line (``--freeze
 conv1,conv2``, or shell-style patterns such as ``conv*``); the optimizer then leaves their
-arrays alone (core/optim.py ``freezing``) and the training loop keeps their running
+arrays alone (core/learn/optim.py ``freezing``) and the training loop keeps their running
 statistics.
 """
 

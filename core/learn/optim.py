@@ -431,7 +431,7 @@ def make_optimizer(name, **hyper):
     try:
         return OPTIMIZERS[name](**hyper)
     except TypeError as err:  # Python's "got an unexpected keyword argument 'lr'"
-        raise UserError(f"optimizer '{name}': {err}; see core/optim.py {name}()") from None
+        raise UserError(f"optimizer '{name}': {err}; see core/learn/optim.py {name}()") from None
 
 
 def clip_by_global_norm(grads, max_norm):

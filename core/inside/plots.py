@@ -111,7 +111,7 @@ METHOD_TITLES = {
 def plot_explanations(pictures, maps, titles, fig=None, caption=None, layer=None):
     """One row per picture: the picture (titled), then each method's map over it.
 
-    pictures: (N, C, H, W) pixels; maps: {method: (N, H, W)} (core/explain.py); titles: N
+    pictures: (N, C, H, W) pixels; maps: {method: (N, H, W)} (core/inside/explain.py); titles: N
     strings (e.g. the top-3); layer: Grad-CAM's layer, for its column title.
     """
     methods = list(maps)
@@ -154,7 +154,7 @@ def plot_top_activations(pictures, top, label, class_names, labels, max_channels
     """For each channel of a layer (the first ``max_channels``), the test pictures it
     responds to most: one row per channel, strongest first.
 
-    pictures: (N, C, H, W) test pixels; top: core/visualize.py TopActivations; labels (N,).
+    pictures: (N, C, H, W) test pixels; top: core/inside/visualize.py TopActivations; labels (N,).
     """
     channels = min(len(top.indices), max_channels)
     k = top.indices.shape[1]

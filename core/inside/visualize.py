@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from core.gradients import class_score_gradient, split_after
+from core.inside.gradients import class_score_gradient, split_after
 from data.errors import UserError
 from model.forward import forward
 from model.shapes import trace_shapes

@@ -27,13 +27,14 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from core.attack import fast_fgsm_inputs
-from core.eval import SCORE_OF_LOSS, loss_and_score, r_squared
-from core.loss import LOSSES
-from core.optim import Optimizer, clip_by_global_norm, freezing, make_optimizer
+from core.learn.adversarial import fast_fgsm_inputs
+from core.learn.config import TrainConfig
+from core.learn.eval import SCORE_OF_LOSS, loss_and_score, r_squared
+from core.learn.loss import LOSSES
+from core.learn.optim import Optimizer, clip_by_global_norm, freezing, make_optimizer
+from core.learn.schedules import lr_at
+from core.learn.transfer import frozen_keys, frozen_layers, init_from
 from core.plots import plot_augmentations, save_figure
-from core.schedules import lr_at
-from core.transfer import frozen_keys, frozen_layers, init_from
 from data import (
     fit_normalization,
     iterate_minibatches,
@@ -69,70 +70,6 @@ LOG_COLUMNS = [
     "seconds",
     "images_per_s",
 ]
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Everything that decides a training run's result (saved in its files)."""
-
-    dataset: str = "mnist"
-    arch: str = "minivgg"  # a preset name or a blueprint .json file
-    loss: str = "cross_entropy"  # or "mse", for a regression dataset (float targets)
-    epochs: int = 5
-    batch_size: int = 16  # small batches: many updates, so even a short run learns a lot
-    optimizer: str = "adam"
-    lr: float = 2e-3
-    schedule: str = "cosine"
-    warmup_epochs: float = 0.0
-    weight_decay: float = 0.0
-    augment: bool = False  # random shifts, rotations and scaling (digits and clothes alike)
-    crop: int = 0  # random crops of the image zero-padded by this many pixels (0: none)
-    flip: bool = False  # random horizontal flips (never for digits)
-    erase: float = 0.0  # probability of random erasing (cutout) per image
-    seed: int = 0
-    val_size: int | None = None  # None: 5000, or a tenth of the training images if fewer
-    limit: int | None = None  # train on this many images only (a stratified sample)
-    clip_norm: float | None = None
-    patience: int | None = None  # stop after this many epochs without a better val_acc
-    data_dir: str | None = None
-    init_from: str | None = None  # a model file whose matching layers start the run
-    freeze: str | None = None  # layers (names or patterns, comma-separated) kept as copied
-    adversarial: str | None = None  # "fgsm": train on FGSM pictures from a random start
-    adv_eps: float = 0.1  # their L∞ budget, pixels in [0, 1]
-
-
-FASHION_EPOCHS = 24
-
-# Named training recipes: the main job, the shipped model and the Fashion-MNIST model.
-RECIPES = {
-    "default": TrainConfig(),
-    "best": TrainConfig(
-        arch="minivgg_bn_dropout",
-        epochs=20,
-        batch_size=64,
-        optimizer="adam",
-        lr=2e-3,
-        schedule="cosine",
-        warmup_epochs=1,
-        augment=True,
-    ),
-    # Fashion-MNIST: a small residual network, SGD with Nesterov momentum, and the
-    # augmentations of natural images (crops, flips). No erasing: with it this net
-    # underfits in a 2-hour budget (train accuracy 94.5% after 16 epochs).
-    "fashion": TrainConfig(
-        dataset="fashion-mnist",
-        arch="resnet",
-        epochs=FASHION_EPOCHS,
-        batch_size=128,
-        optimizer="nesterov",
-        lr=0.1,
-        schedule="cosine",
-        warmup_epochs=1,
-        weight_decay=5e-4,
-        crop=2,
-        flip=True,
-    ),
-}
 
 
 class TrainData(NamedTuple):
@@ -331,7 +268,7 @@ def train_step(params, opt_state, xb, yb, run, step, lr, rng):
     """One update on a batch. Returns (params, opt_state, loss, n_correct (0 for regression)).
 
     The run's frozen parameter keys (--freeze) stay as they are: its optimizer skips them
-    (core/optim.py ``freezing``) and batch norm's new running statistics are dropped for them.
+    (core/learn/optim.py ``freezing``) and batch norm's new running statistics are dropped for them.
     """
     blueprint, config = run.blueprint, run.config
     # A diverging run overflows (inf, then inf - inf = NaN) before its loss stops being finite:
@@ -437,7 +374,7 @@ def epoch_batches(run, params, opt_state, state):
 def validate(run, params, epoch):
     """(val_loss, val_score) after 0-based ``epoch``; Diverged if the loss is not finite.
 
-    The score is the accuracy, or R² for an MSE run (see core.eval.loss_and_score).
+    The score is the accuracy, or R² for an MSE run (see core.learn.eval.loss_and_score).
     """
     data = run.data
     val_loss, val_score = loss_and_score(

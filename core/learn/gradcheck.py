@@ -9,7 +9,7 @@ takes ``(L(x + h) - L(x - h)) / 2h``; its error is O(h^2).
 import numpy as np
 import pandas as pd
 
-from core.loss import mse, softmax_cross_entropy
+from core.learn.loss import mse, softmax_cross_entropy
 from model.blueprints import validate_blueprint
 from model.shapes import trace_shapes
 from model.walk import KINDS, walk_backward, walk_forward

@@ -14,8 +14,8 @@ one class per picture (usually the predicted one); bigger means more important.
 
 import numpy as np
 
-from core.eval import predict_proba
-from core.gradients import class_score_gradient, layer_gradient
+from core.inside.gradients import class_score_gradient, layer_gradient
+from core.learn.eval import predict_proba
 from data.errors import UserError
 from model.shapes import trace_shapes
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.eval import accuracy, predict_proba
+from core.learn.eval import accuracy, predict_proba
 from core.report import EVALUATE_DIR, is_regression, model_inputs
 from data.errors import UserError
 from model.params_io import load_model

@@ -29,8 +29,8 @@ from typing import NamedTuple
 import pandas as pd
 from joblib import Parallel, delayed, parallel_config
 
-from core.optim import OPTIMIZERS
-from core.train import RECIPES, TrainConfig
+from core.learn.config import RECIPES, TrainConfig
+from core.learn.optim import OPTIMIZERS
 from data.errors import UserError
 from data.files import atomic_write_text
 from model.blueprints import ACTIVATIONS
@@ -186,8 +186,8 @@ def one_run(config, run_dir, activation=None, varied=None):
     ``run_dir/result.json``, last and atomically: a run killed before the end leaves
     none, and a retried run (a Dask worker died) starts again from scratch.
     """
+    from core.learn.train import train
     from core.report import evaluate, load_test_set
-    from core.train import train
     from model.shards import set_threads
 
     set_threads(1)

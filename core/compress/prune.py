@@ -5,7 +5,7 @@ smallest ``sparsity`` fraction of them (exactly ``round(sparsity * count)``) is 
 biases and batch norm are left whole. The pruned model is then fine-tuned with its own
 training recipe (the optimizer, batch size, weight decay and augmentations in its meta) at a
 tenth of its learning rate, cosine-decayed over the fine-tuning epochs. The optimizer is
-wrapped by core/optim.py ``masking``, so a pruned weight stays exactly zero. Nothing is
+wrapped by core/learn/optim.py ``masking``, so a pruned weight stays exactly zero. Nothing is
 selected: the parameters after the last fine-tuning epoch are kept.
 """
 
@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.optim import make_optimizer, masking
+from core.learn.config import TrainConfig
+from core.learn.optim import make_optimizer, masking
+from core.learn.train import Run, RunState, epoch_batches, prepare_data, validate
 from core.plots import plot_pruning, save_figure
 from core.report import evaluate, load_test_set
-from core.train import Run, RunState, TrainConfig, epoch_batches, prepare_data, validate
 from data.checks import is_real
 from data.errors import UserError
 from data.files import atomic_write_text

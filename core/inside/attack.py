@@ -2,7 +2,7 @@
 
 ε is an L∞ budget in pixel units on the [0, 1] scale, before normalization, and every
 adversarial picture stays in [0, 1]. The gradient is that of the cross-entropy with the
-true label, the model in inference mode (core/gradients.py).
+true label, the model in inference mode (core/inside/gradients.py).
 
 - FGSM (Goodfellow et al. 2015): ``x_adv = clip(x + ε · sign(∇ₓ CE(f(x), y)), 0, 1)``.
 - PGD (Madry et al. 2018): from a random start in the ε-ball, ``steps`` signed steps of
@@ -17,31 +17,15 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from core.eval import predict_scores, softmax
-from core.gradients import Network, loss_gradient, one_hot
+from core.inside.gradients import loss_gradient
+from core.learn.adversarial import ball
+from core.learn.eval import predict_scores
 from data.checks import check_real, check_whole, is_real
 from data.errors import UserError
-from model.backward import input_gradient
-from model.forward import forward
 
 METHODS = ("fgsm", "pgd")
 BATCH = 500  # pictures attacked at once: bounds the layer caches' memory
 EXAMPLES = 8  # pictures kept per ε for the figure of examples
-
-
-def ball(pixels, eps):
-    """(low, high): the bounds of the ε-ball around ``pixels`` intersected with [0, 1].
-
-    Both are in the pixels' dtype, rounded towards ``pixels``, so any value between them is
-    within ε of the pixel and inside [0, 1] in exact arithmetic.
-    """
-    exact = pixels.astype(np.float64)
-    low = np.maximum(exact - eps, 0.0)
-    high = np.minimum(exact + eps, 1.0)
-    low_cast, high_cast = low.astype(pixels.dtype), high.astype(pixels.dtype)
-    low_cast = np.where(low_cast < low, np.nextafter(low_cast, pixels.dtype.type(1)), low_cast)
-    high_cast = np.where(high_cast > high, np.nextafter(high_cast, pixels.dtype.type(0)), high_cast)
-    return low_cast, high_cast
 
 
 def fgsm(net, pixels, labels, eps):
@@ -72,31 +56,6 @@ def pgd(net, pixels, labels, eps, steps, step_size, rng):
         _, grad = loss_gradient(net, x, labels)
         x = np.clip(x + step_size * np.sign(grad), low, high).astype(pixels.dtype)
     return x
-
-
-FAST_STEP = 1.25  # fast adversarial training's step, in units of ε (Wong, Rice and Kolter 2020)
-
-
-def fast_fgsm_inputs(params, blueprint, norm, inputs, labels, eps, rng):
-    """A training batch turned adversarial by FGSM from a random start ("fast adversarial
-    training", Wong, Rice and Kolter 2020).
-
-    inputs: (N, C, H, W) normalized inputs (as the training loop holds them); labels (N,);
-    norm: their Normalization; rng: numpy Generator (the random start, dropout's masks).
-    The start is uniform in the ε-ball around the pixels, then one signed step of 1.25 ε
-    on the cross-entropy, projected back into the ball and [0, 1]. The gradient comes from
-    the model in training mode, as the batch's own update will see it (its batch-norm
-    statistics are not kept). Returns the normalized adversarial inputs, shaped like inputs.
-    """
-    net = Network(params, blueprint, norm)
-    pixels = net.pixels(inputs)
-    low, high = ball(pixels, eps)
-    x = np.clip(pixels + rng.uniform(-eps, eps, size=pixels.shape), low, high).astype(pixels.dtype)
-    scores, caches = forward(params, net.inputs(x), blueprint, train=True, rng=rng)
-    dscores = softmax(scores) - one_hot(labels, scores.shape[1], scores.dtype)
-    grad = input_gradient(dscores, caches, blueprint)  # same signs as d/d pixels (std > 0)
-    x = np.clip(x + FAST_STEP * eps * np.sign(grad), low, high).astype(pixels.dtype)
-    return net.inputs(x)
 
 
 class AttackSettings(NamedTuple):

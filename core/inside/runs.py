@@ -14,25 +14,25 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from core.attack import EXAMPLES, check_settings, predictions, robustness
-from core.eval import predict_proba, top_k
-from core.explain import explain, gradcam_layer
-from core.gradients import Network
-from core.inside_plots import (
+from core.inside.attack import EXAMPLES, check_settings, predictions, robustness
+from core.inside.explain import explain, gradcam_layer
+from core.inside.plots import (
     plot_adversarial_examples,
     plot_attack_curve,
     plot_class_models,
     plot_explanations,
     plot_top_activations,
 )
+from core.inside.visualize import check_map_layer, class_models, conv_layers, top_activations
+from core.learn.eval import predict_proba, top_k
 from core.plots import plot_filters, save_figure
 from core.report import describe, is_regression
-from core.visualize import check_map_layer, class_models, conv_layers, top_activations
 from data import load_dataset
 from data.digit_image import load_digit_image
 from data.errors import UserError
 from data.files import atomic_write_text, new_folder
 from data.normalization import to_unit
+from model.network import Network
 from model.params_io import load_float_model
 
 

@@ -70,3 +70,10 @@ def regression_mse(scores, y):
 
 # The losses ``train --loss`` chooses from: name -> function(scores, y) -> (loss, dscores).
 LOSSES = {"cross_entropy": softmax_cross_entropy, "mse": regression_mse}
+
+
+def one_hot(classes, k, dtype=np.float32):
+    """(N, K) rows with a 1 at each of ``classes`` (N,)."""
+    rows = np.zeros((len(classes), k), dtype=dtype)
+    rows[np.arange(len(classes)), classes] = 1
+    return rows
