@@ -788,22 +788,12 @@ def command_predict(args):
         return command_predict_ensemble(args)
     args.params = args.params[0]
     from core.learn.eval import predict_proba, top_k
-    from core.report import is_regression, model_inputs
+    from core.report import check_digit_model, model_inputs
     from data.digit_image import load_digit_image, prepared_path, to_png
-    from data.errors import UserError
     from model.params_io import load_model
 
     model = load_model(args.params)
-    if is_regression(model.meta):
-        raise UserError(
-            f"{args.params}: a regression model ({model.meta['dataset']}) has no classes to "
-            "predict; predict classifies digit pictures with a model of MNIST digits"
-        )
-    if tuple(model.meta["input_shape"]) != (1, 28, 28):
-        raise UserError(
-            f"{args.params}: this model takes {model.meta['input_shape']} inputs; "
-            "predict needs a model of 1x28x28 digit images (MNIST)"
-        )
+    check_digit_model(model.meta, args.params, "predict")
     names = model.meta["class_names"]
     for path in args.images:
         image = load_digit_image(path)
@@ -822,15 +812,12 @@ def command_predict(args):
 def command_predict_ensemble(args):
     from core.experiments.ensemble import load_members, member_probs
     from core.learn.eval import top_k
+    from core.report import check_digit_model
     from data.digit_image import load_digit_image, prepared_path, to_png
-    from data.errors import UserError
 
     models = load_members(args.params)
-    if tuple(models[0].meta["input_shape"]) != (1, 28, 28):
-        raise UserError(
-            f"{args.params[0]}: these models take {models[0].meta['input_shape']} inputs; "
-            "predict needs models of 1x28x28 digit images (MNIST)"
-        )
+    for path, model in zip(args.params, models, strict=True):
+        check_digit_model(model.meta, path, "predict")
     names = models[0].meta["class_names"]
     for path in args.images:
         image = load_digit_image(path)

@@ -20,6 +20,7 @@ from core.learn.eval import (
 )
 from core.learn.loss import regression_mse
 from data import load_dataset, normalize
+from data.errors import UserError
 from data.normalization import Normalization
 from model.forward import forward_activations
 from model.walk import quantized_layers
@@ -60,6 +61,24 @@ class RegressionEvaluation(NamedTuple):
 def is_regression(meta):
     """True for a model trained with --loss mse (files from before --loss are classifiers)."""
     return meta.get("config", {}).get("loss") == "mse"
+
+
+DIGIT_SHAPE = (1, 28, 28)
+
+
+def check_digit_model(meta, source, command, hint=""):
+    """UserError unless ``meta`` is a classifier of 1x28x28 digit pictures, the only pictures
+    that ``command`` (predict, serve, explain) can prepare from a file; ``hint`` ends the line."""
+    if is_regression(meta):
+        raise UserError(
+            f"{source}: a regression model ({meta['dataset']}) has no classes; {command} "
+            f"needs a classifier of 1x28x28 digit images (MNIST){hint}"
+        )
+    if tuple(meta["input_shape"]) != DIGIT_SHAPE:
+        raise UserError(
+            f"{source}: this model takes {meta['input_shape']} inputs; {command} needs a "
+            f"classifier of 1x28x28 digit images (MNIST){hint}"
+        )
 
 
 def model_inputs(images, meta, source="the model file"):

@@ -23,8 +23,8 @@ from PIL import Image
 
 import main
 from core.learn.eval import predict_proba
-from core.report import model_inputs
-from core.serve.live import LiveModel, check_digit_model
+from core.report import check_digit_model, model_inputs
+from core.serve.live import LiveModel
 from core.serve.pictures import GAP_INDEX, mosaic, picture_bytes
 from core.serve.server import MAX_BODY, STATIC, LiveServer
 from data import load_dataset
@@ -309,12 +309,12 @@ def test_fifty_concurrent_clients_good_and_bad_all_get_their_answer(
 def test_serve_refuses_a_model_that_is_not_a_digit_classifier():
     digits_8x8 = SimpleNamespace(meta={"input_shape": [1, 8, 8], "dataset": "digits"})
     with pytest.raises(UserError, match="takes \\[1, 8, 8\\] inputs.*1x28x28 digit images"):
-        check_digit_model(digits_8x8, "small.npz")
+        check_digit_model(digits_8x8.meta, "small.npz", "serve")
     regression = SimpleNamespace(
         meta={"input_shape": [1], "dataset": "line", "config": {"loss": "mse"}}
     )
     with pytest.raises(UserError, match="regression model"):
-        check_digit_model(regression, "line.npz")
+        check_digit_model(regression.meta, "line.npz", "serve")
 
 
 def test_serve_with_a_missing_model_file_is_one_line(tmp_path, capsys):

@@ -26,7 +26,7 @@ from core.inside.plots import (
 from core.inside.visualize import check_map_layer, class_models, conv_layers, top_activations
 from core.learn.eval import predict_proba, top_k
 from core.plots import plot_filters, save_figure
-from core.report import describe, is_regression
+from core.report import check_digit_model, describe, is_regression
 from data import load_dataset
 from data.digit_image import load_digit_image
 from data.errors import UserError
@@ -129,12 +129,10 @@ def chosen_test_pictures(subject, count=EXPLAINED):
 
 def digit_pictures(paths, model, source):
     """The pictures at ``paths`` prepared as ``predict`` prepares them: (N, 1, 28, 28) pixels."""
-    if tuple(model.meta["input_shape"]) != (1, 28, 28):
-        raise UserError(
-            f"{source}: this model takes {model.meta['input_shape']} inputs; pictures given "
-            "on the command line are digits, for a model of 1x28x28 digit images (MNIST); "
-            "without pictures, explain uses the model's own test images"
-        )
+    check_digit_model(
+        model.meta, source, "a picture on the command line",
+        "; without pictures, explain uses the model's own test images",
+    )
     return to_unit(np.stack([load_digit_image(path) for path in paths])[:, None])
 
 

@@ -15,33 +15,17 @@ import numpy as np
 
 from core.inside.explain import saliency
 from core.learn.eval import predict_proba
-from core.report import is_regression, model_inputs
+from core.report import DIGIT_SHAPE, check_digit_model, model_inputs
 from core.serve.figures import FIGURES, run_figures
 from core.serve.pictures import INFERNO, VIRIDIS, levels, mosaic, png_data_url
 from data.digit_image import digit_image_from_bytes
-from data.errors import UserError
 from model.forward import forward_activations
 from model.network import Network
 from model.params_io import load_float_model
 from model.shapes import trace_shapes
 from model.summary import format_summary
 
-DIGIT_SHAPE = (1, 28, 28)
 PICTURE_NAME = "the picture"  # how error messages name what the browser sent
-
-
-def check_digit_model(model, source):
-    """Refuse, with one line, a model that is not a classifier of 1x28x28 digit images."""
-    if is_regression(model.meta):
-        raise UserError(
-            f"{source}: a regression model ({model.meta['dataset']}) has no classes to show; "
-            "serve needs a classifier of MNIST digits, such as best_params.npz"
-        )
-    if tuple(model.meta["input_shape"]) != DIGIT_SHAPE:
-        raise UserError(
-            f"{source}: this model takes {model.meta['input_shape']} inputs; "
-            "serve needs a model of 1x28x28 digit images (MNIST), such as best_params.npz"
-        )
 
 
 class LiveModel:
@@ -55,7 +39,7 @@ class LiveModel:
     def __init__(self, params_path):
         self.source = str(params_path)
         self.model = load_float_model(params_path, "the live page's saliency map")
-        check_digit_model(self.model, self.source)
+        check_digit_model(self.model.meta, self.source, "serve", ", such as best_params.npz")
         self.names = list(self.model.meta["class_names"])
         self._types = {
             row.label: row.spec["type"]
