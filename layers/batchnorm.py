@@ -56,6 +56,11 @@ def _check_shapes(x, gamma, beta, running_mean, running_var):
         )
 
 
+def _stat_shape(x):
+    """The keepdims shape of a per-channel statistic: (1, C) or (1, C, 1, 1)."""
+    return (1, -1) if x.ndim == 2 else (1, -1, 1, 1)
+
+
 def batchnorm_forward(x, gamma, beta, running_mean, running_var, train, momentum=0.9, eps=1e-5):
     """out = gamma * (x - mean) / sqrt(var + eps) + beta, per feature / channel.
 
@@ -66,19 +71,23 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, train, momentum
     Returns (out shaped like x, new_running_mean (C,), new_running_var (C,), cache),
     cache = BatchNormCache(xhat, gamma, inv_std, train).
     """
-    if train:
-        (out,), new_mean, new_var, (cache,) = batchnorm_forward_parts(
-            [x], gamma, beta, running_mean, running_var, momentum, eps
-        )
-        return out, new_mean, new_var, cache
     _check_shapes(x, gamma, beta, running_mean, running_var)
-    stat_shape = (1, -1) if x.ndim == 2 else (1, -1, 1, 1)  # broadcasts (C,) against x
-    xhat = x - running_mean.reshape(stat_shape)
-    inv_std = 1 / np.sqrt(running_var.reshape(stat_shape) + eps)
+    shape = _stat_shape(x)  # broadcasts (C,) against x
+    if train:
+        m = x.size // x.shape[1]  # values per feature / channel
+        mean = _per_channel_sum(x).reshape(shape) / m
+        xhat = x - mean  # centered here, normalized in place below
+        var = _per_channel_sum(xhat, xhat).reshape(shape) / m  # biased, two-pass
+        new_mean = momentum * running_mean + (1 - momentum) * mean.reshape(-1)
+        new_var = momentum * running_var + (1 - momentum) * var.reshape(-1)
+    else:
+        xhat = x - running_mean.reshape(shape)
+        var, new_mean, new_var = running_var.reshape(shape), running_mean, running_var
+    inv_std = 1 / np.sqrt(var + eps)
     xhat *= inv_std
-    out = xhat * gamma.reshape(stat_shape)
-    out += beta.reshape(stat_shape)
-    return out, running_mean, running_var, BatchNormCache(xhat, gamma, inv_std, False)
+    out = xhat * gamma.reshape(shape)
+    out += beta.reshape(shape)
+    return out, new_mean, new_var, BatchNormCache(xhat, gamma, inv_std, train)
 
 
 def batchnorm_forward_parts(
@@ -88,16 +97,18 @@ def batchnorm_forward_parts(
 
     parts: [x_0, x_1, ...], each (n_i, C) or (n_i, C, H, W); the batch is their
     concatenation, and its statistics are summed over the parts in order (two passes:
-    the mean, then the variance of the centered values). With one part this is
-    batchnorm_forward(train=True) exactly.
+    the mean, then the variance of the centered values): the same numbers as
+    batchnorm_forward(train=True) of the whole batch up to rounding, and with one part
+    exactly. batchnorm_forward is the definition; this is the fast path of the
+    threads-over-shards executor (model/shards.py), which keeps each part where it lies.
     map_parts(function, items) -> [function(item) ...]: how the per-part work runs
-    (serial_map, or the worker threads of model/shards.py).
+    (serial_map, or the executor's worker threads).
     Returns ([out per part], new_running_mean (C,), new_running_var (C,),
     [BatchNormCache per part]).
     """
     for x in parts:
         _check_shapes(x, gamma, beta, running_mean, running_var)
-    stat_shape = (1, -1) if parts[0].ndim == 2 else (1, -1, 1, 1)  # broadcasts (C,) against x
+    stat_shape = _stat_shape(parts[0])  # broadcasts (C,) against x
     m = sum(x.size for x in parts) // parts[0].shape[1]  # values per feature / channel
     mean = in_order_sum(map_parts(_per_channel_sum, parts)).reshape(stat_shape) / m
 
@@ -132,13 +143,16 @@ def batchnorm_backward(dout, cache):
     the means per channel, i.e. dbeta / m and dgamma / m.
     Evaluation (fixed statistics, an affine map): dx = gamma * inv_std * dout.
     """
-    if cache.train:
-        (dx,), dgamma, dbeta = batchnorm_backward_parts([dout], [cache])
-        return dx, dgamma, dbeta
-    xhat, gamma, inv_std, _ = cache
+    xhat, gamma, inv_std, train = cache
     dbeta = _per_channel_sum(dout)
     dgamma = _per_channel_sum(dout, xhat)
-    return dout * (gamma.reshape(inv_std.shape) * inv_std), dgamma, dbeta
+    scale = gamma.reshape(inv_std.shape) * inv_std
+    if not train:
+        return dout * scale, dgamma, dbeta
+    m = dout.size // dbeta.size  # values per feature / channel
+    mean_dout = dbeta.reshape(inv_std.shape) / m
+    mean_dout_xhat = dgamma.reshape(inv_std.shape) / m
+    return (dout - xhat * mean_dout_xhat - mean_dout) * scale, dgamma, dbeta
 
 
 def batchnorm_backward_parts(douts, caches, need_dx=True, map_parts=serial_map):
@@ -147,7 +161,7 @@ def batchnorm_backward_parts(douts, caches, need_dx=True, map_parts=serial_map):
     douts: [dout_0, dout_1, ...] shaped like the parts; caches: their BatchNormCaches.
     need_dx: False skips dx (the layer's input is the data).
     Returns ([dx per part] or None, dgamma (C,), dbeta (C,)), the sums over the parts
-    added in order; with one part this is batchnorm_backward exactly.
+    added in order: batchnorm_backward's numbers up to rounding, with one part exactly.
     """
     pairs = list(zip(douts, caches, strict=True))
 

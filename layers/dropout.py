@@ -23,8 +23,8 @@ def dropout_forward_parts(parts, p, rng, map_parts=serial_map):
     """Training dropout_forward of one batch held as parts, cut along the batch axis.
 
     parts: [x_0, x_1, ...], each (n_i, ...). One mask is drawn for the whole batch,
-    as dropout_forward draws it, and cut like the parts: the result does not depend
-    on the cut. map_parts: see layers/parts.py.
+    as dropout_forward draws it, and cut like the parts: the result is dropout_forward's
+    of the whole batch, cut like the parts, bit for bit. map_parts: see layers/parts.py.
     Returns ([out per part], [mask per part, or None when p == 0]).
     """
     shape = (sum(len(x) for x in parts), *parts[0].shape[1:])

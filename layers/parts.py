@@ -1,9 +1,11 @@
 """A batch held as parts: the two helpers of the layers that must see the whole batch.
 
-In training, model/shards.py keeps each batch cut along its first axis into one
-part per worker thread. Batch norm's statistics and dropout's masks belong to the
-whole batch, so those layers take the list of parts and a ``map_parts`` function
-that runs their per-part work (on the worker threads there, or serially here).
+In training, the threads-over-shards executor (model/shards.py) keeps each batch cut
+along its first axis into one part per worker thread. Batch norm's statistics and
+dropout's masks belong to the whole batch, so those layers have a ``_parts`` version
+beside their whole-batch one (the definition, which the parts version is tested
+against): it takes the list of parts and a ``map_parts`` function that runs the
+per-part work (on the worker threads there, or serially here).
 """
 
 

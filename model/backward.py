@@ -1,11 +1,12 @@
 """The backward pass of a network: the forward's walk in reverse (model/walk.py).
 
-Each segment of the forward pass is walked back on the same shards of the
-batch, on worker threads (model/shards.py).
+The gradient goes back through the specs from the last to the first, each kind's
+backward turning the gradient of its output into the gradients of its input and of its
+arrays (the plain loop ``walk_backward``). The executor that ran the forward pass
+(model/executor.py) walks it back, on the caches it kept.
 """
 
 from model.blueprints import validate_blueprint
-from model.shards import sharded_backward
 
 
 def backward(dscores, caches, blueprint):
@@ -17,7 +18,7 @@ def backward(dscores, caches, blueprint):
     (batch-norm running statistics have none), each shaped like its parameter.
     The first layer's input is the data: its gradient is not computed.
     """
-    _, grads = sharded_backward(dscores, caches, validate_blueprint(blueprint), need_dx=False)
+    _, grads = _walk_back(dscores, caches, blueprint, need_dx=False)
     return grads
 
 
@@ -29,5 +30,11 @@ def input_gradient(dscores, caches, blueprint):
     Returns dx, shaped like the x of that forward pass: the backward pass carried one layer
     further than training needs (saliency, adversarial examples, class visualization).
     """
-    dx, _ = sharded_backward(dscores, caches, validate_blueprint(blueprint), need_dx=True)
+    dx, _ = _walk_back(dscores, caches, blueprint, need_dx=True)
     return dx
+
+
+def _walk_back(dscores, caches, blueprint, need_dx):
+    """(dx or None, grads): the forward's executor walks ``dscores`` back through its caches."""
+    specs = validate_blueprint(blueprint)
+    return caches.executor.backward(dscores, caches.walk_caches, specs, need_dx)

@@ -1,13 +1,13 @@
-"""Run a network's layers on shards of the batch, one thread per shard.
+"""The threads-over-shards executor: the plain walk run on shards of the batch, one thread each.
 
-The forward and backward passes (model/forward.py, model/backward.py) cut each
-batch into as many shards as there are threads (``set_threads``; default: every
-core) and send each shard through a run of layers on its own thread (the first
-on the calling thread, the others on worker threads): data parallelism inside
-one process. NumPy releases the GIL inside its
-heavy operations (matrix products, array copies), and a thread that runs a
-whole stretch of the network makes few, long NumPy calls, so the threads rarely
-wait for each other or for the GIL.
+``THREADS`` (an Executor, model/executor.py) is the walk the forward and backward passes
+(model/forward.py, model/backward.py) run by default. It cuts each batch into as many
+shards as there are threads (``set_threads``; default: every core) and sends each shard
+through a run of layers, walk_forward and walk_backward of model/walk.py, on its own
+thread (the first on the calling thread, the others on worker threads): data parallelism
+inside one process. NumPy releases the GIL inside its heavy operations (matrix products,
+array copies), and a thread that runs a whole stretch of the network makes few, long NumPy
+calls, so the threads rarely wait for each other or for the GIL.
 
 The batch stays cut from the first layer to the last: between layers it is a
 ``Shards``, the list of its parts. A layer that must see the whole batch in
@@ -18,9 +18,9 @@ normalizes each part where it lies. A residual node adds its branches shard by
 shard. Nothing is joined until the network's output.
 
 The shards' results are combined in shard order, so a run is repeatable for a
-given thread count; another thread count sums in another order and agrees up
-to float rounding. BLAS is limited to one thread, so that the two levels of
-threading do not fight over the cores.
+given thread count, and on one thread it is the plain walk bit for bit; another
+thread count sums in another order and agrees up to float rounding. BLAS is
+limited to one thread, so that the two levels of threading do not fight over the cores.
 """
 
 import os
@@ -34,6 +34,7 @@ from threadpoolctl import threadpool_limits
 
 from data.checks import check_whole
 from layers.parts import in_order_sum
+from model.executor import Executor
 from model.walk import KINDS, local_params, walk_backward, walk_forward, whole_batch
 
 _threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -118,17 +119,13 @@ def _add(pair):
 
 
 class Segment(NamedTuple):
+    """A stretch of the walk and its caches: the executor's caches are a list of Segments."""
+
     start: int  # index of its first layer in the list of specs it belongs to
     stop: int  # one past its last layer
     whole: bool  # a layer that sees the whole batch (its parts), or a node that holds one
     caches: list  # a run of layers: caches[s] for shard s, one per layer (None when not
     # kept); a whole-batch layer or node: its own cache
-
-
-class ForwardCaches(NamedTuple):
-    segments: list  # the Segments, in blueprint order
-    running_stats: dict  # training mode: the new batch-norm running statistics,
-    # {"bn1.running_mean": ..., "bn1.running_var": ...}, for the training loop to merge
 
 
 def segment_ranges(blueprint, train):
@@ -158,7 +155,8 @@ def sharded_forward(params, x, specs, train=False, rng=None, keep_caches=True):
     already Shards. A run of layers goes through walk_forward on each shard; a layer
     that must see the whole batch gets all the parts (its kind's forward_parts); a
     composite node that holds one walks its branches with this function.
-    Returns (out, ForwardCaches(segments, running_stats)); out is Shards if x was.
+    Returns walk_forward's (out, caches, {new running stats}), the caches a list of
+    Segments; out is Shards if x was.
     """
     batch = x if isinstance(x, Shards) else cut(x)
     segments, running_stats = [], {}
@@ -166,7 +164,7 @@ def sharded_forward(params, x, specs, train=False, rng=None, keep_caches=True):
         spec = specs[start]
         kind = KINDS[spec["type"]]
         if whole and kind.nested:
-            walk = partial(_sharded_walk, keep_caches=keep_caches)
+            walk = partial(sharded_forward, keep_caches=keep_caches)
             batch, cache, stats = kind.forward(spec, params, batch, train, rng, walk=walk)
         elif whole:
             p = local_params(params, spec) if "name" in spec else {}
@@ -182,11 +180,11 @@ def sharded_forward(params, x, specs, train=False, rng=None, keep_caches=True):
         segments.append(Segment(start, stop, whole, cache))
         running_stats.update(stats)
     out = batch if isinstance(x, Shards) else batch.joined()
-    return out, ForwardCaches(segments, running_stats)
+    return out, segments, running_stats
 
 
-def sharded_backward(dout, caches, specs, need_dx=True):
-    """walk_backward through ForwardCaches, on the shards the forward ran on.
+def sharded_backward(dout, segments, specs, need_dx=True):
+    """walk_backward through sharded_forward's Segments, on the shards the forward ran on.
 
     dout: the gradient of the output (N, ...), or Shards (a composite node's branch).
     Returns (dx, {"<layer name>.<param>": gradient}), dx like dout (None when not
@@ -195,7 +193,7 @@ def sharded_backward(dout, caches, specs, need_dx=True):
     """
     grad = dout if isinstance(dout, Shards) else cut(dout)
     grads = {}
-    for segment in reversed(caches.segments):
+    for segment in reversed(segments):
         first_dx = need_dx or segment.start > 0
         spec = specs[segment.start]
         kind = KINDS[spec["type"]]
@@ -220,12 +218,6 @@ def sharded_backward(dout, caches, specs, need_dx=True):
     return grad.joined(), grads
 
 
-def _sharded_walk(params, x, specs, train, rng, keep_caches):
-    """sharded_forward with walk_forward's results: (out, caches, running stats)."""
-    out, caches = sharded_forward(params, x, specs, train, rng, keep_caches)
-    return out, caches, caches.running_stats
-
-
 def _forward_part(params, specs, train, rng, keep_caches, part):
     return walk_forward(params, part, specs, train, rng, keep_caches)
 
@@ -233,3 +225,7 @@ def _forward_part(params, specs, train, rng, keep_caches, part):
 def _backward_part(specs, need_dx, pair):
     dout, caches = pair
     return walk_backward(dout, caches, specs, need_dx)
+
+
+THREADS = Executor("threads over shards of the batch", sharded_forward, sharded_backward)
+"""The walk on get_threads() shards of each batch, one thread each: forward's default."""

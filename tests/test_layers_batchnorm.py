@@ -1,15 +1,11 @@
-"""Batch normalization: gradients in both modes, running statistics, dtypes, errors."""
+"""Batch normalization: gradients in both modes, running statistics, dtypes, errors. The
+version on a batch held as parts is tested against this one in test_layers_parts.py."""
 
 import numpy as np
 import pytest
 
 from core.learn.gradcheck import numerical_gradient, rel_error
-from layers.batchnorm import (
-    batchnorm_backward,
-    batchnorm_backward_parts,
-    batchnorm_forward,
-    batchnorm_forward_parts,
-)
+from layers.batchnorm import batchnorm_backward, batchnorm_forward
 
 SHAPES = [(6, 4), (1, 3), (3, 2, 4, 5), (1, 3, 2, 3)]
 
@@ -105,52 +101,25 @@ def test_bad_shapes_raise_user_error_naming_them(x_shape, c):
     assert str(x_shape) in str(info.value) and str((c,)) in str(info.value)
 
 
-@pytest.mark.parametrize("shape", [(9, 4), (9, 3, 2, 5)])
-def test_a_batch_held_as_uneven_parts_is_normalized_as_one_batch(shape):
-    """The statistics and gradients of parts of 4, 1 and 4 examples are the whole batch's."""
-    rng = np.random.default_rng(5)
+@pytest.mark.parametrize("shape", [(9, 4), (6, 3, 2, 5)])
+def test_training_forward_and_backward_are_the_textbook_formulas(shape):
+    """batchnorm_forward and batchnorm_backward (training) against the formulas written with
+    NumPy's own mean and var, in float64."""
+    rng = np.random.default_rng(7)
     x, gamma, beta, running_mean, running_var = make_inputs(rng, shape)
     dout = rng.standard_normal(shape)
-    whole, mean, var, cache = batchnorm_forward(x, gamma, beta, running_mean, running_var, True)
+    bshape = (1, -1) + (1,) * (len(shape) - 2)
+    axes = (0,) if len(shape) == 2 else (0, 2, 3)
+    mean, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
+    xhat = (x - mean) / np.sqrt(var + 1e-5)
+    g = gamma.reshape(bshape)
+    mean_dout = dout.mean(axis=axes, keepdims=True)
+    mean_dout_xhat = (dout * xhat).mean(axis=axes, keepdims=True)
+    expected_dx = g / np.sqrt(var + 1e-5) * (dout - mean_dout - xhat * mean_dout_xhat)
+    out, _, _, cache = batchnorm_forward(x, gamma, beta, running_mean, running_var, True)
     dx, dgamma, dbeta = batchnorm_backward(dout, cache)
-    cut = [4, 5]
-    outs, mean_parts, var_parts, caches = batchnorm_forward_parts(
-        np.split(x, cut), gamma, beta, running_mean, running_var
-    )
-    np.testing.assert_allclose(np.concatenate(outs), whole, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(mean_parts, mean, rtol=1e-12)
-    np.testing.assert_allclose(var_parts, var, rtol=1e-12)
-    dx_parts, dgamma_parts, dbeta_parts = batchnorm_backward_parts(np.split(dout, cut), caches)
-    np.testing.assert_allclose(np.concatenate(dx_parts), dx, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(dgamma_parts, dgamma, rtol=1e-12)
-    np.testing.assert_allclose(dbeta_parts, dbeta, rtol=1e-12)
-    no_dx, dgamma_only, _ = batchnorm_backward_parts(np.split(dout, cut), caches, need_dx=False)
-    assert no_dx is None
-    np.testing.assert_array_equal(dgamma_only, dgamma_parts)
-
-
-def test_parts_run_through_any_map_give_the_same_numbers():
-    """map_parts only says where the per-part work runs (model/shards.py: worker threads)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    rng = np.random.default_rng(6)
-    x, gamma, beta, running_mean, running_var = make_inputs(rng, (8, 3, 4, 4), np.float32)
-    parts = np.split(x, 2)
-    serial = batchnorm_forward_parts(
-        [p.copy() for p in parts], gamma, beta, running_mean, running_var
-    )
-    with ThreadPoolExecutor(2) as pool:
-
-        def threaded(function, items):
-            return list(pool.map(function, items))
-
-        parallel = batchnorm_forward_parts(
-            [p.copy() for p in parts], gamma, beta, running_mean, running_var, map_parts=threaded
-        )
-        douts = [np.ones_like(p) for p in parts]
-        grads = batchnorm_backward_parts(douts, parallel[3], map_parts=threaded)
-    for a, b in zip(serial[0], parallel[0], strict=True):
-        np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(serial[1], parallel[1])
-    np.testing.assert_array_equal(grads[1], batchnorm_backward_parts(douts, serial[3])[1])
-    assert all(out.dtype == np.float32 for out in parallel[0])
+    tight = {"rtol": 1e-12, "atol": 1e-12}
+    np.testing.assert_allclose(out, g * xhat + beta.reshape(bshape), **tight)
+    np.testing.assert_allclose(dx, expected_dx, **tight)
+    np.testing.assert_allclose(dgamma, (dout * xhat).sum(axis=axes), **tight)
+    np.testing.assert_allclose(dbeta, dout.sum(axis=axes), **tight)

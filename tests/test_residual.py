@@ -1,5 +1,6 @@
 """Residual nodes, grouped convolutions and global average pooling inside whole networks:
-the blueprint format, its errors, float64 finite differences through the walk, and shards."""
+the blueprint format, its errors, float64 finite differences through the walk, and the
+threads-over-shards executor against the plain walk."""
 
 import numpy as np
 import pytest
@@ -10,10 +11,11 @@ from core.learn.loss import softmax_cross_entropy
 from data.errors import UserError
 from model.backward import backward
 from model.blueprints import PRESETS, mobilenet, resnet, validate_blueprint
+from model.executor import PLAIN
 from model.forward import forward
 from model.initialize_parameters import initialize_parameters, trainable_keys
 from model.shapes import trace_shapes
-from model.shards import get_threads, set_threads
+from model.shards import THREADS, get_threads, set_threads
 from model.summary import format_summary
 from model.walk import KINDS, iter_layers
 
@@ -206,26 +208,38 @@ def test_whole_network_gradients_match_finite_differences(name, blueprint, input
 
 
 @pytest.mark.parametrize("blueprint", [nested_net(), SMALL_RESNET, SMALL_MOBILENET])
-def test_sharded_passes_equal_one_thread_up_to_rounding(blueprint):
+def test_sharded_passes_equal_the_plain_walk(blueprint):
+    """Nested residual nodes on shards: the plain walk's numbers (PLAIN), bit for bit on one
+    thread and up to rounding on three."""
     shape = (2, 6, 6) if blueprint[0]["name"] == "stem" and blueprint[1] == TANH else (1, 8, 8)
     rng = np.random.default_rng(0)
     params = float64_params(blueprint, shape, rng)
     x = rng.standard_normal((7, *shape))
     y = rng.integers(0, 5, 7)
     before = get_threads()
-    results = []
+    results = {}
     try:
-        for threads in (1, 3):
-            set_threads(threads)
+        for threads, executor in ((0, PLAIN), (1, THREADS), (3, THREADS)):
+            set_threads(max(threads, 1))
             for train in (True, False):
-                scores, caches = forward(params, x, blueprint, train=train)
+                scores, caches = forward(params, x, blueprint, train=train, executor=executor)
                 grads = backward(softmax_cross_entropy(scores, y)[1], caches, blueprint)
-                results.append((scores, grads, caches.running_stats))
+                results[threads, train] = scores, grads, caches.running_stats
     finally:
         set_threads(before)
-    for one, three in zip(results[:2], results[2:], strict=True):
-        np.testing.assert_allclose(three[0], one[0], rtol=1e-10, atol=1e-12)
-        for part in (1, 2):
-            assert one[part].keys() == three[part].keys()
-            for key in one[part]:
-                np.testing.assert_allclose(three[part][key], one[part][key], rtol=1e-10, atol=1e-12)
+    for train in (True, False):
+        plain = results[0, train]
+        for threads in (1, 3):
+            sharded = results[threads, train]
+            assert_same(sharded[0], plain[0], threads == 1)
+            for part in (1, 2):
+                assert sharded[part].keys() == plain[part].keys()
+                for key in plain[part]:
+                    assert_same(sharded[part][key], plain[part][key], threads == 1)
+
+
+def assert_same(got, wanted, exact):
+    if exact:
+        np.testing.assert_array_equal(got, wanted)
+    else:
+        np.testing.assert_allclose(got, wanted, rtol=1e-10, atol=1e-12)
