@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from model.blueprints import load_blueprint  # noqa: E402
 from model.shapes import trace_shapes  # noqa: E402
+from model.walk import KINDS  # noqa: E402
 
 ANCHOR = ROOT.parent / "shared" / "anchors" / "torch_blueprint.py"
 INPUT_SHAPE = (1, 28, 28)
@@ -116,16 +117,12 @@ def training_flops(blueprint):
     layer, whose input is the data). Batch norm, pooling and activations are not counted."""
     total, first = 0, True
     for row in trace_shapes(blueprint, INPUT_SHAPE):
-        spec = row.spec
-        if spec["type"] == "conv":
-            f, ho, wo = row.out_shape
-            c = row.in_shape[0] // spec["groups"]  # input channels each filter sees
-            kh, kw = row.param_shapes[f"{spec['name']}.W"][2:]
-            macs = f * c * kh * kw * ho * wo
-        elif spec["type"] == "fc":
-            macs = math.prod(row.in_shape) * spec["units"]
-        else:
+        kind = KINDS[row.spec["type"]]
+        if not kind.weighted:
             continue
+        w_shape = row.param_shapes[f"{row.spec['name']}.W"]
+        # each output value is a sum over one output channel's weights (a conv's: C/g*KH*KW)
+        macs = math.prod(row.out_shape) * math.prod(w_shape) // w_shape[kind.out_axis]
         total += 2 * macs * (2 if first else 3)
         first = False
     return total
@@ -196,7 +193,7 @@ def one_epoch(arch, threads, batch):
     options = ["train", "--arch", arch, "--epochs", "1", "--batch-size", str(batch), "--augment"]
     config = cli.train_config(cli.build_parser().parse_args(options))
     with tempfile.TemporaryDirectory() as tmp:
-        core.learn.train.train(config, Path(tmp) / "run", progress=False, echo=lambda *_: None)
+        core.learn.train.train(config, Path(tmp) / "run")  # silent: the default Report
         batches_s = float(pd.read_csv(Path(tmp) / "run" / "log.csv")["seconds"].iloc[0])
     print(json.dumps({"batches_s": batches_s, **inside}))
 

@@ -6,32 +6,34 @@ from model.shapes import trace_shapes
 from model.walk import KINDS, iter_layers
 
 
-def _init_rules(specs, after=()):
+def _init_rules(specs, drawn, after=()):
     """{layer name: rule} for every named layer: how to scale its weights.
 
     The rule comes from the activation that follows the layer, looking past
-    parameter-free layers and out of a composite into what follows it: "he"
-    before ReLU, "glorot" before sigmoid/tanh (each activation's record says),
-    "output" when a weighted layer or the end of the network comes first (the
-    scores: small weights, so the first predictions are near uniform and the
-    first loss is about ln(n_classes)).
+    layers without drawn weights (pooling, batch norm, ...) and out of a
+    composite into what follows it: "he" before ReLU, "glorot" before
+    sigmoid/tanh (each activation's record says), "output" when a layer with
+    drawn weights or the end of the network comes first (the scores: small
+    weights, so the first predictions are near uniform and the first loss is
+    about ln(n_classes)). drawn: the names of the layers with drawn weights (an
+    array whose Param has init "weight": conv, fc).
     """
     rules = {}
     for i, spec in enumerate(specs):
         following = [*specs[i + 1 :], *after]
         for key in KINDS[spec["type"]].nested:
-            rules.update(_init_rules(spec[key], following))
+            rules.update(_init_rules(spec[key], drawn, following))
         if "name" in spec:
-            rules[spec["name"]] = _rule(following)
+            rules[spec["name"]] = _rule(following, drawn)
     return rules
 
 
-def _rule(following):
+def _rule(following, drawn):
     for spec in iter_layers(following):
         kind = KINDS[spec["type"]]
         if kind.init_rule:
             return kind.init_rule
-        if spec["type"] in ("conv", "fc"):
+        if spec.get("name") in drawn:
             break
     return "output"
 
@@ -60,7 +62,10 @@ def initialize_parameters(blueprint, input_shape, rng, dtype=np.float32):
     Raises UserError naming the layer when the blueprint cannot take the input.
     """
     rows = trace_shapes(blueprint, input_shape)
-    rules = _init_rules([row.spec for row in rows if row.depth == 0])
+    drawn = {
+        row.spec["name"] for row in rows if any(p.init == "weight" for p in row.params.values())
+    }
+    rules = _init_rules([row.spec for row in rows if row.depth == 0], drawn)
     params = {}
     for row in rows:
         for key, p in row.params.items():

@@ -9,11 +9,12 @@ A ``LayerKind`` holds everything the program knows about a kind:
   on the shapes (ValueError when the input does not fit);
 - ``forward(spec, p, x, train, rng) -> (out, cache, new_stats)`` and
   ``backward(spec, dout, cache, need_dx) -> (dx, {local name: gradient})``: the
-  adapters between a spec and the layer's functions in ``layers/``, which get
-  their hyper-parameters by name. ``p`` holds the layer's arrays by local
-  name; ``new_stats`` is ``{}`` or batch norm's updated running statistics;
-  ``need_dx`` is False for a network's first layer (the convolution then
-  skips dx and returns None);
+  adapters between a spec and the layer's functions in ``layers/``. ``p`` holds the
+  layer's arrays by local name; ``new_stats`` is ``{}`` or batch norm's updated
+  running statistics; ``need_dx`` is False for a network's first layer (the
+  convolution then skips dx and returns None). Most are made by
+  ``forward_adapter`` and ``backward_adapter`` from the layer's function pair, whose
+  backward returns its gradients in the order of the forward's inputs;
 - ``forward_parts(spec, p, parts, rng, map_parts) -> (out parts, cache, new_stats)``
   and ``backward_parts(spec, dout parts, cache, need_dx, map_parts) -> (dx parts
   or None, {local name: gradient})``: for a kind whose training forward must see
@@ -27,6 +28,20 @@ A ``LayerKind`` holds everything the program knows about a kind:
 - ``init_rule``: for an activation, how the weights of the layer before it
   are scaled ("he" before ReLU, "glorot" before sigmoid and tanh).
 
+What the rest of the program asks of a kind is in its record too, so that no code
+outside the records tests a layer's type by name:
+- ``out_axis``: for a weighted kind (its weight ``W`` multiplies the input, ``b`` is
+  added), the axis of ``W`` that indexes the output channels (conv 0, fc 1);
+- ``folds_batchnorm``: a batch norm right after it joins its ``W`` and ``b`` for
+  inference (model/fold.py); ``eval_affine``: for batch norm, its evaluation form as a
+  per-channel affine map, what folding needs;
+- ``pruned``: magnitude pruning ranks its ``W`` (core/compress/prune.py);
+- ``quantized_as``: the type of the int8 kind that replaces it (model/quantize.py);
+  ``quantized``: it is such an int8 kind, so its model runs inference only;
+- ``pools``: it pools its maps, so Grad-CAM looks at the maps before it;
+- ``image_filters``: as a network's first layer, its ``W`` (F, C, KH, KW) are filters
+  over the picture, drawn as images.
+
 Composite kinds (a residual node, whose body is itself a blueprint) are
 records of the same form, defined with the walk in model/walk.py.
 """
@@ -34,6 +49,8 @@ records of the same form, defined with the walk in model/walk.py.
 import math
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from data.checks import is_real, is_whole
 from layers import (
@@ -113,6 +130,8 @@ class GradCase:
 
 @dataclass(frozen=True, kw_only=True)
 class LayerKind:
+    """Everything the program knows about one layer type (the module docstring says each field)."""
+
     hyper: dict
     out_shape: Any  # (spec, in_shape) -> out_shape
     forward: Any  # (spec, p, x, train, rng) -> (out, cache, new_stats)
@@ -123,15 +142,75 @@ class LayerKind:
     backward_parts: Any = None
     nested: tuple = ()  # spec keys that hold blueprints (composite kinds)
     init_rule: str | None = None  # activations: how it scales the weights before it ("he", ...)
+    out_axis: int | None = None  # weighted kinds: the output-channel axis of W
+    folds_batchnorm: bool = False  # a batch norm right after it folds into its W and b
+    eval_affine: Any = None  # batch norm: (spec, p) -> (mean, scale, shift), see _bn_eval_affine
+    pruned: bool = False  # magnitude pruning ranks its W
+    quantized_as: str | None = None  # the type of its int8 kind
+    quantized: bool = False  # an int8 kind: inference only
+    pools: bool = False  # pools its maps away: Grad-CAM looks at the maps before it
+    image_filters: bool = False  # as the first layer, its W are filters drawn as pictures
+
+    def __post_init__(self):
+        if self.folds_batchnorm and not self.weighted:
+            raise ValueError(
+                "a kind that folds a batch norm needs out_axis, the axis of W it scales"
+            )
 
     @property
     def whole_batch(self):
         """True when the training forward must see the whole batch (it has forward_parts)."""
         return self.forward_parts is not None
 
+    @property
+    def weighted(self):
+        """True when its weight ``W`` multiplies the input (it has an output-channel axis)."""
+        return self.out_axis is not None
+
     def param_specs(self, spec, in_shape):
         """``{local name: Param}`` of a layer fed examples of ``in_shape``."""
         return self.params(spec, in_shape) if self.params else {}
+
+    def along_out_channels(self, values, ndim):
+        """``values`` (channels,) shaped to broadcast along the output-channel axis of a
+        weight with ``ndim`` axes: conv (F,) -> (F, 1, 1, 1), fc (M,) -> (1, M)."""
+        shape = [1] * ndim
+        shape[self.out_axis] = -1
+        return values.reshape(shape)
+
+
+def forward_adapter(layer_forward, weights=(), keywords=()):
+    """The record's ``forward`` for ``layer_forward(x, *weights, **keywords) -> (out, cache)``.
+
+    weights: the local names of the layer's arrays, in the order the function takes them
+    (("W", "b")); keywords: the hyper-parameters it takes by name, read from the spec.
+    """
+
+    def forward(spec, p, x, train, rng):
+        arrays = [p[name] for name in weights]
+        out, cache = layer_forward(x, *arrays, **{key: spec[key] for key in keywords})
+        return out, cache, {}
+
+    return forward
+
+
+def backward_adapter(layer_backward, weights=(), takes_need_dx=False):
+    """The record's ``backward`` for ``layer_backward(dout, cache) -> dx`` (no weights) or
+    ``-> (dx, *weight gradients)``, the gradients in the order of the forward's inputs, so
+    that they zip with ``weights``. takes_need_dx: the function takes ``need_dx`` (the
+    conv's skips dx for a network's first layer)."""
+
+    def backward(spec, dout, cache, need_dx):
+        if takes_need_dx:
+            grads = layer_backward(dout, cache, need_dx=need_dx)
+        else:
+            grads = layer_backward(dout, cache)
+        if not weights:
+            return grads, {}
+        dx, *dweights = grads
+        return dx, dict(zip(weights, dweights, strict=True))
+
+    return backward
 
 
 def whole(minimum, default=REQUIRED):
@@ -191,18 +270,6 @@ def _conv_out_shape(spec, in_shape):
     return (spec["filters"], ho, wo)
 
 
-def _conv_forward(spec, p, x, train, rng):
-    out, cache = conv_forward(
-        x, p["W"], p["b"], stride=spec["stride"], pad=spec["pad"], groups=spec["groups"]
-    )
-    return out, cache, {}
-
-
-def _conv_backward(spec, dout, cache, need_dx):
-    dx, dW, db = conv_backward(dout, cache, need_dx=need_dx)
-    return dx, {"W": dW, "b": db}
-
-
 CONV = LayerKind(
     hyper={
         "filters": whole(1),
@@ -213,8 +280,13 @@ CONV = LayerKind(
     },
     params=_conv_params,
     out_shape=_conv_out_shape,
-    forward=_conv_forward,
-    backward=_conv_backward,
+    forward=forward_adapter(conv_forward, ("W", "b"), ("stride", "pad", "groups")),
+    backward=backward_adapter(conv_backward, ("W", "b"), takes_need_dx=True),
+    out_axis=0,
+    folds_batchnorm=True,
+    pruned=True,
+    quantized_as="qconv",
+    image_filters=True,
     gradcheck=(
         GradCase(
             label="conv 3x3 s1 p1",
@@ -259,22 +331,16 @@ def _fc_out_shape(spec, in_shape):
     return (spec["units"],)
 
 
-def _fc_forward(spec, p, x, train, rng):
-    out, cache = fc_forward(x, p["W"], p["b"])
-    return out, cache, {}
-
-
-def _fc_backward(spec, dout, cache, need_dx):
-    dx, dW, db = fc_backward(dout, cache)
-    return dx, {"W": dW, "b": db}
-
-
 FC = LayerKind(
     hyper={"units": whole(1)},
     params=_fc_params,
     out_shape=_fc_out_shape,
-    forward=_fc_forward,
-    backward=_fc_backward,
+    forward=forward_adapter(fc_forward, ("W", "b")),
+    backward=backward_adapter(fc_backward, ("W", "b")),
+    out_axis=1,
+    folds_batchnorm=True,
+    pruned=True,
+    quantized_as="qfc",
     gradcheck=(GradCase(label="fc", hyper={"units": 4}, in_shape=(3, 7)),),
 )
 
@@ -311,11 +377,6 @@ def _bn_forward(spec, p, x, train, rng):
     return out, cache, ({"running_mean": mean, "running_var": var} if train else {})
 
 
-def _bn_backward(spec, dout, cache, need_dx):
-    dx, dgamma, dbeta = batchnorm_backward(dout, cache)
-    return dx, {"gamma": dgamma, "beta": dbeta}
-
-
 def _bn_forward_parts(spec, p, parts, rng, map_parts):
     outs, mean, var, caches = batchnorm_forward_parts(
         parts,
@@ -335,6 +396,15 @@ def _bn_backward_parts(spec, douts, caches, need_dx, map_parts):
     return dxs, {"gamma": dgamma, "beta": dbeta}
 
 
+def _bn_eval_affine(spec, p):
+    """(mean, scale, shift), float64 (C,): in evaluation mode batch norm is
+    ``(x - mean) * scale + shift``, with scale = gamma / sqrt(running_var + eps)."""
+    gamma, beta, mean, var = (
+        p[k].astype(np.float64) for k in ("gamma", "beta", "running_mean", "running_var")
+    )
+    return mean, gamma / np.sqrt(var + spec["eps"]), beta
+
+
 BATCHNORM = LayerKind(
     hyper={
         "momentum": fraction(default=0.9),
@@ -347,9 +417,10 @@ BATCHNORM = LayerKind(
     params=_bn_params,
     out_shape=_bn_out_shape,
     forward=_bn_forward,
-    backward=_bn_backward,
+    backward=backward_adapter(batchnorm_backward, ("gamma", "beta")),
     forward_parts=_bn_forward_parts,
     backward_parts=_bn_backward_parts,
+    eval_affine=_bn_eval_affine,
     gradcheck=(
         GradCase(label="batchnorm (N, D)", in_shape=(5, 4)),
         GradCase(label="batchnorm (N, C, H, W)", in_shape=(3, 2, 3, 2)),
@@ -362,10 +433,6 @@ BATCHNORM = LayerKind(
 def _dropout_forward(spec, p, x, train, rng):
     out, cache = dropout_forward(x, spec["p"], rng, train)
     return out, cache, {}
-
-
-def _dropout_backward(spec, dout, cache, need_dx):
-    return dropout_backward(dout, cache), {}
 
 
 def _dropout_forward_parts(spec, p, parts, rng, map_parts):
@@ -382,7 +449,7 @@ DROPOUT = LayerKind(
     hyper={"p": fraction()},
     out_shape=_same_shape,
     forward=_dropout_forward,
-    backward=_dropout_backward,
+    backward=backward_adapter(dropout_backward),
     forward_parts=_dropout_forward_parts,
     backward_parts=_dropout_backward_parts,
     gradcheck=(GradCase(label="dropout p=0.3", hyper={"p": 0.3}, in_shape=(4, 6)),),
@@ -398,19 +465,13 @@ def _pool_kind(name, forward, backward, cases):
         ho, wo = pool_output_size((1, *in_shape), spec["size"], spec["stride"], name)
         return (in_shape[0], ho, wo)
 
-    def fwd(spec, p, x, train, rng):
-        out, cache = forward(x, size=spec["size"], stride=spec["stride"])
-        return out, cache, {}
-
-    def bwd(spec, dout, cache, need_dx):
-        return backward(dout, cache), {}
-
     return LayerKind(
         hyper={"size": whole(1, default=2), "stride": whole(1, default=2)},
         out_shape=out_shape,
-        forward=fwd,
-        backward=bwd,
+        forward=forward_adapter(forward, keywords=("size", "stride")),
+        backward=backward_adapter(backward),
         gradcheck=cases,
+        pools=True,
     )
 
 
@@ -444,46 +505,28 @@ def _global_avgpool_out_shape(spec, in_shape):
     return (in_shape[0],)
 
 
-def _global_avgpool_forward(spec, p, x, train, rng):
-    out, cache = global_avgpool_forward(x)
-    return out, cache, {}
-
-
-def _global_avgpool_backward(spec, dout, cache, need_dx):
-    return global_avgpool_backward(dout, cache), {}
-
-
 GLOBAL_AVGPOOL = LayerKind(
     hyper={},
     out_shape=_global_avgpool_out_shape,
-    forward=_global_avgpool_forward,
-    backward=_global_avgpool_backward,
+    forward=forward_adapter(global_avgpool_forward),
+    backward=backward_adapter(global_avgpool_backward),
     gradcheck=(GradCase(label="global_avgpool", in_shape=(2, 3, 4, 5)),),
+    pools=True,
 )
 
-# -- parameter-free element-wise layers and flatten ------------------------------------------
+# -- element-wise activations and flatten ----------------------------------------------------
 
 
-def _elementwise(
-    forward, backward, label, hyper=None, distinct=False, out_shape=_same_shape, init_rule=None
-):
-    """A kind without arrays whose forward takes ``x`` and its hyper-parameters by name."""
+def elementwise(forward, backward, label, hyper=None, distinct=False, init_rule=None):
+    """An activation: a kind without arrays, its output shaped like its input, whose forward
+    takes ``x`` and its hyper-parameters by name."""
     hyper = hyper or {}
-
-    def fwd(spec, p, x, train, rng):
-        out, cache = forward(x, **{name: spec[name] for name in hyper})
-        return out, cache, {}
-
-    def bwd(spec, dout, cache, need_dx):
-        return backward(dout, cache), {}
-
-    shape = (2, 3, 2, 2) if label == "flatten" else (3, 8)
     return LayerKind(
         hyper=hyper,
-        out_shape=out_shape,
-        forward=fwd,
-        backward=bwd,
-        gradcheck=(GradCase(label=label, in_shape=shape, distinct=distinct),),
+        out_shape=_same_shape,
+        forward=forward_adapter(forward, keywords=tuple(hyper)),
+        backward=backward_adapter(backward),
+        gradcheck=(GradCase(label=label, in_shape=(3, 8), distinct=distinct),),
         init_rule=init_rule,
     )
 
@@ -491,6 +534,14 @@ def _elementwise(
 def _flat_shape(spec, in_shape):
     return (math.prod(in_shape),)
 
+
+FLATTEN = LayerKind(
+    hyper={},
+    out_shape=_flat_shape,
+    forward=forward_adapter(flatten_forward),
+    backward=backward_adapter(flatten_backward),
+    gradcheck=(GradCase(label="flatten", in_shape=(2, 3, 2, 2)),),
+)
 
 LAYER_KINDS = {
     "conv": CONV,
@@ -500,8 +551,8 @@ LAYER_KINDS = {
     "maxpool": MAXPOOL,
     "avgpool": AVGPOOL,
     "global_avgpool": GLOBAL_AVGPOOL,
-    "relu": _elementwise(relu_forward, relu_backward, "relu", distinct=True, init_rule="he"),
-    "leaky_relu": _elementwise(
+    "relu": elementwise(relu_forward, relu_backward, "relu", distinct=True, init_rule="he"),
+    "leaky_relu": elementwise(
         leaky_relu_forward,
         leaky_relu_backward,
         "leaky_relu",
@@ -515,7 +566,7 @@ LAYER_KINDS = {
         distinct=True,
         init_rule="he",
     ),
-    "sigmoid": _elementwise(sigmoid_forward, sigmoid_backward, "sigmoid", init_rule="glorot"),
-    "tanh": _elementwise(tanh_forward, tanh_backward, "tanh", init_rule="glorot"),
-    "flatten": _elementwise(flatten_forward, flatten_backward, "flatten", out_shape=_flat_shape),
+    "sigmoid": elementwise(sigmoid_forward, sigmoid_backward, "sigmoid", init_rule="glorot"),
+    "tanh": elementwise(tanh_forward, tanh_backward, "tanh", init_rule="glorot"),
+    "flatten": FLATTEN,
 }

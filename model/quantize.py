@@ -5,8 +5,9 @@
    (running mean and variance); a batch norm that follows anything else stays, in float.
 2. ``calibrate``: the float (folded) model runs on calibration images, and each conv and fc
    records the largest |value| of its input.
-3. ``quantize_model``: each conv becomes a qconv and each fc a qfc (model/quantized_kinds.py):
-   weights int8 with one scale per output channel (max |W| of the channel / 127), input
+3. ``quantize_model``: each conv becomes a qconv and each fc a qfc (model/quantized_kinds.py;
+   a float kind's record names its int8 kind, ``quantized_as``, and its weights' output-channel
+   axis, ``out_axis``): weights int8 with one scale per output channel (max |W| of the channel / 127), input
    scale max |x| / 127, bias kept in float32. Every other layer (ReLU, pooling, flatten,
    dropout, a residual node's sum) is unchanged and runs in float between them.
 
@@ -19,8 +20,7 @@ import numpy as np
 
 from layers.quantized import QMAX, quantize
 from model.fold import fold_batchnorm
-from model.quantized_kinds import QUANTIZED_FROM
-from model.walk import KINDS, walk_forward
+from model.walk import KINDS, iter_layers, walk_forward
 
 
 def calibrate(params, blueprint, x, batch_size=500):
@@ -36,14 +36,22 @@ def calibrate(params, blueprint, x, batch_size=500):
 
 
 def _calibrate_specs(params, x, specs, maxima):
-    """x through ``specs``, recording each conv and fc input's max |x|; returns the output."""
+    """x through ``specs``, recording each conv and fc input's max |x|; returns the output.
+
+    A composite runs its own forward, given this function as the walk of its blueprints,
+    so that the layers inside it are recorded too.
+    """
+
+    def walk(params, branch_input, branch, train, rng):  # walk_forward's arguments and results
+        return _calibrate_specs(params, branch_input, branch, maxima), None, {}
+
     for spec in specs:
-        if spec["type"] in QUANTIZED_FROM:
+        kind = KINDS[spec["type"]]
+        if kind.quantized_as:
             name = spec["name"]
             maxima[name] = max(maxima.get(name, 0.0), float(np.abs(x).max()))
-        if spec["type"] == "residual":
-            body = _calibrate_specs(params, x, spec["body"], maxima)
-            x = body + _calibrate_specs(params, x, spec["shortcut"], maxima)
+        if kind.nested:
+            x = kind.forward(spec, params, x, False, None, walk=walk)[0]
         else:
             x = walk_forward(params, x, [spec], keep_caches=False)[0]
     return x
@@ -56,12 +64,12 @@ def scale_of(largest):
     return np.where(largest > 0, largest / np.float32(QMAX), np.float32(1)).astype(np.float32)
 
 
-def quantize_weights(W, kind):
+def quantize_weights(W, axis):
     """(Wq int8, w_scale (channels,) float32): symmetric, one scale per output channel.
 
-    W: conv (F, C/g, KH, KW), output channels on axis 0; fc (D, M), on axis 1.
+    W: the weights; axis: its output-channel axis, the kind's ``out_axis`` (conv
+    (F, C/g, KH, KW): 0; fc (D, M): 1).
     """
-    axis = 0 if kind == "conv" else 1
     other = tuple(a for a in range(W.ndim) if a != axis)
     w_scale = scale_of(np.abs(W).max(axis=other))
     shape = [1] * W.ndim
@@ -90,12 +98,11 @@ def quantize_model(params, blueprint, x_calibration):
 def _quantized_arrays(params, specs, maxima):
     """{key: array} of every conv and fc in ``specs`` (nested ones too), quantized."""
     arrays = {}
-    for spec in specs:
-        for key in KINDS[spec["type"]].nested:
-            arrays |= _quantized_arrays(params, spec[key], maxima)
-        if spec["type"] in QUANTIZED_FROM:
+    for spec in iter_layers(specs):
+        kind = KINDS[spec["type"]]
+        if kind.quantized_as:
             name = spec["name"]
-            Wq, w_scale = quantize_weights(params[f"{name}.W"], spec["type"])
+            Wq, w_scale = quantize_weights(params[f"{name}.W"], kind.out_axis)
             arrays |= {
                 f"{name}.W": Wq,
                 f"{name}.w_scale": w_scale,
@@ -111,5 +118,5 @@ def _as_quantized(specs):
     for spec in specs:
         kind = KINDS[spec["type"]]
         spec = {**spec, **{key: _as_quantized(spec[key]) for key in kind.nested}}
-        out.append({**spec, "type": QUANTIZED_FROM.get(spec["type"], spec["type"])})
+        out.append({**spec, "type": kind.quantized_as or spec["type"]})
     return out

@@ -1,7 +1,8 @@
 """The int8 layer kinds of a quantized model: ``qconv`` and ``qfc``, for inference only.
 
 ``python main.py quantize`` (model/quantize.py) turns each conv into a qconv and each fc into
-a qfc, with the same hyper-parameters. Their arrays, by local name:
+a qfc (the float kind's record names its int8 kind: ``quantized_as``), with the same
+hyper-parameters. Their arrays, by local name:
 - ``W``: int8 weights, shaped like the float layer's (conv (F, C/groups, KH, KW), fc (D, M));
 - ``w_scale``: (F,) or (M,) float32, one positive scale per output channel;
 - ``x_scale``: () float32, the positive scale of the layer's input;
@@ -56,6 +57,8 @@ QCONV = LayerKind(
     forward=_qconv_forward,
     backward=_no_backward,
     gradcheck=(),
+    out_axis=CONV.out_axis,
+    quantized=True,
 )
 QFC = LayerKind(
     hyper=FC.hyper,
@@ -64,8 +67,9 @@ QFC = LayerKind(
     forward=_qfc_forward,
     backward=_no_backward,
     gradcheck=(),
+    out_axis=FC.out_axis,
+    quantized=True,
 )
 
 QUANTIZED_KINDS = {"qconv": QCONV, "qfc": QFC}
-"""The int8 kind that replaces each float kind: {"qconv": ..., "qfc": ...}."""
-QUANTIZED_FROM = {"conv": "qconv", "fc": "qfc"}
+"""The int8 kinds, by type: each float kind's record names its own (``quantized_as``)."""

@@ -4,8 +4,9 @@
 with one cache per spec; ``walk_backward`` carries the gradient back through
 those caches; ``walk_shapes`` threads one example's shape through the specs
 without touching an array. Each step looks the spec's kind up in ``KINDS`` and
-calls its record (model/layer_kinds.py). The walk knows nothing of threads:
-model/shards.py calls it on shards of the batch.
+calls its record (model/layer_kinds.py). The walk knows nothing of threads: it is
+the definition, and the ``PLAIN`` executor (model/executor.py); the ``THREADS``
+executor (model/shards.py) runs it on shards of the batch.
 
 A composite kind holds blueprints in its spec and is walked by these same
 functions: the residual node ``{"type": "residual", "name": ..., "body": [...],
@@ -130,15 +131,16 @@ def walk_shapes(specs, in_shape, depth=0, counts=None, branch=""):
 
 
 def _residual_forward(spec, params, x, train, rng, walk=walk_forward):
-    """body(x) + shortcut(x). ``walk``: how to walk a branch (model/shards.py passes its
-    sharded walk, which has walk_forward's arguments and results)."""
+    """body(x) + shortcut(x). ``walk``: how to walk a branch (an executor's forward, such as
+    model/shards.py's sharded_forward, which has walk_forward's arguments and results)."""
     body, body_caches, body_stats = walk(params, x, spec["body"], train, rng)
     short, short_caches, short_stats = walk(params, x, spec["shortcut"], train, rng)
     return body + short, (body_caches, short_caches), {**body_stats, **short_stats}
 
 
 def _residual_backward(spec, dout, cache, need_dx, walk_back=walk_backward):
-    """dout into both branches; dx is the sum of their input gradients."""
+    """dout into both branches; dx is the sum of their input gradients. ``walk_back``: the
+    backward of the executor whose forward walked the branches."""
     body_caches, short_caches = cache
     dbody, grads = walk_back(dout, body_caches, spec["body"], need_dx)
     dshort, short_grads = walk_back(dout, short_caches, spec["shortcut"], need_dx)
@@ -244,4 +246,4 @@ def iter_layers(specs):
 def quantized_layers(specs):
     """The names of the int8 layers (model/quantized_kinds.py) of validated ``specs``: a
     quantized model, for inference only, when not empty."""
-    return [spec["name"] for spec in iter_layers(specs) if spec["type"] in QUANTIZED_KINDS]
+    return [spec["name"] for spec in iter_layers(specs) if KINDS[spec["type"]].quantized]

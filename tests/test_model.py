@@ -374,14 +374,14 @@ def test_batch_norm_on_shards_equals_the_whole_layer(restore_threads, shape, dty
     tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == np.float64 else {"rtol": 1e-5, "atol": 1e-5}
     for threads in (1, 2, 3):
         set_threads(threads)
-        out, caches = sharded_forward(params, x, specs, train=True)
-        assert [segment.whole for segment in caches.segments] == [True]
-        assert len(caches.segments[0].caches) == threads  # one cache per shard
-        dx, grads = sharded_backward(dout, caches, specs)
+        out, segments, stats = sharded_forward(params, x, specs, train=True)
+        assert [segment.whole for segment in segments] == [True]
+        assert len(segments[0].caches) == threads  # one cache per shard
+        dx, grads = sharded_backward(dout, segments, specs)
         assert out.dtype == dx.dtype == dtype
         assert sorted(grads) == ["bn.beta", "bn.gamma"]
         pairs = [(out, whole_out), (dx, whole_dx)]
-        pairs += [(caches.running_stats[key], whole_stats[key]) for key in whole_stats]
+        pairs += [(stats[key], whole_stats[key]) for key in whole_stats]
         pairs += [(grads[key], whole_grads[key]) for key in grads]
         for got, wanted in pairs:
             if threads == 1:

@@ -32,7 +32,7 @@ from model.fold import fold_batchnorm
 from model.initialize_parameters import initialize_parameters
 from model.params_io import load_model, save_model
 from model.quantize import quantize_model, quantize_weights
-from model.walk import quantized_layers, walk_forward
+from model.walk import KINDS, quantized_layers, walk_forward
 
 DIGITS_SHAPE = (1, 8, 8)
 
@@ -206,14 +206,14 @@ def test_weights_get_one_scale_per_output_channel():
     W = rng.standard_normal((4, 3, 3, 3)).astype(np.float32) * np.array([1, 10, 0.01, 0])[
         :, None, None, None
     ].astype(np.float32)
-    Wq, scale = quantize_weights(W, "conv")
+    Wq, scale = quantize_weights(W, KINDS["conv"].out_axis)
     assert Wq.dtype == np.int8 and scale.dtype == np.float32 and scale.shape == (4,)
     np.testing.assert_array_equal(np.abs(Wq[:3]).max(axis=(1, 2, 3)), [127, 127, 127])
     assert scale[3] == 1 and not Wq[3].any()  # an all-zero filter
     error = np.abs(Wq * scale[:, None, None, None] - W).max(axis=(1, 2, 3))
     assert np.all(error <= scale / 2 * (1 + 1e-6))
     Wfc = rng.standard_normal((6, 3)).astype(np.float32)
-    Wq, scale = quantize_weights(Wfc, "fc")  # (D, M): a scale per column
+    Wq, scale = quantize_weights(Wfc, KINDS["fc"].out_axis)  # (D, M): a scale per column
     np.testing.assert_allclose(scale, np.abs(Wfc).max(axis=0) / 127, rtol=1e-6)
 
 

@@ -9,8 +9,7 @@ from data import load_dataset
 from data.errors import UserError
 from model.params_io import load_model, save_model
 from model.quantize import quantize_model
-from model.quantized_kinds import QUANTIZED_FROM
-from model.walk import iter_layers, quantized_layers
+from model.walk import KINDS, iter_layers, quantized_layers
 
 
 class Quantized(NamedTuple):
@@ -48,7 +47,7 @@ def quantize_file(params_path, out=None, calibration=1000, data_dir=None, overwr
             f"{params_path}: already quantized (int8 layers {', '.join(names)}); quantize "
             "the float model it was made from"
         )
-    layers = [s["name"] for s in iter_layers(model.blueprint) if s["type"] in QUANTIZED_FROM]
+    layers = [s["name"] for s in iter_layers(model.blueprint) if KINDS[s["type"]].quantized_as]
     if not layers:
         raise UserError(f"{params_path}: no conv or fc layer to quantize")
     meta = model.meta
