@@ -27,7 +27,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.serve.live import LiveModel  # noqa: E402 (the project runs from its root)
+from core.serve.live import LivePage  # noqa: E402 (the project runs from its root)
 from core.serve.server import LiveServer  # noqa: E402
 from data import load_dataset  # noqa: E402
 
@@ -71,7 +71,7 @@ def main():
     parser.add_argument("--params", type=Path, default=ROOT / "best_params.npz")
     args = parser.parse_args()
 
-    server = LiveServer(("127.0.0.1", 0), LiveModel(args.params), log=None)
+    server = LiveServer(("127.0.0.1", 0), LivePage(args.params), log=None)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     host, port = server.server_address[:2]
     bodies = drawings(args.n)

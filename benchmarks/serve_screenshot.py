@@ -23,7 +23,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.serve.live import LiveModel  # noqa: E402 (the project runs from its root)
+from core.serve.live import LivePage  # noqa: E402 (the project runs from its root)
 from core.serve.server import LiveServer  # noqa: E402
 from data import load_dataset  # noqa: E402
 
@@ -34,7 +34,7 @@ def main():
     parser.add_argument("--index", type=int, default=0, help="which MNIST test digit (default 0)")
     args = parser.parse_args()
 
-    server = LiveServer(("127.0.0.1", 0), LiveModel(ROOT / "best_params.npz"), log=None)
+    server = LiveServer(("127.0.0.1", 0), LivePage(ROOT / "best_params.npz"), log=None)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"

@@ -23,24 +23,27 @@ from data import load_dataset, normalize
 from data.errors import UserError
 from data.normalization import Normalization
 from model.forward import forward_activations
-from model.walk import quantized_layers
+from model.walk import KINDS, quantized_layers
 
 EVALUATE_DIR = Path("runs/evaluate")
 
 
-def evaluation_dir(params_path, base=EVALUATE_DIR):
-    """The folder for the figures of ``evaluate`` on one model file: one folder per file.
+def evaluation_dir(params, base=EVALUATE_DIR):
+    """The folder for the figures of ``evaluate``: one per model file, one per ensemble.
 
-    params_path: str or Path of the model (.npz) file.
-    base:        the folder that holds every model's folder.
-    Returns ``base / "<file stem>-<8 hex digits>"``, the digits a hash of the file's
-    absolute path: two models never share a folder, even both named best_params.npz
-    (runs/a/best_params.npz and runs/b/best_params.npz), and the same file always gets the
-    same one, so evaluating it again replaces only its own figures.
+    params: str or Path of one model (.npz) file, or a list (or tuple) of them, an ensemble.
+    base:   the folder that holds every model's folder.
+    Returns ``base / "<file stem>-<8 hex digits>"`` for one file and
+    ``base / "ensemble-<8 hex digits>"`` for a list, the digits a hash of the absolute
+    path(s), in order, one per line: two models never share a folder, even both named
+    best_params.npz (runs/a/best_params.npz and runs/b/best_params.npz), and the same file
+    (or list) always gets the same one, so evaluating it again replaces only its own figures.
     """
-    where = os.path.abspath(os.fspath(params_path))
-    digest = hashlib.sha256(where.encode("utf-8", "surrogateescape")).hexdigest()[:8]
-    return Path(base) / f"{Path(where).stem}-{digest}"
+    one = isinstance(params, str | os.PathLike)
+    where = [os.path.abspath(os.fspath(path)) for path in ([params] if one else params)]
+    text = "\n".join(where)
+    digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return Path(base) / f"{Path(where[0]).stem if one else 'ensemble'}-{digest}"
 
 
 class Evaluation(NamedTuple):
@@ -196,14 +199,15 @@ def _classifier_figures(model, evaluation, images, y, caption, log):
             caption=f"test image 0 (label {names[y[0]]}); {caption}",
         )
     first = model.blueprint[0]
-    if first["type"] == "conv":
+    if KINDS[first["type"]].image_filters:
         key = f"{first['name']}.W"
         figures["filters.png"] = plots.plot_filters(model.params[key], caption=f"{key}; {caption}")
     return figures
 
 
-def describe(model):
-    """A short caption saying how a model was made, for figures."""
+def model_caption(model):
+    """A short caption saying how a model was made, for figures and the first line printed:
+    e.g. "minivgg, mnist, seed 0, epoch 12, augmented"."""
     config = model.meta.get("config", {})
     parts = [
         config.get("arch", "?"),

@@ -69,6 +69,7 @@ from data.normalization import Normalization
 from model.blueprints import validate_blueprint
 from model.layer_kinds import Param
 from model.shapes import trace_shapes
+from model.trained import Model
 from model.walk import quantized_layers
 
 FORMAT_VERSION = 1
@@ -95,22 +96,9 @@ REQUIRED_META = {
 }
 
 
-class Model(NamedTuple):
-    """A trained model as loaded from disk.
-
-    params:    {"conv1.W": float32 array, ...}, the keys and shapes the blueprint gives
-               (a quantized layer's weights are int8).
-    blueprint: the validated blueprint (list of layer spec dicts, defaults filled in).
-    meta:      dict, see the module docstring.
-    """
-
-    params: dict
-    blueprint: list
-    meta: dict
-
-
 class Checkpoint(NamedTuple):
-    """A training run's full state, to resume it exactly.
+    """A training run's full state, to resume it exactly: a Model (model/trained.py) and the
+    optimizer's state.
 
     params:    as in Model.
     opt_state: {"<slot>.<param key>": float32 array shaped like that parameter}.
@@ -158,7 +146,8 @@ def load_model(path):
     """Read and check a model (or checkpoint) file written by ``save_model``.
 
     path: str or Path of the ``.npz`` file.
-    Returns Model(params {key: float32 array}, blueprint (validated list), meta (dict)).
+    Returns a Model (model/trained.py): params {key: float32 array}, blueprint (validated
+    list), meta (dict).
     Raises UserError naming the file and the key for any problem (see the module docstring).
     """
     source = os.fspath(path)

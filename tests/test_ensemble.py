@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 import main
-from core.experiments.ensemble import ensemble_dir, ensemble_table, load_members, member_probs
+from core.experiments.ensemble import ensemble_table, load_members, member_probs
 from core.learn.config import RECIPES
 from core.learn.eval import predict_proba
 from core.learn.train import train
-from core.report import load_test_set, model_inputs
+from core.report import evaluation_dir, load_test_set, model_inputs
 from data.errors import UserError
 from model.params_io import load_model, save_model
 
@@ -34,7 +34,7 @@ def members(tmp_path_factory):
         config = dataclasses.replace(
             RECIPES["default"], dataset="digits", arch=MLP, limit=300, epochs=1, seed=seed
         )
-        train(config, out, progress=False, echo=lambda *_: None)
+        train(config, out)
         paths.append(out / "best_params.npz")
     return paths
 
@@ -101,9 +101,10 @@ def test_members_of_another_dataset_or_input_shape_are_refused(members, tmp_path
 
 
 def test_ensemble_folders_are_one_per_list_of_files(members):
-    assert ensemble_dir(members) == ensemble_dir(list(members))
-    assert ensemble_dir(members) != ensemble_dir(members[:2])
-    assert ensemble_dir(members) != ensemble_dir(members[::-1])
+    assert evaluation_dir(members) == evaluation_dir(list(members))
+    assert evaluation_dir(members) != evaluation_dir(members[:2])
+    assert evaluation_dir(members) != evaluation_dir(members[::-1])
+    assert evaluation_dir(members).name.startswith("ensemble-")
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ from PIL import Image
 import main
 from core.learn.eval import predict_proba
 from core.report import check_digit_model, model_inputs
-from core.serve.live import LiveModel
+from core.serve.live import LivePage
 from core.serve.pictures import GAP_INDEX, mosaic, picture_bytes
 from core.serve.server import MAX_BODY, STATIC, LiveServer
 from data import load_dataset
@@ -42,7 +42,7 @@ SHIPPED = ROOT / "best_params.npz"
 def served():
     """(server, log lines) of a live server on a free port, serving the shipped model."""
     lines = []
-    server = LiveServer(("127.0.0.1", 0), LiveModel(SHIPPED), log=lines.append)
+    server = LiveServer(("127.0.0.1", 0), LivePage(SHIPPED), log=lines.append)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server, lines
@@ -154,7 +154,7 @@ def test_the_model_tab_gets_the_blueprint_table_and_the_shipped_figures(served):
 def test_a_run_folder_without_figures_gets_its_curves_drawn_from_log_csv(tmp_path):
     (tmp_path / "best_params.npz").write_bytes(SHIPPED.read_bytes())
     (tmp_path / "log.csv").write_text((ROOT / "plot" / "log.csv").read_text())
-    live = LiveModel(tmp_path / "best_params.npz")
+    live = LivePage(tmp_path / "best_params.npz")
     assert set(live.figures) == {"history.png"}
     assert live.figures["history.png"].startswith(b"\x89PNG")
 

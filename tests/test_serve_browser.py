@@ -18,7 +18,7 @@ from selenium.webdriver.common.actions.pointer_input import PointerInput
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from core.serve.live import LiveModel
+from core.serve.live import LivePage
 from core.serve.server import LiveServer
 from data import load_dataset
 from model.params_io import load_model
@@ -37,7 +37,7 @@ SEVEN = [(70, 70), (130, 68), (210, 70), (180, 130), (150, 190), (130, 240)]
 @pytest.fixture(scope="module")
 def page_url():
     """The address of a live server on a free port, serving the shipped model."""
-    server = LiveServer(("127.0.0.1", 0), LiveModel(SHIPPED), log=None)
+    server = LiveServer(("127.0.0.1", 0), LivePage(SHIPPED), log=None)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server.url

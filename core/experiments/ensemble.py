@@ -6,15 +6,11 @@ normalized for one member. Quantized (int8) files are members like any other:
 ``load_model`` reads them and the forward pass runs their int8 arithmetic.
 """
 
-import hashlib
-import os
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
 from core.learn.eval import accuracy, predict_proba
-from core.report import EVALUATE_DIR, is_regression, model_inputs
+from core.report import is_regression, model_inputs
 from data.errors import UserError
 from model.params_io import load_model
 
@@ -70,14 +66,3 @@ def ensemble_table(paths, probs, y):
             "errors": [int((pred != y).sum()) for _, pred in rows],
         }
     )
-
-
-def ensemble_dir(paths, base=EVALUATE_DIR):
-    """The folder of ``evaluate``'s figures for an ensemble: one per list of files.
-
-    Returns ``base / "ensemble-<8 hex digits>"``, a hash of the files' absolute paths in
-    order: the same files give the same folder, other files another.
-    """
-    where = "\n".join(os.path.abspath(os.fspath(p)) for p in paths)
-    digest = hashlib.sha256(where.encode("utf-8", "surrogateescape")).hexdigest()[:8]
-    return Path(base) / f"ensemble-{digest}"

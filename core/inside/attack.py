@@ -23,12 +23,12 @@ from core.learn.eval import predict_scores
 from data.checks import check_real, check_whole, is_real
 from data.errors import UserError
 
-METHODS = ("fgsm", "pgd")
+ATTACK_METHODS = ("fgsm", "pgd")
 BATCH = 500  # pictures attacked at once: bounds the layer caches' memory
 EXAMPLES = 8  # pictures kept per ε for the figure of examples
 
 
-def fgsm(net, pixels, labels, eps):
+def fgsm(model, pixels, labels, eps):
     """The FGSM pictures of a batch: one signed gradient step of size ε.
 
     pixels: (N, C, H, W) float32 in [0, 1]; labels: (N,) the true classes.
@@ -37,11 +37,11 @@ def fgsm(net, pixels, labels, eps):
     if eps == 0:
         return pixels.copy()
     low, high = ball(pixels, eps)
-    _, grad = loss_gradient(net, pixels, labels)
+    _, grad = loss_gradient(model, pixels, labels)
     return np.clip(pixels + eps * np.sign(grad), low, high).astype(pixels.dtype)
 
 
-def pgd(net, pixels, labels, eps, steps, step_size, rng):
+def pgd(model, pixels, labels, eps, steps, step_size, rng):
     """The PGD pictures of a batch: ``steps`` projected signed steps from a random start.
 
     rng: numpy Generator for the random start, uniform in the ε-ball (then clipped to [0, 1]).
@@ -53,7 +53,7 @@ def pgd(net, pixels, labels, eps, steps, step_size, rng):
     start = rng.uniform(-eps, eps, size=pixels.shape)
     x = np.clip(pixels + start, low, high).astype(pixels.dtype)
     for _ in range(steps):
-        _, grad = loss_gradient(net, x, labels)
+        _, grad = loss_gradient(model, x, labels)
         x = np.clip(x + step_size * np.sign(grad), low, high).astype(pixels.dtype)
     return x
 
@@ -67,8 +67,10 @@ class AttackSettings(NamedTuple):
 
 def check_settings(settings, eps_list):
     """UserError unless the method, budgets, steps and step size make sense."""
-    if settings.method not in METHODS:
-        raise UserError(f"--method must be one of {', '.join(METHODS)}, got {settings.method!r}")
+    if settings.method not in ATTACK_METHODS:
+        raise UserError(
+            f"--method must be one of {', '.join(ATTACK_METHODS)}, got {settings.method!r}"
+        )
     for eps in eps_list:
         check_real("--eps", eps, 0, 1)
     check_whole("--steps", settings.steps, 1)
@@ -76,7 +78,7 @@ def check_settings(settings, eps_list):
         raise UserError(f"--step-size must be a number in (0, 1], got {settings.step_size!r}")
 
 
-def attack(net, pixels, labels, eps, settings):
+def attack(model, pixels, labels, eps, settings):
     """Adversarial pictures for every picture, BATCH at a time.
 
     The PGD random starts come from ``settings.seed`` and ε, and each batch draws its own
@@ -86,20 +88,20 @@ def attack(net, pixels, labels, eps, settings):
     for start in range(0, len(pixels), BATCH):
         part = slice(start, start + BATCH)
         if settings.method == "fgsm":
-            out[part] = fgsm(net, pixels[part], labels[part], eps)
+            out[part] = fgsm(model, pixels[part], labels[part], eps)
         else:
             rng = np.random.default_rng([settings.seed, round(eps * 1e6), start])
-            out[part] = pgd(net, pixels[part], labels[part], eps, settings.steps,
+            out[part] = pgd(model, pixels[part], labels[part], eps, settings.steps,
                             settings.step_size, rng)  # fmt: skip
     return out
 
 
-def predictions(net, pixels):
+def predictions(model, pixels):
     """The predicted class (N,) of each picture, in inference mode."""
-    return predict_scores(net.params, net.blueprint, net.inputs(pixels)).argmax(axis=1)
+    return predict_scores(model.params, model.blueprint, model.inputs(pixels)).argmax(axis=1)
 
 
-def robustness(net, pixels, labels, eps_list, settings, on_row=None):
+def robustness(model, pixels, labels, eps_list, settings, on_row=None):
     """Accuracy under attack for each ε.
 
     Returns (table, examples): table a DataFrame with columns method, eps, accuracy (a
@@ -109,11 +111,11 @@ def robustness(net, pixels, labels, eps_list, settings, on_row=None):
     check_settings(settings, eps_list)
     rows, examples = [], {}
     for eps in eps_list:
-        adversarial = attack(net, pixels, labels, eps, settings)
+        adversarial = attack(model, pixels, labels, eps, settings)
         row = {
             "method": settings.method,
             "eps": float(eps),
-            "accuracy": float(np.mean(predictions(net, adversarial) == labels)),
+            "accuracy": float(np.mean(predictions(model, adversarial) == labels)),
         }
         rows.append(row)
         examples[eps] = adversarial[:EXAMPLES]

@@ -18,22 +18,22 @@ from core.inside.gradients import class_score_gradient, layer_gradient
 from core.learn.eval import predict_proba
 from data.errors import UserError
 from model.shapes import trace_shapes
+from model.walk import KINDS
 
 SMOOTHGRAD_SAMPLES = 25
 SMOOTHGRAD_NOISE = 0.15  # standard deviation, in pixels: 15% of the [0, 1] range
 OCCLUSION_PATCH = 6  # pixels per side of the black square
 OCCLUSION_STRIDE = 2
 OCCLUSION_CHUNK = 16  # pictures whose hidden copies are made at once
-POOLING = ("maxpool", "avgpool", "global_avgpool")
 
 
-def saliency(net, pixels, classes):
+def saliency(model, pixels, classes):
     """|d score[classes] / d pixels|, largest over channels: (N, H, W)."""
-    _, grad = class_score_gradient(net, pixels, classes)
+    _, grad = class_score_gradient(model, pixels, classes)
     return np.abs(grad).max(axis=1)
 
 
-def smoothgrad(net, pixels, classes, rng, samples=SMOOTHGRAD_SAMPLES, noise=SMOOTHGRAD_NOISE):
+def smoothgrad(model, pixels, classes, rng, samples=SMOOTHGRAD_SAMPLES, noise=SMOOTHGRAD_NOISE):
     """Saliency of the gradient averaged over ``samples`` noisy copies: (N, H, W).
 
     rng: numpy Generator for the noise, N(0, noise²) per pixel.
@@ -41,7 +41,7 @@ def smoothgrad(net, pixels, classes, rng, samples=SMOOTHGRAD_SAMPLES, noise=SMOO
     total = np.zeros_like(pixels)
     for _ in range(samples):
         noisy = (pixels + rng.normal(0.0, noise, size=pixels.shape)).astype(pixels.dtype)
-        total += class_score_gradient(net, noisy, classes)[1]
+        total += class_score_gradient(model, noisy, classes)[1]
     return np.abs(total / samples).max(axis=1)
 
 
@@ -54,7 +54,7 @@ def gradcam_layer(blueprint, input_shape):
     for row in rows:
         if len(row.out_shape) != 3:
             break
-        if row.spec["type"] not in POOLING:
+        if not KINDS[row.spec["type"]].pools:
             label = row.label
     if label is None:
         raise UserError(
@@ -64,13 +64,13 @@ def gradcam_layer(blueprint, input_shape):
     return label
 
 
-def gradcam(net, pixels, classes, layer=None):
+def gradcam(model, pixels, classes, layer=None):
     """Grad-CAM maps (N, H, W) of layer ``layer`` (a top-level label; default: gradcam_layer).
 
     Returns (maps, layer): each map is >= 0, resized bilinearly from the layer's (h, w).
     """
-    layer = layer or gradcam_layer(net.blueprint, pixels.shape[1:])
-    activations, grads = layer_gradient(net, pixels, layer, classes)
+    layer = layer or gradcam_layer(model.blueprint, pixels.shape[1:])
+    activations, grads = layer_gradient(model, pixels, layer, classes)
     weights = grads.mean(axis=(2, 3), keepdims=True)  # (N, C, 1, 1)
     cam = np.maximum((weights * activations).sum(axis=1), 0)
     return resize(cam, pixels.shape[2:]), layer
@@ -103,7 +103,7 @@ def occlusion_masks(size, patch=OCCLUSION_PATCH, stride=OCCLUSION_STRIDE):
     return (rows[:, None, :, None] & cols[None, :, None, :]).reshape(-1, height, width)
 
 
-def occlusion(net, pixels, classes, patch=OCCLUSION_PATCH, stride=OCCLUSION_STRIDE):
+def occlusion(model, pixels, classes, patch=OCCLUSION_PATCH, stride=OCCLUSION_STRIDE):
     """The drop of each class's probability when a black square hides each place: (N, H, W).
 
     Each pixel gets the mean drop over the squares that cover it (negative where hiding
@@ -114,40 +114,40 @@ def occlusion(net, pixels, classes, patch=OCCLUSION_PATCH, stride=OCCLUSION_STRI
     classes = np.asarray(classes)
     maps = [
         _occlusion_chunk(
-            net, pixels[i : i + OCCLUSION_CHUNK], classes[i : i + OCCLUSION_CHUNK], masks
+            model, pixels[i : i + OCCLUSION_CHUNK], classes[i : i + OCCLUSION_CHUNK], masks
         )
         for i in range(0, len(pixels), OCCLUSION_CHUNK)
     ]
     return np.concatenate(maps)
 
 
-def _occlusion_chunk(net, pixels, classes, masks):
+def _occlusion_chunk(model, pixels, classes, masks):
     n, p = len(pixels), len(masks)
     hidden = np.where(masks[None, :, None], 0, pixels[:, None]).astype(pixels.dtype)
     both = np.concatenate([pixels, hidden.reshape(n * p, *pixels.shape[1:])])
-    probs = predict_proba(net.params, net.blueprint, net.inputs(both))
+    probs = predict_proba(model.params, model.blueprint, model.inputs(both))
     own = probs[np.arange(n), classes]  # (n,)
     hidden_own = probs[n:].reshape(n, p, -1)[np.arange(n), :, classes]  # (n, P)
     drops = own[:, None] - hidden_own
     return np.tensordot(drops, masks, axes=1) / np.maximum(masks.sum(axis=0), 1)
 
 
-METHODS = ("saliency", "smoothgrad", "gradcam", "occlusion")
+EXPLAIN_METHODS = ("saliency", "smoothgrad", "gradcam", "occlusion")
 
 
-def explain(net, pixels, classes, methods, rng, layer=None):
-    """{method: maps (N, H, W)} for each of ``methods`` (names in METHODS).
+def explain(model, pixels, classes, methods, rng, layer=None):
+    """{method: maps (N, H, W)} for each of ``methods`` (names in EXPLAIN_METHODS).
 
     rng: for SmoothGrad's noise; layer: Grad-CAM's layer (default: gradcam_layer).
     """
     maps = {}
     for method in methods:
         if method == "saliency":
-            maps[method] = saliency(net, pixels, classes)
+            maps[method] = saliency(model, pixels, classes)
         elif method == "smoothgrad":
-            maps[method] = smoothgrad(net, pixels, classes, rng)
+            maps[method] = smoothgrad(model, pixels, classes, rng)
         elif method == "gradcam":
-            maps[method], _ = gradcam(net, pixels, classes, layer)
+            maps[method], _ = gradcam(model, pixels, classes, layer)
         else:
-            maps[method] = occlusion(net, pixels, classes)
+            maps[method] = occlusion(model, pixels, classes)
     return maps

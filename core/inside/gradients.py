@@ -22,31 +22,34 @@ from model.forward import forward
 from model.shapes import trace_shapes
 
 
-def score_gradient(net, pixels, dscores_of):
+def score_gradient(model, pixels, dscores_of):
     """The scores of a batch and the gradient of a function of them with respect to the pixels.
 
+    model: a Model (model/trained.py): its params, blueprint and input normalization.
     pixels: (N, C, H, W) on the [0, 1] scale, float32 (or float64 for checks).
     dscores_of: function from the scores (N, K) to d f / d scores (N, K), where f is the
         quantity to explain (a class score: a one-hot; the loss: softmax minus one-hot).
     Returns (scores (N, K), d f / d pixels shaped like pixels).
     """
-    scores, caches = forward(net.params, net.inputs(pixels), net.blueprint)
+    scores, caches = forward(model.params, model.inputs(pixels), model.blueprint)
     dscores = np.asarray(dscores_of(scores), dtype=scores.dtype)
-    return scores, net.pixel_gradient(input_gradient(dscores, caches, net.blueprint))
+    return scores, model.pixel_gradient(input_gradient(dscores, caches, model.blueprint))
 
 
-def class_score_gradient(net, pixels, classes):
+def class_score_gradient(model, pixels, classes):
     """(scores (N, K), d score[n, classes[n]] / d pixels): each example's own class score."""
-    return score_gradient(net, pixels, lambda s: one_hot(classes, s.shape[1], s.dtype))
+    return score_gradient(model, pixels, lambda s: one_hot(classes, s.shape[1], s.dtype))
 
 
-def loss_gradient(net, pixels, labels):
+def loss_gradient(model, pixels, labels):
     """(scores (N, K), d CE / d pixels): each example's own cross-entropy with its label.
 
     The per-example losses are summed, not averaged, so each example's gradient is its own
     loss's, whatever the batch size.
     """
-    return score_gradient(net, pixels, lambda s: softmax(s) - one_hot(labels, s.shape[1], s.dtype))
+    return score_gradient(
+        model, pixels, lambda s: softmax(s) - one_hot(labels, s.shape[1], s.dtype)
+    )
 
 
 def top_level_labels(blueprint, input_shape):
@@ -66,7 +69,7 @@ def split_after(blueprint, input_shape, label):
     return blueprint[:cut], blueprint[cut:]
 
 
-def layer_gradient(net, pixels, label, classes):
+def layer_gradient(model, pixels, label, classes):
     """The output of layer ``label`` and the gradient of each example's class score with
     respect to it (Grad-CAM's two ingredients).
 
@@ -74,10 +77,10 @@ def layer_gradient(net, pixels, label, classes):
     score is explained for each example.
     Returns (activations, d score / d activations), both shaped like the layer's output.
     """
-    below, above = split_after(net.blueprint, pixels.shape[1:], label)
-    activations, _ = forward(net.params, net.inputs(pixels), below, keep_caches=False)
+    below, above = split_after(model.blueprint, pixels.shape[1:], label)
+    activations, _ = forward(model.params, model.inputs(pixels), below, keep_caches=False)
     if not above:  # the scores themselves
         return activations, one_hot(classes, activations.shape[1], activations.dtype)
-    scores, caches = forward(net.params, activations, above)
+    scores, caches = forward(model.params, activations, above)
     dscores = one_hot(classes, scores.shape[1], scores.dtype)
     return activations, input_gradient(dscores, caches, above)

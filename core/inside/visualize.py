@@ -46,7 +46,7 @@ def gaussian_blur(pictures, sigma):
     return out.astype(pictures.dtype)
 
 
-def class_models(net, classes, input_shape, rng, settings=None):
+def class_models(model, classes, input_shape, rng, settings=None):
     """One picture per class that the network scores highly for that class.
 
     classes: (N,) class indices; input_shape: (C, H, W); rng: for the start and the jitter.
@@ -58,13 +58,13 @@ def class_models(net, classes, input_shape, rng, settings=None):
     for step in range(settings.steps):
         dy, dx = rng.integers(-settings.jitter, settings.jitter + 1, size=2)
         shifted = np.roll(x, (dy, dx), axis=(2, 3))
-        _, grad = class_score_gradient(net, shifted, classes)
+        _, grad = class_score_gradient(model, shifted, classes)
         grad = np.roll(grad, (-dy, -dx), axis=(2, 3)) - 2 * settings.l2 * x
         top = np.abs(grad).max(axis=(1, 2, 3), keepdims=True)
         x = np.clip(x + settings.step_size * grad / np.maximum(top, 1e-12), 0, 1)
         if settings.blur_every and (step + 1) % settings.blur_every == 0:
             x = gaussian_blur(x, settings.blur_sigma)
-    scores, _ = class_score_gradient(net, x, classes)
+    scores, _ = class_score_gradient(model, x, classes)
     return x.astype(np.float32), scores[np.arange(len(classes)), classes]
 
 
@@ -77,11 +77,11 @@ def conv_layers(blueprint, input_shape):
     ]
 
 
-def layer_outputs(net, pixels, label, batch_size=500):
+def layer_outputs(model, pixels, label, batch_size=500):
     """The output of top-level layer ``label`` for every picture, ``batch_size`` at a time."""
-    below, _ = split_after(net.blueprint, pixels.shape[1:], label)
+    below, _ = split_after(model.blueprint, pixels.shape[1:], label)
     return np.concatenate([
-        forward(net.params, net.inputs(pixels[i : i + batch_size]), below, keep_caches=False)[0]
+        forward(model.params, model.inputs(pixels[i : i + batch_size]), below, keep_caches=False)[0]
         for i in range(0, len(pixels), batch_size)
     ])  # fmt: skip
 
@@ -100,11 +100,11 @@ def check_map_layer(blueprint, input_shape, label):
         )
 
 
-def top_activations(net, pixels, label, k=6):
+def top_activations(model, pixels, label, k=6):
     """For each channel of layer ``label`` (a map (C, h, w)), the k pictures it responds to
     most, by the maximum of its map."""
-    check_map_layer(net.blueprint, pixels.shape[1:], label)
-    outputs = layer_outputs(net, pixels, label)
+    check_map_layer(model.blueprint, pixels.shape[1:], label)
+    outputs = layer_outputs(model, pixels, label)
     strongest = outputs.max(axis=(2, 3)).T  # (C, N)
     k = min(k, strongest.shape[1])
     indices = np.argsort(-strongest, axis=1, kind="stable")[:, :k]

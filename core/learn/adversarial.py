@@ -8,7 +8,7 @@ from core.learn.eval import softmax
 from core.learn.loss import one_hot
 from model.backward import input_gradient
 from model.forward import forward
-from model.network import Network
+from model.trained import inputs_to_pixels, pixels_to_inputs
 
 
 def ball(pixels, eps):
@@ -40,12 +40,11 @@ def fast_fgsm_inputs(params, blueprint, norm, inputs, labels, eps, rng):
     the model in training mode, as the batch's own update will see it (its batch-norm
     statistics are not kept). Returns the normalized adversarial inputs, shaped like inputs.
     """
-    net = Network(params, blueprint, norm)
-    pixels = net.pixels(inputs)
+    pixels = inputs_to_pixels(inputs, norm)
     low, high = ball(pixels, eps)
     x = np.clip(pixels + rng.uniform(-eps, eps, size=pixels.shape), low, high).astype(pixels.dtype)
-    scores, caches = forward(params, net.inputs(x), blueprint, train=True, rng=rng)
+    scores, caches = forward(params, pixels_to_inputs(x, norm), blueprint, train=True, rng=rng)
     dscores = softmax(scores) - one_hot(labels, scores.shape[1], scores.dtype)
     grad = input_gradient(dscores, caches, blueprint)  # same signs as d/d pixels (std > 0)
     x = np.clip(x + FAST_STEP * eps * np.sign(grad), low, high).astype(pixels.dtype)
-    return net.inputs(x)
+    return pixels_to_inputs(x, norm)

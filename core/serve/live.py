@@ -1,4 +1,4 @@
-"""One digit classifier, loaded once, run on one picture per request of the live page.
+"""The live page's state: one digit classifier, loaded once, run on one picture per request.
 
 A picture is prepared exactly as ``predict`` prepares it (``data.digit_image``, then
 ``core.report.model_inputs``) and its probabilities come from the same
@@ -20,7 +20,6 @@ from core.serve.figures import FIGURES, run_figures
 from core.serve.pictures import INFERNO, VIRIDIS, levels, mosaic, png_data_url
 from data.digit_image import digit_image_from_bytes
 from model.forward import forward_activations
-from model.network import Network
 from model.params_io import load_float_model
 from model.shapes import trace_shapes
 from model.summary import format_summary
@@ -28,31 +27,30 @@ from model.summary import format_summary
 PICTURE_NAME = "the picture"  # how error messages name what the browser sent
 
 
-class LiveModel:
-    """A digit classifier and its run's figures, ready to answer the page.
+class LivePage:
+    """What the live page asks of one model file: its Model tab, and the answer to a picture.
 
     params_path: the model file (.npz). Raises UserError for a file that cannot be read,
     a quantized (int8) model (the saliency map needs the float model's gradients), or a
     model that is not a 1x28x28 digit classifier.
+    Holds the Model (model/trained.py), the run's figures {file name: PNG bytes} and a lock.
     """
 
     def __init__(self, params_path):
         self.source = str(params_path)
         self.model = load_float_model(params_path, "the live page's saliency map")
         check_digit_model(self.model.meta, self.source, "serve", ", such as best_params.npz")
-        self.names = list(self.model.meta["class_names"])
         self._types = {
             row.label: row.spec["type"]
             for row in trace_shapes(self.model.blueprint, DIGIT_SHAPE)
             if row.depth == 0
         }
-        self.network = Network.of(self.model, self.source)
         self.figures = run_figures(params_path)
         # One picture at a time: the forward pass already spreads over every core, and
         # its worker pool is shared by the whole process.
         self._lock = threading.Lock()
 
-    def describe(self):
+    def model_tab(self):
         """What the Model tab shows: the layer table, the classes and the figures' names."""
         meta = self.model.meta
         return {
@@ -60,7 +58,7 @@ class LiveModel:
             "summary": format_summary(
                 self.model.blueprint, DIGIT_SHAPE, Path(self.source).name, self.model.params
             ),
-            "classes": self.names,
+            "classes": meta["class_names"],
             "dataset": meta.get("dataset"),
             "epoch": meta.get("epoch"),
             "figures": [
@@ -89,11 +87,12 @@ class LiveModel:
             best = int(np.argmax(probs))
             activations = forward_activations(self.model.params, x, self.model.blueprint)
             pixels = (image[None, None] / np.float32(255)).astype(np.float32)
-            heat = saliency(self.network, pixels, np.array([best]))[0]
+            heat = saliency(self.model, pixels, np.array([best]))[0]
+            names = self.model.meta["class_names"]
             answer = {
-                "class": self.names[best],
+                "class": names[best],
                 "index": best,
-                "classes": self.names,
+                "classes": names,
                 "probabilities": [float(p) for p in probs],
                 "input": {"pixels": image.tolist(), "png": png_data_url(image)},
                 "layers": [self._layer(label, out[0]) for label, out in activations],

@@ -44,10 +44,10 @@ def log_to_stderr(line):
 
 
 class LiveServer(ThreadingHTTPServer):
-    """A ThreadingHTTPServer holding the LiveModel and the page's files.
+    """A ThreadingHTTPServer holding the LivePage (core/serve/live.py) and the page's files.
 
     address: (host, port); port 0 picks a free port (``server_address`` says which).
-    live:    the LiveModel to answer with.
+    live:    the LivePage to answer with.
     log:     a callable taking one line per request, or None for silence.
     """
 
@@ -61,7 +61,7 @@ class LiveServer(ThreadingHTTPServer):
         self.pages = {
             path: ((STATIC / name).read_bytes(), kind) for path, (name, kind) in PAGES.items()
         }
-        self.model_json = json.dumps(live.describe()).encode("utf-8")
+        self.model_json = json.dumps(live.model_tab()).encode("utf-8")
         if ":" in address[0]:  # an IPv6 address such as ::1
             self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
