@@ -119,7 +119,7 @@ TINY = dataclasses.replace(
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
     out = tmp_path_factory.mktemp("digits")
-    train(TINY, out, progress=False, echo=lambda *_: None)
+    train(TINY, out)
     return out / "best_params.npz"
 
 

@@ -16,7 +16,7 @@ import pytest
 import main
 from core.learn.config import RECIPES, TrainConfig
 from core.learn.eval import r_squared
-from core.learn.train import prepare_data
+from core.learn.prepare import prepare_data
 from data import load_dataset
 from data.errors import UserError
 from model.params_io import load_model

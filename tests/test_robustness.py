@@ -34,10 +34,6 @@ RUN = ["--limit", "1000", "--epochs", "3", "--val-size", "100"]
 RUN_CONFIG = dataclasses.replace(RECIPES["default"], limit=1000, epochs=3, val_size=100)
 
 
-def quiet_train(config, out_dir, **kwargs):
-    return train(config, out_dir, progress=False, echo=lambda *_: None, **kwargs)
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """The broken and foreign files of the error cases, and a valid (untrained) model."""
@@ -198,7 +194,7 @@ def test_the_script_prints_one_line_and_exits_2_and_debug_shows_the_traceback():
 def reference(tmp_path_factory):
     """The folder of an uninterrupted RUN, trained in-process."""
     out = tmp_path_factory.mktemp("reference")
-    quiet_train(RUN_CONFIG, out)
+    train(RUN_CONFIG, out)
     return out
 
 
@@ -275,7 +271,7 @@ def test_a_killed_run_leaves_whole_files_and_resumes_exactly(reference, tmp_path
     # A write cut short may leave its hidden temporary file; it must not get in the way.
     assert all(".tmp" in p.name for p in tmp_path.iterdir() if p.name.startswith("."))
 
-    quiet_train(RUN_CONFIG, tmp_path, resume=True)
+    train(RUN_CONFIG, tmp_path, resume=True)
     assert_same_final_state(tmp_path, reference)
 
 
@@ -294,5 +290,5 @@ def test_ctrl_c_writes_a_checkpoint_and_resume_finishes_the_run_exactly(referenc
     assert "interrupted" not in out
     assert load_checkpoint(checkpoint).meta["run_state"]["epoch"] in (0, 1)
 
-    quiet_train(RECIPES["default"], tmp_path, resume=True)  # the checkpoint says which run
+    train(RECIPES["default"], tmp_path, resume=True)  # the checkpoint says which run
     assert_same_final_state(tmp_path, reference)

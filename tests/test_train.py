@@ -10,11 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import core.learn.runs
 import core.learn.train
+import core.progress
 import main
 from core.learn.config import RECIPES
 from core.learn.gradcheck import rel_error
 from core.learn.train import Diverged, train
+from core.progress import Progress
 from core.report import evaluate, load_test_set
 from data.errors import UserError
 from model.params_io import load_checkpoint, load_model
@@ -24,11 +27,6 @@ TIMING = ["seconds", "images_per_s"]  # the only log columns that may differ bet
 # 500 images: 400 to train (25 batches of 16 per epoch) and 100 to validate.
 SMALL = dataclasses.replace(RECIPES["default"], limit=500, val_size=100, epochs=2)
 BATCHES_PER_EPOCH = 25
-
-
-def quiet_train(config, out_dir, **kwargs):
-    """core.learn.train.train without the progress bar and the per-epoch lines."""
-    return train(config, out_dir, progress=False, echo=lambda *_: None, **kwargs)
 
 
 def with_threads(n, run):
@@ -77,7 +75,7 @@ def log_without_timing(run_dir):
 def reference(tmp_path_factory):
     """The folder of an uninterrupted SMALL run on 2 threads."""
     out = tmp_path_factory.mktemp("reference")
-    with_threads(2, lambda: quiet_train(SMALL, out))
+    with_threads(2, lambda: train(SMALL, out))
     return out
 
 
@@ -86,22 +84,22 @@ def test_2000_images_and_one_epoch_beat_90_percent_on_the_mnist_test_set(tmp_pat
     args = main.build_parser().parse_args(["train", "--limit", "2000", "--epochs", "1"])
     config = main.train_config(args)  # what `python main.py train --limit 2000 --epochs 1` runs
     assert config == dataclasses.replace(RECIPES["default"], limit=2000, epochs=1)
-    result = quiet_train(config, tmp_path)
-    x_test, y_test, _ = load_test_set(result.meta)
+    model, _ = train(config, tmp_path)
+    x_test, y_test, _ = load_test_set(model.meta)
     assert len(y_test) == 10_000
-    assert evaluate(result, x_test, y_test).accuracy > 0.90
+    assert evaluate(model, x_test, y_test).accuracy > 0.90
 
 
 @pytest.mark.slow
 def test_the_same_seed_gives_a_bit_identical_run(reference, tmp_path):
-    with_threads(2, lambda: quiet_train(SMALL, tmp_path))
+    with_threads(2, lambda: train(SMALL, tmp_path))
     assert_same_final_state(tmp_path, reference)
     assert list(pd.read_csv(tmp_path / "log.csv").columns[-2:]) == TIMING
 
 
 @pytest.mark.slow
 def test_another_seed_gives_other_parameters(reference, tmp_path):
-    with_threads(2, lambda: quiet_train(dataclasses.replace(SMALL, seed=1), tmp_path))
+    with_threads(2, lambda: train(dataclasses.replace(SMALL, seed=1), tmp_path))
     other = load_model(tmp_path / "best_params.npz").params
     ref = load_model(reference / "best_params.npz").params
     weights = [key for key in ref if key.endswith(".W")]
@@ -114,7 +112,7 @@ def test_another_seed_gives_other_parameters(reference, tmp_path):
 def test_one_thread_gives_the_same_run_up_to_float_rounding(reference, tmp_path):
     """One shard instead of two sums the gradients in another order: rounding, nothing else
     (batches, masks and augmentation do not depend on the thread count)."""
-    with_threads(1, lambda: quiet_train(SMALL, tmp_path))
+    with_threads(1, lambda: train(SMALL, tmp_path))
     one = load_checkpoint(tmp_path / "checkpoint.npz").params
     two = load_checkpoint(reference / "checkpoint.npz").params
     assert sorted(one) == sorted(two)
@@ -129,9 +127,9 @@ def test_one_thread_gives_the_same_run_up_to_float_rounding(reference, tmp_path)
     np.testing.assert_allclose(log_one["train_loss"], log_two["train_loss"], rtol=1e-3)
 
 
-def interrupt_at(monkeypatch, name, call):
-    """Make ``core.learn.train.<name>`` raise KeyboardInterrupt (a Ctrl-C) at its ``call``-th call."""
-    real, calls = getattr(core.learn.train, name), []
+def interrupt_at(monkeypatch, name, call, module=core.learn.train):
+    """Make ``module.<name>`` raise KeyboardInterrupt (a Ctrl-C) at its ``call``-th call."""
+    real, calls = getattr(module, name), []
 
     def interrupting(*args, **kwargs):
         calls.append(None)
@@ -139,25 +137,25 @@ def interrupt_at(monkeypatch, name, call):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(core.learn.train, name, interrupting)
+    monkeypatch.setattr(module, name, interrupting)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("name", "call"),
+    ("module", "name", "call"),
     [
         # mid-epoch 2, before its 11th batch
-        ("train_step", BATCHES_PER_EPOCH + 11),
+        (core.learn.train, "train_step", BATCHES_PER_EPOCH + 11),
         # while the files of epoch 2 are written (the log first, then the models)
-        ("write_log", 2),
+        (core.learn.runs, "write_log", 2),
     ],
 )
 def test_an_interrupted_run_resumes_to_the_uninterrupted_result(
-    reference, tmp_path, monkeypatch, name, call
+    reference, tmp_path, monkeypatch, module, name, call
 ):
-    interrupt_at(monkeypatch, name, call)
+    interrupt_at(monkeypatch, name, call, module)
     with pytest.raises(KeyboardInterrupt):
-        with_threads(2, lambda: quiet_train(SMALL, tmp_path))
+        with_threads(2, lambda: train(SMALL, tmp_path))
     state = load_checkpoint(tmp_path / "checkpoint.npz").meta["run_state"]
     if name == "train_step":
         assert (state["epoch"], state["batch"]) == (1, 10)  # 0-based: epoch 2, batch 11 next
@@ -165,15 +163,15 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(
 
     monkeypatch.undo()
     # The checkpoint's config is used: a different one passed here must not matter.
-    result = with_threads(2, lambda: quiet_train(RECIPES["best"], tmp_path, resume=True))
-    assert result.meta["config"] == dataclasses.asdict(SMALL)
+    model, _ = with_threads(2, lambda: train(RECIPES["best"], tmp_path, resume=True))
+    assert model.meta["config"] == dataclasses.asdict(SMALL)
     assert_same_final_state(tmp_path, reference)
 
 
 def test_a_huge_learning_rate_stops_with_one_clear_error(tmp_path, capsys):
     config = dataclasses.replace(SMALL, optimizer="sgd", lr=10.0, epochs=1)
     with pytest.raises(Diverged) as caught:
-        quiet_train(config, tmp_path / "in_process")
+        train(config, tmp_path / "in_process")
     assert isinstance(caught.value, UserError)
     message = str(caught.value)
     assert "loss became nan" in message or "loss became inf" in message
@@ -197,7 +195,7 @@ def test_a_run_that_diverges_later_keeps_the_files_of_its_last_good_epoch(tmp_pa
 
     monkeypatch.setattr(core.learn.train, "train_step", explode_in_epoch_2)
     with pytest.raises(Diverged, match="smaller --lr") as caught:
-        quiet_train(SMALL, tmp_path)
+        train(SMALL, tmp_path)
     assert str(tmp_path / "best_params.npz") in str(caught.value)
     best = load_model(tmp_path / "best_params.npz")  # whole, finite (load_model checks)
     assert best.meta["epoch"] == 1
@@ -213,11 +211,11 @@ def test_patience_stops_the_run_when_validation_accuracy_stops_improving(tmp_pat
     monkeypatch.setattr(core.learn.train, "loss_and_score", lambda *args, **kwargs: (1.0, 0.5))
     config = dataclasses.replace(SMALL, limit=300, epochs=5, patience=2)
     lines = []
-    result = train(config, tmp_path, progress=False, echo=lines.append)
-    assert list(result.log["epoch"]) == [1, 2, 3]  # epochs 2 and 3 did not improve on epoch 1
+    model, log = train(config, tmp_path, report=Progress(progress=False, echo=lines.append))
+    assert list(log["epoch"]) == [1, 2, 3]  # epochs 2 and 3 did not improve on epoch 1
     assert list(pd.read_csv(tmp_path / "log.csv")["epoch"]) == [1, 2, 3]
     assert "early stop" in lines[-1]
-    assert result.meta["epoch"] == 1
+    assert model.meta["epoch"] == 1
     assert load_checkpoint(tmp_path / "checkpoint.npz").meta["run_state"]["epoch"] == 3
 
 
@@ -398,10 +396,10 @@ def test_the_first_line_counts_limit_and_validation_truly_in_the_singular_too(tm
 
 
 def test_without_a_terminal_an_epoch_prints_a_line_every_tenth(tmp_path, monkeypatch):
-    monkeypatch.setattr(core.learn.train.sys.stderr, "isatty", lambda: False)
+    monkeypatch.setattr(core.progress.sys.stderr, "isatty", lambda: False)
     config = dataclasses.replace(SMALL, dataset="spiral", arch="mlp", limit=None, val_size=None)
     lines = []
-    train(config, tmp_path, echo=lines.append)  # progress=None: choose by the terminal
+    train(config, tmp_path, report=Progress(echo=lines.append))  # progress=None: by the terminal
     progress = [line for line in lines if line.startswith("  epoch 1/2: batch ")]
     # 810 points to train on: 51 batches; a line as each tenth is passed, none at the end
     batches = [int(line.split("batch ")[1].split("/")[0]) for line in progress]

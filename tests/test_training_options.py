@@ -8,7 +8,8 @@ import pytest
 
 import main
 from core.learn.config import RECIPES
-from core.learn.train import TrainData, augmented, train
+from core.learn.prepare import TrainData
+from core.learn.train import augmented, train
 from core.report import evaluate, load_test_set
 from data.errors import UserError
 from model.blueprints import minivgg, resnet
@@ -96,11 +97,11 @@ def test_a_small_resnet_trains_saves_loads_and_evaluates(tmp_path):
         crop=1,
         erase=0.5,
     )
-    result = train(config, tmp_path / "run", progress=False, echo=lambda *_: None)
+    trained, _ = train(config, tmp_path / "run")
     model = load_model(tmp_path / "run" / "best_params.npz")
-    assert model.blueprint == result.blueprint
+    assert model.blueprint == trained.blueprint
     assert [spec["type"] for spec in model.blueprint].count("residual") == 6
-    for key, value in result.params.items():
+    for key, value in trained.params.items():
         np.testing.assert_array_equal(model.params[key], value)
     x, y, _ = load_test_set(model.meta)
     assert evaluate(model, x, y).accuracy > 0.5  # 10 classes: far above chance

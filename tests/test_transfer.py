@@ -14,6 +14,7 @@ import main
 from core.learn.config import RECIPES
 from core.learn.optim import freezing, make_optimizer
 from core.learn.train import train
+from core.progress import Progress
 from data.errors import UserError
 from model.blueprints import load_blueprint
 from model.params_io import load_checkpoint, load_model
@@ -35,8 +36,8 @@ TINY = dataclasses.replace(
 
 def quiet_train(config, out_dir, **kwargs):
     lines = []
-    result = train(config, out_dir, progress=False, echo=lines.append, **kwargs)
-    return result, lines
+    model, _ = train(config, out_dir, report=Progress(progress=False, echo=lines.append), **kwargs)
+    return model, lines
 
 
 @pytest.fixture(scope="module")

@@ -18,17 +18,17 @@ import numpy as np
 import pandas as pd
 
 from core.learn.config import TrainConfig
-from core.learn.optim import make_optimizer, masking
-from core.learn.train import Run, RunState, epoch_batches, prepare_data, validate
+from core.learn.prepare import prepare_data
+from core.learn.runs import RunState, make_run
+from core.learn.train import epoch_batches, validate
 from core.plots import plot_pruning, save_figure
 from core.report import evaluate, load_test_set
 from data.checks import is_real
 from data.errors import UserError
 from data.files import atomic_write_text
 from model.params_io import load_float_model, save_model
-from model.walk import iter_layers
+from model.walk import KINDS, iter_layers
 
-PRUNED_KINDS = ("conv", "fc")
 FINETUNE_LR_FACTOR = 0.1  # fine-tuning starts at this fraction of the model's own learning rate
 TABLE_NAME, FIGURE_NAME = "prune.csv", "prune.png"
 
@@ -43,7 +43,7 @@ def check_sparsity(value, name="--sparsity"):
 
 def prunable_keys(blueprint):
     """The keys of the weights pruning ranks: ``"<name>.W"`` of every conv and fc layer."""
-    return [f"{spec['name']}.W" for spec in iter_layers(blueprint) if spec["type"] in PRUNED_KINDS]
+    return [f"{spec['name']}.W" for spec in iter_layers(blueprint) if KINDS[spec["type"]].pruned]
 
 
 def magnitude_masks(params, keys, sparsity):
@@ -104,20 +104,8 @@ def fine_tune(params, blueprint, masks, config, data, epochs, echo):
     """
     if epochs == 0:
         return params, None
-    per_epoch = math.ceil(len(data.y_train) / config.batch_size)
-    optimizer = make_optimizer(config.optimizer, weight_decay=config.weight_decay)
-    run = Run(
-        config=config,
-        data=data,
-        blueprint=blueprint,
-        optimizer=masking(optimizer, masks),
-        paths={},
-        per_epoch=per_epoch,
-        total_steps=epochs * per_epoch,
-        warmup=0,
-        frozen=frozenset(),
-    )
-    opt_state = optimizer.init(params)
+    run = make_run(config, data, blueprint, masks=masks)  # config.epochs is ``epochs``
+    opt_state = run.optimizer.init(params)
     for epoch in range(epochs):
         state = RunState(epoch=epoch)
         batches = epoch_batches(run, params, opt_state, state)

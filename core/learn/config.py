@@ -1,37 +1,186 @@
-"""The training options: one record of everything that decides a run's result, and the named
-recipes built from it."""
+"""The training options: one record of everything that decides a run's result, the named
+recipes built from it, and what each option takes.
+
+Each TrainConfig field carries its option's help and its check (``option(default, help,
+...)``, nanoGPT's configurator in spirit: the typed default is the source). The command
+line's train options are generated from the fields (core/commands/train.py), ``sweep --set``
+reads its values through ``setting_value``, and a resumed run's changes are field values.
+Checks that need the dataset or the network (--limit against the dataset's size, --flip,
+--loss) are made when the run starts.
+"""
 
 import dataclasses
+import math
+import types
+from typing import NamedTuple
+
+from core.learn.loss import LOSSES
+from core.learn.optim import OPTIMIZERS
+from core.learn.schedules import SCHEDULES
+from data.errors import UserError
+from data.registry import DATASETS, MIRRORABLE
+from model.blueprints import PRESETS
+
+ADVERSARIAL = ("fgsm",)  # the ways of adversarial training (core/learn/adversarial.py)
+TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")  # a bool as text
+
+
+class Number(NamedTuple):
+    """The numbers an option takes: whole (int) or real (float), finite, within bounds.
+
+    NaN and infinity are refused: float() reads "nan" and "inf", and every comparison with
+    NaN is False, so a NaN would pass a plain ``value < low`` check.
+    """
+
+    name: str  # what argparse calls a text that is no such number: "invalid <name> value"
+    kind: type  # int or float
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False  # (low, high] rather than [low, high]
+
+    def wanted(self):
+        """What a number must be, for messages: 'a whole number >= 1', 'a positive number'."""
+        if self.kind is int:
+            least = "" if self.low == -math.inf else f" >= {self.low}"
+            most = "" if self.high == math.inf else f" <= {self.high}"
+            return f"a whole number{least}{' and' if least and most else ''}{most}"
+        if math.isfinite(self.high):
+            return f"a number in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+        if self.low_open and self.low == 0:
+            return "a positive number"
+        if self.low == -math.inf:
+            return "a finite number"
+        return f"a finite number {'>' if self.low_open else '>='} {self.low:g}"
+
+    def read(self, text):
+        """``text`` as a number of this kind within the bounds.
+
+        Raises ValueError if ``text`` is no number of the kind ("1.5" for a whole number),
+        OutOfRange ("must be <wanted>, got <text>") if it is one outside the bounds.
+        """
+        value = self.kind(text)
+        above = value > self.low if self.low_open else value >= self.low
+        if not (math.isfinite(value) and above and value <= self.high):
+            raise OutOfRange(f"must be {self.wanted()}, got {text}")
+        return value
+
+
+class OutOfRange(UserError):
+    """A number outside the bounds of its option; the message says what it must be."""
+
+
+WHOLE = Number("int", int)  # a whole number whose range depends on the dataset
+POSITIVE_INT = Number("positive_int", int, low=1)  # epochs, batch size, counts
+NON_NEGATIVE_INT = Number("non_negative_int", int, low=0)  # a seed, a padding
+POSITIVE_FLOAT = Number("positive_float", float, low=0.0, low_open=True)  # a learning rate
+NON_NEGATIVE_FLOAT = Number("non_negative_float", float, low=0.0)  # weight decay
+PROBABILITY = Number("probability", float, low=0.0, high=1.0)
+
+
+def option(default, help, number=None, *, choices=None, metavar=None):
+    """A TrainConfig field: its default, and what its command-line option says and takes.
+
+    help:    the option's help; the default is added to it (a None default is explained here)
+    number:  the Number an int or float field must be
+    choices: the only values a text field takes, from their registry
+    metavar: the option's value in the usage line (default: the name in capitals)
+    """
+    metadata = {"help": help, "number": number, "choices": choices, "metavar": metavar}
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides a training run's result (saved in its files)."""
 
-    dataset: str = "mnist"
-    arch: str = "minivgg"  # a preset name or a blueprint .json file
-    loss: str = "cross_entropy"  # or "mse", for a regression dataset (float targets)
-    epochs: int = 5
-    batch_size: int = 16  # small batches: many updates, so even a short run learns a lot
-    optimizer: str = "adam"
-    lr: float = 2e-3
-    schedule: str = "cosine"
-    warmup_epochs: float = 0.0
-    weight_decay: float = 0.0
-    augment: bool = False  # random shifts, rotations and scaling (digits and clothes alike)
-    crop: int = 0  # random crops of the image zero-padded by this many pixels (0: none)
-    flip: bool = False  # random horizontal flips (never for digits)
-    erase: float = 0.0  # probability of random erasing (cutout) per image
-    seed: int = 0
-    val_size: int | None = None  # None: 5000, or a tenth of the training images if fewer
-    limit: int | None = None  # train on this many images only (a stratified sample)
-    clip_norm: float | None = None
-    patience: int | None = None  # stop after this many epochs without a better val_acc
-    data_dir: str | None = None
-    init_from: str | None = None  # a model file whose matching layers start the run
-    freeze: str | None = None  # layers (names or patterns, comma-separated) kept as copied
-    adversarial: str | None = None  # "fgsm": train on FGSM pictures from a random start
-    adv_eps: float = 0.1  # their L∞ budget, pixels in [0, 1]
+    dataset: str = option("mnist", f"one of {', '.join(DATASETS)}; a regression dataset "
+                          "(float targets) trains with --loss mse")  # fmt: skip
+    arch: str = option("minivgg", f"a preset architecture ({', '.join(PRESETS)}) or a "
+                       "blueprint .json file")  # fmt: skip
+    loss: str = option("cross_entropy", "the loss: mse for a regression dataset",
+                       choices=tuple(LOSSES))  # fmt: skip
+    epochs: int = option(5, "passes over the training set", POSITIVE_INT)
+    # small batches: many updates, so even a short run learns a lot
+    batch_size: int = option(16, "examples per update", POSITIVE_INT)
+    optimizer: str = option("adam", f"one of {', '.join(OPTIMIZERS)}")
+    lr: float = option(2e-3, "base learning rate", POSITIVE_FLOAT)
+    schedule: str = option("cosine", f"learning-rate schedule: {', '.join(SCHEDULES)}")
+    warmup_epochs: float = option(0.0, "linear learning-rate warm-up, in epochs",
+                                  NON_NEGATIVE_FLOAT)  # fmt: skip
+    weight_decay: float = option(0.0, "L2 weight decay on the weights (decoupled for adamw)",
+                                 NON_NEGATIVE_FLOAT)  # fmt: skip
+    augment: bool = option(False, "random shifts, rotations and scaling of the training images")
+    crop: int = option(0, "random crops of the images zero-padded by PAD pixels, 0 for none",
+                       NON_NEGATIVE_INT, metavar="PAD")  # fmt: skip
+    flip: bool = option(False, f"random horizontal flips (only {', '.join(MIRRORABLE)}: "
+                        "never digits)")  # fmt: skip
+    erase: float = option(0.0, "random erasing (cutout) of a rectangle in each image with "
+                          "probability P", PROBABILITY, metavar="P")  # fmt: skip
+    seed: int = option(0, "makes the run repeatable", NON_NEGATIVE_INT)
+    val_size: int | None = option(None, "validation images held out of training (default: "
+                                  "5000, or a tenth of the training images if fewer)",
+                                  WHOLE)  # fmt: skip
+    limit: int | None = option(None, "use N images of the training set only, the validation "
+                               "images included (a stratified sample), for a quick run",
+                               POSITIVE_INT)  # fmt: skip
+    clip_norm: float | None = option(None, "clip the gradients' global norm to this value",
+                                     POSITIVE_FLOAT)  # fmt: skip
+    patience: int | None = option(None, "stop after N epochs without a better validation "
+                                  "accuracy", POSITIVE_INT)  # fmt: skip
+    data_dir: str | None = option(None, "folder holding the dataset's files, if not the default")
+    init_from: str | None = option(None, "start from the model FILE: every layer whose name "
+                                   "and array shapes match is copied (the run says which were "
+                                   "and were not)", metavar="FILE")  # fmt: skip
+    freeze: str | None = option(None, "comma-separated layer names or patterns (conv1,conv2 or "
+                                "'conv*') copied by --init-from and never updated: no optimizer "
+                                "state, no weight decay, fixed batch-norm running statistics",
+                                metavar="LAYERS")  # fmt: skip
+    adversarial: str | None = option(None, "adversarial training: each batch is replaced by its "
+                                     "adversarial pictures from a random start in the "
+                                     "--adv-eps ball (fast adversarial training, Wong et al. "
+                                     "2020)", choices=ADVERSARIAL)  # fmt: skip
+    adv_eps: float = option(0.1, "the L-infinity budget of --adversarial, pixels in [0, 1]",
+                            POSITIVE_FLOAT, metavar="EPS")  # fmt: skip
+
+
+FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
+
+
+def value_type(field):
+    """The type of a field's values: its annotation without None (``int | None`` -> int)."""
+    if isinstance(field.type, types.UnionType):
+        return next(t for t in field.type.__args__ if t is not type(None))
+    return field.type
+
+
+def may_be_none(field):
+    """True for a field whose annotation admits None (``int | None``)."""
+    return isinstance(field.type, types.UnionType) and type(None) in field.type.__args__
+
+
+def setting_value(name, text):
+    """``text`` as a value of the TrainConfig field ``name``, checked as its option checks it.
+
+    The value takes the field's type: "none" is None where the field may be None; a bool
+    takes true/false, yes/no, on/off, 1/0; a number must be the field's Number; a text with
+    choices one of them. Raises a one-line UserError "<name> must be ..., got <text>".
+    """
+    field, kind = FIELDS[name], value_type(FIELDS[name])
+    number, choices = field.metadata["number"], field.metadata["choices"]
+    if may_be_none(field) and text.lower() == "none":
+        return None
+    if kind is bool:
+        if text.lower() not in TRUE + FALSE:
+            raise UserError(f"{name} must be true or false, got {text}")
+        return text.lower() in TRUE
+    if number is not None:
+        try:
+            return number.read(text)
+        except ValueError:  # no number, or OutOfRange
+            raise UserError(f"{name} must be {number.wanted()}, got {text}") from None
+    if choices is not None and text not in choices:
+        raise UserError(f"{name} must be one of {', '.join(choices)}, got {text}")
+    return text
 
 
 FASHION_EPOCHS = 24

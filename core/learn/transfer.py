@@ -97,3 +97,25 @@ def frozen_keys(blueprint, input_shape, layers):
     """Every array key of the ``layers`` (running statistics included)."""
     shapes = layer_shapes(blueprint, input_shape)
     return {key for name in layers for key in shapes[name]}
+
+
+def start_from(params, blueprint, input_shape, path, frozen_names, say):
+    """``params`` with the layers of the model file ``path`` (--init-from) copied in.
+
+    frozen_names: the layers ``--freeze`` names; each must be among the copied ones (a
+    UserError otherwise). say: where the lines go that tell which were and were not copied.
+    """
+    params, copied, skipped = init_from(params, blueprint, input_shape, path)
+    if not_copied := [name for name in frozen_names if name not in copied]:
+        raise UserError(
+            f"--freeze: {', '.join(not_copied)} not copied from {path} "
+            f"({', '.join(skipped[name] for name in not_copied)}): frozen, it would keep its "
+            "random initial weights"
+        )
+    say(f"copied from {path}: {', '.join(copied)}")
+    if skipped:
+        say("not copied (initialized afresh): "
+            + "; ".join(f"{name} ({why})" for name, why in skipped.items()))  # fmt: skip
+    if frozen_names:
+        say(f"frozen: {', '.join(frozen_names)}")
+    return params

@@ -1,0 +1,202 @@
+"""A run: the record of what stays fixed while it trains, its folder, its checkpoint and resume.
+
+A run folder holds ``best_params.npz`` (the parameters with the best validation accuracy so
+far; for a regression run, the lowest validation MSE), ``checkpoint.npz`` (what resume reads:
+the parameters, the optimizer state, the config and the RunState) and ``log.csv`` (one row
+per epoch), all written atomically.
+"""
+
+import dataclasses
+import datetime
+import math
+from typing import NamedTuple
+
+import pandas as pd
+
+from core.learn.config import TrainConfig
+from core.learn.eval import SCORE_OF_LOSS
+from core.learn.optim import Optimizer, freezing, make_optimizer, masking
+from data.errors import UserError
+from data.files import atomic_write_text, remove_leftover_temporaries
+from model.params_io import load_checkpoint, save_checkpoint, save_model
+
+RUN_FILES = {"best": "best_params.npz", "ckpt": "checkpoint.npz", "log": "log.csv"}
+LOG_COLUMNS = [
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "seconds",
+    "images_per_s",
+]
+
+
+class Run(NamedTuple):
+    """What stays fixed while a run trains."""
+
+    config: TrainConfig
+    data: NamedTuple  # the TrainData of core/learn/train.py prepare_data
+    blueprint: list
+    optimizer: Optimizer
+    paths: dict  # "best", "ckpt", "log": the files in the run folder ({}: none are written)
+    per_epoch: int  # batches per epoch
+    total_steps: int  # updates in the whole run, for the schedule
+    warmup: int  # warm-up updates
+    frozen: frozenset  # parameter keys no update touches (--freeze), running statistics included
+
+
+class RunState(NamedTuple):
+    """Where a run is: what a checkpoint holds besides parameters and optimizer state."""
+
+    epoch: int = 0  # 0-based epoch in progress
+    batch: int = 0  # next batch of that epoch
+    loss_sum: float = 0.0  # sums over the batches of the epoch so far
+    correct: int = 0  # (classification only)
+    seen: int = 0
+    seconds: float = 0.0
+    best_val_acc: float = -1.0  # the best validation score: accuracy, or R² for an MSE run
+    best_epoch: int = 0
+    log_rows: list = []  # one dict per finished epoch, keyed by log_columns (never mutated)
+
+
+def make_run(config, data, blueprint, out_dir=None, frozen=frozenset(), masks=None):
+    """The Run of ``config`` on ``data`` (a TrainData) with ``blueprint``.
+
+    out_dir: the run folder (its files are RUN_FILES), or None for a run that writes none.
+    frozen: the parameter keys that ``--freeze`` keeps as they are.
+    masks: {weight key: bool array, True where kept}: the optimizer keeps the rest at zero
+           (fine-tuning a pruned net; core/learn/optim.py ``masking``).
+    """
+    optimizer = freezing(make_optimizer(config.optimizer, weight_decay=config.weight_decay), frozen)
+    per_epoch = math.ceil(len(data.y_train) / config.batch_size)
+    return Run(
+        config=config,
+        data=data,
+        blueprint=blueprint,
+        optimizer=optimizer if masks is None else masking(optimizer, masks),
+        paths={} if out_dir is None else {key: out_dir / name for key, name in RUN_FILES.items()},
+        per_epoch=per_epoch,
+        total_steps=config.epochs * per_epoch,
+        warmup=round(config.warmup_epochs * per_epoch),
+        frozen=frozenset(frozen),
+    )
+
+
+def log_columns(loss):
+    """The log's columns for a run with ``loss``: LOG_COLUMNS, with "r2" for "acc" for MSE."""
+    return [column.replace("acc", SCORE_OF_LOSS[loss]) for column in LOG_COLUMNS]
+
+
+def write_log(path, rows, loss):
+    """The log rows (dicts keyed by ``log_columns(loss)``) as CSV, written atomically."""
+    atomic_write_text(path, pd.DataFrame(rows, columns=log_columns(loss)).to_csv(index=False))
+
+
+def run_meta(run, **extra):
+    """What a saved model says about itself."""
+    config, data = run.config, run.data
+    return {
+        "input_shape": list(data.x_train.shape[1:]),
+        "dataset": config.dataset,
+        "class_names": list(data.dataset.class_names),
+        "normalization": {"mean": data.norm.mean.tolist(), "std": data.norm.std.tolist()},
+        "config": dataclasses.asdict(config),
+        "seed": config.seed,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **extra,
+    }
+
+
+def save_run(run, params, opt_state, state):
+    """The checkpoint: parameters, optimizer state, and the config and state that resume reads."""
+    meta = run_meta(run, run_state=state._asdict())
+    save_checkpoint(run.paths["ckpt"], params, opt_state, run.blueprint, meta)
+
+
+def save_epoch(run, params, opt_state, state, improved):
+    """The files of a finished epoch: the log, the best model if ``improved``, the checkpoint.
+
+    state: the RunState after the epoch (its last log row is the epoch's).
+    """
+    # The files first, then the state: a Ctrl-C while they are written checkpoints the epoch as
+    # not yet finished, and the resumed run validates it and writes them again.
+    write_log(run.paths["log"], state.log_rows, run.config.loss)
+    if improved:
+        score = f"val_{SCORE_OF_LOSS[run.config.loss]}"
+        meta = run_meta(run, epoch=state.epoch, **{score: state.log_rows[-1][score]})
+        save_model(run.paths["best"], params, run.blueprint, meta)
+    save_run(run, params, opt_state, state)
+
+
+def load_run(path):
+    """(config, params, opt_state, state) from the checkpoint ``path``."""
+    ckpt = load_checkpoint(path)
+    saved = ckpt.meta["run_state"]
+    # checkpoints written before the log rows were dicts hold them as lists in LOG_COLUMNS order
+    rows = [row if isinstance(row, dict) else dict(zip(LOG_COLUMNS, row, strict=True))
+            for row in saved["log_rows"]]  # fmt: skip
+    state = RunState(**{**saved, "log_rows": rows})
+    return TrainConfig(**ckpt.meta["config"]), ckpt.params, ckpt.opt_state, state
+
+
+def plural(count, word, words=None):
+    """``"1 epoch"``, ``"2 epochs"``; ``words`` for another plural (``"batches"``)."""
+    return f"{count} {word if count == 1 else words or word + 's'}"
+
+
+def option(field):
+    """The command-line option of a TrainConfig field: ``"weight_decay"`` -> ``"--weight-decay"``."""
+    return "--" + field.replace("_", "-")
+
+
+def resumed_config(saved, changes, source):
+    """The config a resumed run continues with: ``saved`` with ``changes`` applied.
+
+    changes: {TrainConfig field: value} the user gave. ``epochs`` may grow (the run is
+    extended; the schedule is then planned over the new total), ``data_dir`` may move; any
+    other value that differs from the saved one is refused, never ignored.
+    """
+    changes = dict(changes or {})
+    if conflicts := [
+        f for f in changes if f not in ("epochs", "data_dir") and changes[f] != getattr(saved, f)
+    ]:
+        given = ", ".join(f"{option(f)} {changes[f]}" for f in conflicts)
+        kept = ", ".join(f"{option(f)} {getattr(saved, f)}" for f in conflicts)
+        raise UserError(
+            f"{source}: --resume continues the run with its own settings ({kept}), not "
+            f"{given}; only --epochs (to extend it) may change; start a new run in another --out"
+        )
+    if changes.get("epochs", saved.epochs) < saved.epochs:
+        raise UserError(
+            f"{source}: --epochs {changes['epochs']}: the run was planned for "
+            f"{plural(saved.epochs, 'epoch')}; a resumed run can be extended, not shortened"
+        )
+    return dataclasses.replace(saved, **changes)
+
+
+def refuse_to_replace(out_dir, resume, overwrite):
+    """The run files already in ``out_dir``; a UserError if a new run would replace them unasked."""
+    found = [name for name in RUN_FILES.values() if (out_dir / name).exists()]
+    if found and not resume and not overwrite:
+        raise UserError(
+            f"{out_dir} holds a run already ({', '.join(found)}); continue it with --resume, "
+            "replace it with --overwrite, or choose another --out"
+        )
+    return found
+
+
+def prepare_folder(out_dir, replaced, say):
+    """Make ``out_dir`` ready once everything is checked (so a refused run leaves no folder).
+
+    replaced: the files of an earlier run to delete (--overwrite). Files that killed atomic
+    writes left behind are removed too. say: where the lines that tell so go.
+    """
+    if replaced:
+        say(f"replacing the run in {out_dir} (--overwrite): {', '.join(replaced)} deleted")
+        for name in replaced:
+            (out_dir / name).unlink()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if removed := remove_leftover_temporaries(out_dir):
+        say(f"removed what interrupted writes left in {out_dir}: {', '.join(removed)}")
