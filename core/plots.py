@@ -100,15 +100,7 @@ def plot_history(log_df, axes=None, caption=None):
             markersize=12,
             label=f"best val {100 * val_acc[best]:.2f} % (epoch {epoch[best]})",
         )
-    # Error rate on a log axis, inverted so that better is higher, ticks named as accuracy.
-    acc_ax.set_yscale("log")
-    acc_ax.invert_yaxis()
-    acc_ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    acc_ax.yaxis.set_minor_formatter(NullFormatter())
-    acc_ax.yaxis.set_major_formatter(FuncFormatter(lambda err, _: f"{100 - err:.6g}"))
-    acc_ax.set(
-        title="Accuracy (log scale of the error rate)", xlabel="epoch", ylabel="accuracy (%)"
-    )
+    _error_rate_axis(acc_ax)
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, which="major", alpha=0.3)
@@ -116,6 +108,17 @@ def plot_history(log_df, axes=None, caption=None):
     if caption:
         fig.suptitle(caption)
     return fig
+
+
+def _error_rate_axis(ax):
+    """An error-rate (%) axis on a log scale, inverted so that better is higher, its ticks
+    named as accuracy."""
+    ax.set_yscale("log")
+    ax.invert_yaxis()
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda err, _: f"{100 - err:.6g}"))
+    ax.set(title="Accuracy (log scale of the error rate)", xlabel="epoch", ylabel="accuracy (%)")
 
 
 def plot_regression_history(log_df, axes=None, caption=None):

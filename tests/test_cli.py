@@ -18,7 +18,9 @@ import pytest
 from PIL import Image
 
 import main
-from core.learn.config import RECIPES, TrainConfig
+from core.commands import options
+from core.commands.sweep import positive_float_list
+from core.learn.config import NON_NEGATIVE_FLOAT, RECIPES, TrainConfig
 from core.learn.eval import predict_proba
 from core.learn.train import train
 from core.report import evaluation_dir, model_inputs
@@ -101,7 +103,7 @@ def model_file(tmp_path_factory):
     """best_params.npz of a quick run: 3000 MNIST images, one epoch of the default recipe."""
     out = tmp_path_factory.mktemp("model")
     config = dataclasses.replace(RECIPES["default"], limit=3000, epochs=1)
-    train(config, out, progress=False, echo=lambda *_: None)
+    train(config, out)
     return out / "best_params.npz"
 
 
@@ -335,12 +337,12 @@ def test_a_bad_number_is_one_line_naming_the_option(argv, option, capsys):
 @pytest.mark.parametrize(
     ("function", "text", "value"),
     [
-        (main.positive_int, "3", 3),
-        (main.non_negative_int, "0", 0),
-        (main.thread_count, "1024", 1024),
-        (main.positive_float, "1e-3", 1e-3),
-        (main.non_negative_float, "0", 0.0),
-        (main.positive_float_list, "0.1,0.01", "0.1,0.01"),
+        (options.positive_int, "3", 3),
+        (options.non_negative_int, "0", 0),
+        (options.thread_count, "1024", 1024),
+        (options.positive_float, "1e-3", 1e-3),
+        (options.number_parser(NON_NEGATIVE_FLOAT), "0", 0.0),
+        (positive_float_list, "0.1,0.01", "0.1,0.01"),
     ],
 )
 def test_good_numbers_pass(function, text, value):

@@ -49,9 +49,13 @@ def test_set_values_take_the_type_of_their_field():
     ("item", "fragments"),
     [
         ("colour=red", ["unknown key 'colour'", "valid keys:", "optimizer", "activation"]),
-        ("lr=fast", ["lr=fast", "a finite number"]),
-        ("lr=nan", ["lr=nan", "a finite number"]),
+        ("lr=fast", ["lr=fast", "a positive number"]),
+        ("lr=nan", ["lr=nan", "a positive number"]),
+        ("lr=-1", ["lr=-1", "must be a positive number, got -1"]),
+        ("warmup_epochs=inf", ["warmup_epochs=inf", "a finite number >= 0"]),
         ("epochs=1.5", ["epochs=1.5", "a whole number"]),
+        ("epochs=0", ["epochs=0", "a whole number >= 1"]),
+        ("loss=hinge", ["loss=hinge", "cross_entropy", "mse"]),
         ("augment=maybe", ["augment=maybe", "true or false"]),
         ("activation=softplus", ["activation=softplus", "relu", "sigmoid"]),
         ("seed=1,2", ["--seeds"]),
@@ -93,8 +97,9 @@ def test_the_grid_is_the_product_and_optimizers_get_their_usual_rate():
 
 
 def test_the_old_options_still_make_their_grid():
+    sweep = core.experiments.sweep
     assert [r.varied for r in plan_runs(sweep_axes(parsed()), 1, TrainConfig())] == [
-        {"optimizer": o, "lr": core.experiments.sweep.USUAL_LR[o]} for o in core.experiments.sweep.DEFAULT_OPTIMIZERS
+        {"optimizer": o, "lr": sweep.USUAL_LR[o]} for o in sweep.DEFAULT_OPTIMIZERS
     ]
     paired = sweep_axes(parsed("--optimizers", "sgd,adam", "--lrs", "0.1,0.01"))
     assert paired == [[{"optimizer": "sgd", "lr": 0.1}, {"optimizer": "adam", "lr": 0.01}]]

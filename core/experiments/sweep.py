@@ -19,17 +19,15 @@ import dataclasses
 import hashlib
 import itertools
 import json
-import math
 import os
 import re
-import types
 from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
 from joblib import Parallel, delayed, parallel_config
 
-from core.learn.config import RECIPES, TrainConfig
+from core.learn.config import FIELDS, RECIPES, TrainConfig, setting_value
 from core.learn.optim import OPTIMIZERS
 from data.errors import UserError
 from data.files import atomic_write_text
@@ -42,7 +40,6 @@ DEFAULT_OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")  # the sweep of no -
 ACTIVATION = "activation"  # the one --set key that is no TrainConfig field
 PRESET = "preset"  # the column of a sweep of one --preset and no --set (its base says it all)
 RESULT_FILE = "result.json"  # in a run's folder: written last, only by a finished run
-TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 QUICK = {"arch": "minivgg", "epochs": 1, "limit": 5000}  # a sweep of no --preset, by default
 NAME_CHARACTERS = 80  # of the readable part of a run folder's name
 
@@ -77,37 +74,23 @@ class PlannedRun(NamedTuple):
 
 def settable_keys():
     """The keys --set accepts: every TrainConfig field but the seed, and ``activation``."""
-    return [f.name for f in dataclasses.fields(TrainConfig) if f.name != "seed"] + [ACTIVATION]
+    return [name for name in FIELDS if name != "seed"] + [ACTIVATION]
 
 
 def parse_value(key, text):
-    """``text`` as a value of the setting ``key``, typed as its TrainConfig field.
+    """``text`` as a value of the setting ``key``: an activation, or a TrainConfig field's
+    value, typed and checked as train's option of that field checks it (core/learn/config.py).
 
-    Fields that may be None take "none"; booleans take true/false, yes/no, on/off, 1/0;
-    numbers must be finite. Raises a one-line UserError naming the key and the value.
+    Raises a one-line UserError naming the key and the value.
     """
     if key == ACTIVATION:
         if text not in ACTIVATIONS:
             raise UserError(f"--set {key}={text}: choose from {', '.join(ACTIVATIONS)}")
         return text
-    kind = {f.name: f.type for f in dataclasses.fields(TrainConfig)}[key]
-    if isinstance(kind, types.UnionType):  # int | None and the like
-        if text.lower() == "none":
-            return None
-        kind = next(t for t in kind.__args__ if t is not type(None))
-    if kind is bool:
-        if text.lower() in TRUE + FALSE:
-            return text.lower() in TRUE
-        value = None
-    else:
-        try:
-            value = kind(text)
-        except ValueError:
-            value = None
-    if value is None or (kind is float and not math.isfinite(value)):
-        wanted = {bool: "true or false", int: "a whole number", float: "a finite number"}
-        raise UserError(f"--set {key}={text}: {key} must be {wanted.get(kind, kind.__name__)}")
-    return value
+    try:
+        return setting_value(key, text)
+    except UserError as err:
+        raise UserError(f"--set {key}={text}: {err}") from None
 
 
 def parse_settings(items):
@@ -187,6 +170,7 @@ def one_run(config, run_dir, activation=None, varied=None):
     none, and a retried run (a Dask worker died) starts again from scratch.
     """
     from core.learn.train import train
+    from core.progress import Progress
     from core.report import evaluate, load_test_set
     from model.shards import set_threads
 
@@ -201,14 +185,16 @@ def one_run(config, run_dir, activation=None, varied=None):
             config, arch=str(variant_blueprint(config, activation, run_dir))
         )
     # a run folder of the sweep's own: a new start replaces it (half-finished or other settings)
-    result = train(trained, run_dir, progress=False, echo=lambda *_: None, overwrite=True)
-    x_test, y_test, _ = load_test_set(result.meta, config.data_dir)
+    # silent: no lines, no bar; figures/augmentation.png is drawn as for the train command
+    silent = Progress(progress=False, echo=lambda line: None)
+    model, _ = train(trained, run_dir, overwrite=True, report=silent)
+    x_test, y_test, _ = load_test_set(model.meta, config.data_dir)
     row = {
         "config": PlannedRun(config, activation, varied).label,
         **varied,
         "seed": config.seed,
-        "val_acc": result.meta["val_acc"],
-        "test_acc": evaluate(result, x_test, y_test).accuracy,
+        "val_acc": model.meta["val_acc"],
+        "test_acc": evaluate(model, x_test, y_test).accuracy,
     }
     record = {"config": _jsonable(config), ACTIVATION: activation, "row": row}
     atomic_write_text(run_dir / RESULT_FILE, json.dumps(record, indent=1) + "\n")

@@ -1,0 +1,135 @@
+"""``python main.py train``: train a model and evaluate it on the test set.
+
+Its training options are generated from the TrainConfig fields (core/learn/config.py): the
+option --batch-size of the field batch_size, its value of the field's type and check, its
+help with the default. Not given, an option is None: the recipe of --preset decides.
+"""
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+from core.commands.command import Command
+from core.commands.options import number_parser
+from core.learn.config import RECIPES, TrainConfig, value_type
+
+
+def option_name(field):
+    """The command-line option of a TrainConfig field: ``weight_decay`` -> ``--weight-decay``."""
+    return "--" + field.name.replace("_", "-")
+
+
+def add_config_option(parser, field):
+    """The option of one TrainConfig field, with its type, check, choices and help."""
+    help = field.metadata["help"]
+    if value_type(field) is bool:
+        shown = option_name(field) if field.default else f"--no-{option_name(field)[2:]}"
+        parser.add_argument(option_name(field), action=argparse.BooleanOptionalAction,
+                            default=None, help=f"{help} (default: {shown})")  # fmt: skip
+        return
+    number = field.metadata["number"]
+    parser.add_argument(
+        option_name(field),
+        type=None if number is None else number_parser(number),
+        choices=field.metadata["choices"],
+        metavar=field.metadata["metavar"],
+        help=help if field.default is None else f"{help} (default: {shown_default(field)})",
+    )
+
+
+def shown_default(field):
+    """A field's default as its help shows it: 0.002, 0 (not 0.0), mnist."""
+    return f"{field.default:g}" if isinstance(field.default, float) else field.default
+
+
+def add_arguments(parser):
+    parser.add_argument(
+        "--preset",
+        choices=sorted(RECIPES),
+        default="default",
+        help="a named recipe; the options below override it (default: %(default)s); with "
+        "--resume it only names the default --out",
+    )
+    for field in dataclasses.fields(TrainConfig):
+        add_config_option(parser, field)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="run folder for the parameters, log and figures (default: runs/<preset>)",
+    )
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its checkpoint, with its settings; only --epochs "
+        "may change, to extend the run (a cosine or step schedule is then planned anew over "
+        "the new total)",
+    )
+    again.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in --out (refused otherwise)",
+    )
+
+
+def given_options(args):
+    """The training settings the user gave on the command line, {TrainConfig field: value}."""
+    return {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if getattr(args, f.name, None) is not None
+    }
+
+
+def train_config(args):
+    """The recipe named by --preset, with every option the user gave on top."""
+    return dataclasses.replace(RECIPES[args.preset], **given_options(args))
+
+
+def run(args):
+    from core.learn.train import train
+    from core.progress import Progress
+    from core.report import (
+        evaluate,
+        evaluate_regression,
+        is_regression,
+        load_test_set,
+        model_caption,
+        write_figures,
+    )
+
+    out = args.out or Path("runs") / args.preset
+    started = time.perf_counter()
+    if args.resume:  # the checkpoint's settings, with the options given checked against them
+        model, log = train(None, out, resume=True, changes=given_options(args), report=Progress())
+    else:
+        model, log = train(train_config(args), out, overwrite=args.overwrite, report=Progress())
+    data_dir = model.meta["config"]["data_dir"] if args.data_dir is None else args.data_dir
+    x_test, y_test, raw = load_test_set(model.meta, data_dir)
+    regression = is_regression(model.meta)
+    evaluation = (evaluate_regression if regression else evaluate)(model, x_test, y_test)
+    figures = write_figures(
+        model, evaluation, raw, y_test, out / "figures", model_caption(model), log
+    )
+    minutes = (time.perf_counter() - started) / 60
+    if regression:
+        score = f"test MSE {evaluation.mse:.4f}, R^2 {evaluation.r2:.4f} ({len(y_test)} points)"
+    else:
+        score = (
+            f"test accuracy {100 * evaluation.accuracy:.2f}% ({evaluation.n_errors} errors in "
+            f"{len(y_test)} test images)"
+        )
+    print(f"\n{score}, best epoch {model.meta['epoch']}, {minutes:.1f} min in all")
+    print(
+        f"files in {out}: best_params.npz, checkpoint.npz, log.csv, figures/ ({len(figures)} figures)"
+    )
+
+
+COMMAND = Command(
+    "train",
+    "train a model",
+    add_arguments,
+    run,
+    description="Train a model and evaluate it on the test set.",
+)
