@@ -14,10 +14,7 @@ import os
 import sys
 
 from core import commands
-from core.commands.options import SHIPPED_PARAMS, thread_count
-from core.commands.train import train_config
-
-__all__ = ["SHIPPED_PARAMS", "build_parser", "main", "train_config"]  # what tests read of main
+from core.commands.options import thread_count
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -149,7 +149,7 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def main():
+def parse_args():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -168,7 +168,50 @@ def main():
         action="store_true",
         help="also time each kind of call to the threads in training steps",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def bench_training(arch, blueprint, params, batch, args, rng):
+    """Time and print the training of one architecture at one batch size; returns its figures."""
+    step_s = time_training(blueprint, params, batch, args.steps, rng)
+    layers = [] if args.no_layers else time_layers(blueprint, params, batch, 10, rng)
+    result = {
+        "arch": arch, "batch": batch, "threads": get_threads(),
+        "train_images_per_s": batch / step_s, "epoch_seconds": 60000 / batch * step_s,
+        "layers_ms": [{"layer": n, "forward": f, "backward": b} for n, f, b in layers],
+        "peak_rss_mb_so_far": peak_rss_mb(),  # training only, if it is the first setting
+    }  # fmt: skip
+    print(f"\n{arch}, batch {batch}, {get_threads()} threads: training "
+          f"{result['train_images_per_s']:.0f} images/s, "
+          f"{result['epoch_seconds']:.1f} s per 60,000-image epoch")  # fmt: skip
+    if args.calls:
+        step_ms, calls = time_thread_calls(blueprint, params, batch, args.steps, rng)
+        print(f"  calls to the threads, ms per step of {step_ms:.1f} ms (map_shards timed):")
+        for task, ms in sorted(calls.items(), key=lambda item: -item[1]):
+            print(f"    {task:<56}{ms:>8.2f}")
+    if layers:
+        print(f"  {'layer':<12}{'forward ms':>12}{'backward ms':>13}"
+              "   (each layer alone, whole batch, one thread)")  # fmt: skip
+        for name, f, b in layers:
+            print(f"  {name:<12}{f:>12.2f}{b:>13.2f}")
+        print(
+            f"  {'total':<12}{sum(r[1] for r in layers):>12.2f}{sum(r[2] for r in layers):>13.2f}"
+        )
+    return result
+
+
+def bench_inference(arch, blueprint, params, rng):
+    """Time and print inference at batch 1000, folded and layer by layer; returns its figures."""
+    ips = inference_speeds(blueprint, params, 1000, rng)
+    print(f"\n{arch}: inference {ips['folded']:.0f} images/s at batch 1000, as evaluate "
+          f"runs it (batch norm folded); {ips['plain']:.0f} layer by layer (alternating)")  # fmt: skip
+    return {"arch": arch, "batch": 1000, "threads": get_threads(),
+            "inference_images_per_s": ips["folded"],
+            "inference_unfolded_images_per_s": ips["plain"]}  # fmt: skip
+
+
+def main():
+    args = parse_args()
     if args.threads:
         set_threads(args.threads)
     rng = np.random.default_rng(0)
@@ -179,42 +222,8 @@ def main():
         _, blueprint = load_blueprint(arch)
         params = initialize_parameters(blueprint, INPUT_SHAPE, np.random.default_rng(0))
         for batch in args.batch:
-            step_s = time_training(blueprint, params, batch, args.steps, rng)
-            layers = [] if args.no_layers else time_layers(blueprint, params, batch, 10, rng)
-            result = {
-                "arch": arch, "batch": batch, "threads": get_threads(),
-                "train_images_per_s": batch / step_s, "epoch_seconds": 60000 / batch * step_s,
-                "layers_ms": [{"layer": n, "forward": f, "backward": b} for n, f, b in layers],
-                "peak_rss_mb_so_far": peak_rss_mb(),  # training only, if it is the first setting
-            }  # fmt: skip
-            results.append(result)
-            print(f"\n{arch}, batch {batch}, {get_threads()} threads: training "
-                  f"{result['train_images_per_s']:.0f} images/s, "
-                  f"{result['epoch_seconds']:.1f} s per 60,000-image epoch")  # fmt: skip
-            if args.calls:
-                step_ms, calls = time_thread_calls(blueprint, params, batch, args.steps, rng)
-                print(
-                    f"  calls to the threads, ms per step of {step_ms:.1f} ms (map_shards timed):"
-                )
-                for task, ms in sorted(calls.items(), key=lambda item: -item[1]):
-                    print(f"    {task:<56}{ms:>8.2f}")
-            if not layers:
-                continue
-            print(f"  {'layer':<12}{'forward ms':>12}{'backward ms':>13}"
-                  "   (each layer alone, whole batch, one thread)")  # fmt: skip
-            for name, f, b in layers:
-                print(f"  {name:<12}{f:>12.2f}{b:>13.2f}")
-            print(
-                f"  {'total':<12}{sum(r[1] for r in layers):>12.2f}{sum(r[2] for r in layers):>13.2f}"
-            )
-        ips = inference_speeds(blueprint, params, 1000, rng)
-        results.append(
-            {"arch": arch, "batch": 1000, "threads": get_threads(),
-             "inference_images_per_s": ips["folded"],
-             "inference_unfolded_images_per_s": ips["plain"]}
-        )  # fmt: skip
-        print(f"\n{arch}: inference {ips['folded']:.0f} images/s at batch 1000, as evaluate "
-              f"runs it (batch norm folded); {ips['plain']:.0f} layer by layer (alternating)")  # fmt: skip
+            results.append(bench_training(arch, blueprint, params, batch, args, rng))
+        results.append(bench_inference(arch, blueprint, params, rng))
     print(f"\npeak resident memory: {peak_rss_mb():.0f} MB")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -207,7 +207,7 @@ def epoch_check(arch, args):
     return figures, time.perf_counter() - t0
 
 
-def main():
+def parse_args():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -219,7 +219,62 @@ def main():
     parser.add_argument("--steps", type=int, default=20, help="timed training steps per process")
     parser.add_argument("--epoch", action="store_true", help="also time a real training epoch")
     parser.add_argument("--one-epoch", metavar="ARCH", help=argparse.SUPPRESS)  # epoch_check's
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def compare(arch, blueprint, blueprint_file, args, peak):
+    """Alternating rounds of both sides for one architecture; prints and returns its row."""
+    rounds = [
+        (numpy_side(arch, args), torch_side(blueprint_file, args)) for _ in range(args.rounds)
+    ]
+    ours = pd.DataFrame([n for n, _ in rounds])
+    theirs = pd.DataFrame([t for _, t in rounds])
+    time_ratio = theirs["train_images_per_s"] / ours["train_images_per_s"]
+    speed_ratio = ours["inference_images_per_s"] / theirs["inference_images_per_s"]
+    flops = training_flops(blueprint)
+    row = {
+        "arch": arch,
+        "numpy_train": ours["train_images_per_s"].median(),
+        "torch_train": theirs["train_images_per_s"].median(),
+        "train_time_ratio": time_ratio.median(),
+        "ratio_range": f"{time_ratio.min():.2f}-{time_ratio.max():.2f}",
+        "peak_fraction": flops * ours["train_images_per_s"].median() / (peak * 1e9),
+        "numpy_infer": ours["inference_images_per_s"].median(),
+        "torch_infer": theirs["inference_images_per_s"].median(),
+        "infer_speed_ratio": speed_ratio.median(),
+        "numpy_train_peak_rss_mb": ours["train_peak_rss_mb"].max(),
+        "numpy_peak_rss_mb": ours["peak_rss_mb"].max(),
+    }
+    print(f"\n{arch}: training {row['numpy_train']:.0f} images/s (PyTorch "
+          f"{row['torch_train']:.0f}): time ratio {row['train_time_ratio']:.2f} "
+          f"(rounds {row['ratio_range']}); {100 * row['peak_fraction']:.0f}% of BLAS "
+          f"peak ({flops / 1e6:.1f} MFLOP per training image); inference "
+          f"{row['numpy_infer']:.0f} images/s (PyTorch {row['torch_infer']:.0f}): "
+          f"{row['infer_speed_ratio']:.2f}x PyTorch's speed; peak memory "
+          f"{row['numpy_train_peak_rss_mb']:.0f} MB training, "
+          f"{row['numpy_peak_rss_mb']:.0f} MB with inference at batch 1000")  # fmt: skip
+    return row
+
+
+def print_epoch_check(arch, args, row):
+    """Time one real epoch of ``arch`` and print where its time goes."""
+    figures, command_s = epoch_check(arch, args)
+    epoch_s = figures["batches_s"] + figures["validate"]
+    step_s = figures["train_step"] / figures["steps"]
+    predicted = figures["steps"] * args.batch / row["numpy_train"]
+    print(f"  one real epoch (main.py train --augment, {figures['steps']} steps): "
+          f"{figures['batches_s']:.1f} s for its batches + {figures['validate']:.1f} "
+          f"s of validation = {epoch_s:.1f} s; its training steps alone took "
+          f"{figures['train_step']:.1f} s ({1000 * step_s:.1f} ms each): data "
+          f"feeding, augmentation and validation add "
+          f"{100 * (epoch_s / figures['train_step'] - 1):+.0f}%. Against steps x the "
+          f"step time above ({predicted:.1f} s): {100 * (epoch_s / predicted - 1):+.0f}%"
+          f" (this machine's speed drifts between the two measures). The whole "
+          f"command, start, loading and figures included: {command_s:.1f} s")  # fmt: skip
+
+
+def main():
+    args = parse_args()
     if args.one_epoch:
         return one_epoch(args.one_epoch, args.threads, args.batch)
     if not ANCHOR.exists():
@@ -240,50 +295,9 @@ def main():
             _, blueprint = load_blueprint(arch)
             blueprint_file = Path(tmp) / f"{arch}.json"
             blueprint_file.write_text(json.dumps(blueprint))
-            rounds = []
-            for _ in range(args.rounds):
-                rounds.append((numpy_side(arch, args), torch_side(blueprint_file, args)))
-            ours = pd.DataFrame([n for n, _ in rounds])
-            theirs = pd.DataFrame([t for _, t in rounds])
-            time_ratio = theirs["train_images_per_s"] / ours["train_images_per_s"]
-            speed_ratio = ours["inference_images_per_s"] / theirs["inference_images_per_s"]
-            flops = training_flops(blueprint)
-            row = {
-                "arch": arch,
-                "numpy_train": ours["train_images_per_s"].median(),
-                "torch_train": theirs["train_images_per_s"].median(),
-                "train_time_ratio": time_ratio.median(),
-                "ratio_range": f"{time_ratio.min():.2f}-{time_ratio.max():.2f}",
-                "peak_fraction": flops * ours["train_images_per_s"].median() / (peak * 1e9),
-                "numpy_infer": ours["inference_images_per_s"].median(),
-                "torch_infer": theirs["inference_images_per_s"].median(),
-                "infer_speed_ratio": speed_ratio.median(),
-                "numpy_train_peak_rss_mb": ours["train_peak_rss_mb"].max(),
-                "numpy_peak_rss_mb": ours["peak_rss_mb"].max(),
-            }
-            rows.append(row)
-            print(f"\n{arch}: training {row['numpy_train']:.0f} images/s (PyTorch "
-                  f"{row['torch_train']:.0f}): time ratio {row['train_time_ratio']:.2f} "
-                  f"(rounds {row['ratio_range']}); {100 * row['peak_fraction']:.0f}% of BLAS "
-                  f"peak ({flops / 1e6:.1f} MFLOP per training image); inference "
-                  f"{row['numpy_infer']:.0f} images/s (PyTorch {row['torch_infer']:.0f}): "
-                  f"{row['infer_speed_ratio']:.2f}x PyTorch's speed; peak memory "
-                  f"{row['numpy_train_peak_rss_mb']:.0f} MB training, "
-                  f"{row['numpy_peak_rss_mb']:.0f} MB with inference at batch 1000")  # fmt: skip
+            rows.append(compare(arch, blueprint, blueprint_file, args, peak))
             if args.epoch:
-                figures, command_s = epoch_check(arch, args)
-                epoch_s = figures["batches_s"] + figures["validate"]
-                step_s = figures["train_step"] / figures["steps"]
-                predicted = figures["steps"] * args.batch / row["numpy_train"]
-                print(f"  one real epoch (main.py train --augment, {figures['steps']} steps): "
-                      f"{figures['batches_s']:.1f} s for its batches + {figures['validate']:.1f} "
-                      f"s of validation = {epoch_s:.1f} s; its training steps alone took "
-                      f"{figures['train_step']:.1f} s ({1000 * step_s:.1f} ms each): data "
-                      f"feeding, augmentation and validation add "
-                      f"{100 * (epoch_s / figures['train_step'] - 1):+.0f}%. Against steps x the "
-                      f"step time above ({predicted:.1f} s): {100 * (epoch_s / predicted - 1):+.0f}%"
-                      f" (this machine's speed drifts between the two measures). The whole "
-                      f"command, start, loading and figures included: {command_s:.1f} s")  # fmt: skip
+                print_epoch_check(arch, args, rows[-1])
     print(
         f"\n(time ratio: numpy-cnn's seconds per training step / PyTorch's, median of "
         f"{args.rounds} alternating rounds; inference: numpy-cnn's images/s / PyTorch's)"

@@ -11,7 +11,7 @@ import core.commands
 import main
 from core.commands.command import Command
 from core.commands.options import positive_int
-from core.commands.train import given_options
+from core.commands.train import given_options, train_config
 from core.learn.config import TrainConfig
 from data.errors import UserError
 
@@ -130,7 +130,7 @@ def test_options_not_given_leave_the_recipe_and_resume_gets_field_values():
     assert given_options(main.build_parser().parse_args(["train"])) == {}
     args = main.build_parser().parse_args(["train", "--resume", "--epochs", "7", "--no-flip"])
     assert given_options(args) == {"epochs": 7, "flip": False}
-    assert main.train_config(args) == dataclasses.replace(TrainConfig(), epochs=7)
+    assert train_config(args) == dataclasses.replace(TrainConfig(), epochs=7)
 
 
 # ---- one check for train's options and sweep --set ---------------------------------------

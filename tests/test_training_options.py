@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import main
+from core.commands.train import train_config
 from core.learn.config import RECIPES
 from core.learn.prepare import TrainData
 from core.learn.train import augmented, train
@@ -50,7 +51,7 @@ def test_each_augmentation_changes_the_batch_repeatably(option):
 @pytest.mark.parametrize("value", ["0", "0.25", "1"])
 def test_erase_takes_a_probability_on_the_command_line(value):
     args = main.build_parser().parse_args(["train", "--erase", value])
-    assert main.train_config(args).erase == float(value)
+    assert train_config(args).erase == float(value)
 
 
 @pytest.mark.parametrize("value", ["1.5", "-0.1", "nan", "x"])

@@ -11,6 +11,7 @@ import pytest
 
 import core.learn.train
 import main
+from core.commands.options import SHIPPED_PARAMS
 from core.learn.config import RECIPES
 from core.learn.optim import freezing, make_optimizer
 from core.learn.train import train
@@ -194,7 +195,7 @@ def test_freeze_without_init_from_is_refused(tmp_path, capsys):
 
 
 def test_init_from_a_model_of_other_inputs_says_which_layers_could_not_be_copied(tmp_path, capsys):
-    shipped = main.SHIPPED_PARAMS
+    shipped = SHIPPED_PARAMS
     err = error_of(capsys, tmp_path, "--init-from", shipped)
     assert err == (
         f"error: --init-from {shipped}: that model takes 1x28x28 inputs, this run's are 1x8x8; "
