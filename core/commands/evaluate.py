@@ -25,9 +25,9 @@ def run(args):
         return run_ensemble(args)
     args.params = args.params[0]
     from core.learn.eval import format_table
+    from core.learn.model_file import load_model
     from core.plots import plot_confusion_matrix, save_figure
     from core.report import evaluate, evaluation_dir, is_regression, load_test_set, model_caption
-    from model.params_io import load_model
 
     model = load_model(args.params)
     out = args.out if args.out is not None else evaluation_dir(args.params)

@@ -21,9 +21,9 @@ def run(args):
         return run_ensemble(args)
     args.params = args.params[0]
     from core.learn.eval import predict_proba, top_k
+    from core.learn.model_file import load_model
     from core.report import check_digit_model, model_inputs
     from data.digit_image import load_digit_image, prepared_path, to_png
-    from model.params_io import load_model
 
     model = load_model(args.params)
     check_digit_model(model.meta, args.params, "predict")

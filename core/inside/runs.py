@@ -24,14 +24,14 @@ from core.inside.plots import (
 )
 from core.inside.visualize import check_map_layer, class_models, conv_layers, top_activations
 from core.learn.eval import predict_proba, top_k
-from core.plots import plot_filters, save_figure
+from core.learn.model_file import load_float_model
+from core.plots import plain, plot_filters, save_figure
 from core.report import check_digit_model, is_regression, model_caption
 from data import load_dataset
 from data.digit_image import load_digit_image
 from data.errors import UserError
 from data.files import atomic_write_text, new_folder
 from data.normalization import to_unit
-from model.params_io import load_float_model
 from model.walk import KINDS
 
 
@@ -137,7 +137,7 @@ def run_explain(params_path, images, methods, layer=None, seed=0, limit=None, da
     """
     model, test_pixels, test_labels = load_with_test_pictures(params_path, "explain", data_dir,
                                                               limit)  # fmt: skip
-    names_of = model.meta["class_names"]
+    names_of = [plain(name) for name in model.meta["class_names"]]  # one line each, plain text
     if layer is not None:
         check_map_layer(model.blueprint, test_pixels.shape[1:], layer)
     if images:

@@ -183,6 +183,39 @@ def setting_value(name, text):
     return text
 
 
+def checked_config(config, source):
+    """The TrainConfig a model file's ``meta["config"]`` holds, each value checked as its
+    option checks it (the same Number and choices), a missing key taking its default (files
+    older than the option).
+
+    config: the dict read from the file; source: the file, for messages.
+    Raises a one-line UserError "<source>: __meta__ config <key> must be ..., got ..." for a
+    key no option has, a value of the wrong type or out of range.
+    """
+    if unknown := sorted(set(config) - FIELDS.keys()):
+        raise UserError(f"{source}: __meta__ config has unknown setting(s) {unknown!s:.120}; "
+                        f"the settings are {', '.join(FIELDS)}")  # fmt: skip
+    for name, value in config.items():
+        field, kind = FIELDS[name], value_type(FIELDS[name])
+        if value is None and may_be_none(field):
+            continue
+        number, choices = field.metadata["number"], field.metadata["choices"]
+        typed = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            typed = True
+        try:
+            if not typed:
+                raise UserError(f"must be a {kind.__name__}")
+            if number is not None:
+                number.read(value)
+            if choices is not None and value not in choices:
+                raise UserError(f"must be one of {', '.join(choices)}")
+        except UserError as err:
+            raise UserError(f"{source}: __meta__ config {name} "
+                            f"{str(err).split(', got')[0]}, got {value!r:.60}") from None  # fmt: skip
+    return TrainConfig(**config)
+
+
 FASHION_EPOCHS = 24
 
 # Named training recipes: the main job, the shipped model and the Fashion-MNIST model.

@@ -15,12 +15,12 @@ import numpy as np
 
 from core.inside.explain import saliency
 from core.learn.eval import predict_proba
+from core.learn.model_file import load_float_model
 from core.report import DIGIT_SHAPE, check_digit_model, model_inputs
 from core.serve.figures import FIGURES, run_figures
 from core.serve.pictures import INFERNO, VIRIDIS, levels, mosaic, png_data_url
 from data.digit_image import digit_image_from_bytes
 from model.forward import forward_activations
-from model.params_io import load_float_model
 from model.shapes import trace_shapes
 from model.summary import format_summary
 
