@@ -29,6 +29,7 @@ LABEL_CHARS = 24  # what a figure or a line of output shows of a class name
 _PRUNED = {"sparsity": float, "zero_weights": int, "prunable_weights": int}
 _RUN_NUMBERS = ("epoch", "batch", "loss_sum", "correct", "seen", "seconds", "best_val_acc",
                 "best_epoch")  # fmt: skip
+OOD_STATS = 6  # the pixel statistics of core/learn/ood.py picture_stats
 _OOD = {"energy_threshold": float, "distance_threshold": float, "mean": list, "precision": list}
 
 
@@ -81,6 +82,13 @@ def check_meta_records(meta, source):
         _check_run_state(meta["run_state"], source)
     if "ood" in meta:
         _check_fields(meta["ood"], _OOD, source, "ood")
+        ood = meta["ood"]
+        square = all(isinstance(row, list) and len(row) == OOD_STATS for row in ood["precision"])
+        if len(ood["mean"]) != OOD_STATS or len(ood["precision"]) != OOD_STATS or not square:
+            _refuse(source, "ood", f"must hold a mean of {OOD_STATS} statistics and their "
+                    f"{OOD_STATS}x{OOD_STATS} precision matrix")  # fmt: skip
+        if not isinstance(ood.get("looks_like"), str):
+            _refuse(source, "ood.looks_like", "must be text (what the model's pictures are)")
 
 
 def _check_run_state(state, source):

@@ -20,8 +20,9 @@ def run(args):
     if len(args.params) > 1:
         return run_ensemble(args)
     args.params = args.params[0]
-    from core.learn.eval import predict_proba, top_k
+    from core.learn.eval import predict_scores, softmax, top_k
     from core.learn.model_file import load_model
+    from core.learn.ood import verdict
     from core.report import check_digit_model, model_inputs
     from data.digit_image import load_digit_image, prepared_path, to_png
 
@@ -30,14 +31,18 @@ def run(args):
     names = model.meta["class_names"]
     for path in args.images:
         image = load_digit_image(path)
-        probs = predict_proba(
+        logits = predict_scores(
             model.params, model.blueprint, model_inputs(image[None, None], model.meta, args.params)
         )
+        probs = softmax(logits)
         classes, p = top_k(probs, 3)
         ranked = ", ".join(
             f"{names[c]} ({100 * q:.1f}%)" for c, q in zip(classes[0], p[0], strict=True)
         )
-        print(f"{path}: {names[classes[0, 0]]}   top 3: {ranked}")
+        if words := verdict(model, logits[0], image, args.params):
+            print(f"{path}: {words}   its top 3 all the same: {ranked}")
+        else:
+            print(f"{path}: {names[classes[0, 0]]}   top 3: {ranked}")
         if args.show:
             print(f"  prepared image: {to_png(image, prepared_path(path))}")
 

@@ -151,8 +151,10 @@ def run_explain(params_path, images, methods, layer=None, seed=0, limit=None, da
     if layer is None and "gradcam" in methods:
         layer = gradcam_layer(model.blueprint, pixels.shape[1:])
     folder = output_folder(params_path, "explain", out)
-    probs = predict_proba(model.params, model.blueprint, model.inputs(pixels))
-    classes, top = top_k(probs, 3)
+    logits = predict_scores(model.params, model.blueprint, model.inputs(pixels))
+    foreign = [verdict(model, s, np.round(p[0] * 255).astype(np.uint8), os.fspath(params_path))
+               for s, p in zip(logits, pixels, strict=True)]  # fmt: skip
+    classes, top = top_k(softmax(logits), 3)
     predicted = classes[:, 0]
     maps = explain(model, pixels, predicted, methods, np.random.default_rng(seed), layer)
     ranked = [", ".join(f"{names_of[c]} {100 * q:.1f}%" for c, q in zip(cs, ps, strict=True))
@@ -170,7 +172,7 @@ def run_explain(params_path, images, methods, layer=None, seed=0, limit=None, da
         title = f"{row['picture']}\ntop 3: {row['top3']}"
         save_figure(plot_explanations(pixels[i : i + 1], one, [title], caption=caption,
                                       layer=layer), folder / f"explain_{i + 1}.png")  # fmt: skip
-        echo(f"{row['picture']}: {row['predicted']}   top 3: {row['top3']}"
+        echo(f"{row['picture']}: {foreign[i] or row['predicted']}   top 3: {row['top3']}"
              + (f"   (true {row['true']})" if row["true"] else ""))  # fmt: skip
     echo(f"files in {folder}: explain.csv, explain.png, explain_1.png .. explain_{len(table)}.png"
          + (f" (Grad-CAM of layer {layer})" if "gradcam" in methods else ""))  # fmt: skip
