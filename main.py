@@ -10,6 +10,7 @@ ends with one line on stderr and exit status 2; --debug shows the traceback.
 """
 
 import argparse
+import difflib
 import os
 import sys
 
@@ -27,7 +28,8 @@ class OneLineParser(argparse.ArgumentParser):
 class CommandParser(OneLineParser):
     """The parser of one command, which declares its options when it is first used.
 
-    So a command's imports (explain's methods, say) cost only the runs of that command.
+    So a command's imports (explain's methods, say) cost only the runs of that command. It
+    reports an unknown option itself, with the command's --help and the nearest option.
     """
 
     def __init__(self, *, command, **kwargs):
@@ -36,9 +38,35 @@ class CommandParser(OneLineParser):
 
     def parse_known_args(self, args=None, namespace=None):
         if self.unbuilt is not None:
+            add_global_options(self, default=argparse.SUPPRESS)  # also after the command
             self.unbuilt.add_arguments(self)
             self.unbuilt = None
-        return super().parse_known_args(args, namespace)
+        namespace, unknown = super().parse_known_args(args, namespace)
+        if unknown:
+            self.error(f"unrecognized arguments: {' '.join(unknown)}{self.nearest(unknown)}")
+        return namespace, unknown
+
+    def nearest(self, unknown):
+        """'' or " (did you mean --epochs?)" for the first unknown option like one of ours."""
+        for text in unknown:
+            if text.startswith("--"):
+                near = difflib.get_close_matches(text.split("=")[0], self._option_string_actions)
+                if near:
+                    return f" (did you mean {near[0]}?)"
+        return ""
+
+
+def add_global_options(parser, default=None):
+    """--debug and --threads. The command parsers take them too (``default`` SUPPRESS there,
+    so that one given before the command is kept)."""
+    parser.add_argument("--debug", action="store_true", default=default or False,
+                        help="show full tracebacks on errors")  # fmt: skip
+    parser.add_argument(
+        "--threads",
+        type=thread_count,
+        default=default,
+        help="worker threads, each carrying a shard of every batch (default: all cores)",
+    )
 
 
 def build_parser():
@@ -48,13 +76,7 @@ def build_parser():
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    parser.add_argument(
-        "--threads",
-        type=thread_count,
-        default=None,
-        help="worker threads, each carrying a shard of every batch (default: all cores)",
-    )
+    add_global_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     for command in commands.COMMANDS:
         sub.add_parser(
@@ -64,12 +86,27 @@ def build_parser():
 
 
 def parse(argv):
-    """The parsed command line; no command means ``train`` (the default recipe)."""
+    """The parsed command line; no command means ``train``, with any options that follow
+    (``python main.py --epochs 2`` is ``python main.py train --epochs 2``)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:  # the main job: train the reference model with the default recipe
-        args = parser.parse_args([*(sys.argv[1:] if argv is None else argv), "train"])
-    return args
+    argv = sys.argv[1:] if argv is None else list(argv)
+    first = past_global_options(argv)
+    if first == len(argv) or argv[first].startswith("-") and argv[first] not in ("-h", "--help"):
+        argv.insert(first, "train")  # the main job: train the reference model
+    return parser.parse_args(argv)
+
+
+def past_global_options(argv):
+    """The index of the first word of ``argv`` after the leading --debug and --threads N."""
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--debug" or argv[i].startswith("--threads="):
+            i += 1
+        elif argv[i] == "--threads":
+            i += 2
+        else:
+            break
+    return min(i, len(argv))
 
 
 def main(argv=None):

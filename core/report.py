@@ -197,6 +197,7 @@ def _classifier_figures(model, evaluation, images, y, caption, log):
         figures["feature_maps.png"] = plots.plot_feature_maps(
             forward_activations(model.params, x_one, model.blueprint),
             caption=f"test image 0 (label {names[y[0]]}); {caption}",
+            class_names=names,
         )
     first = model.blueprint[0]
     if KINDS[first["type"]].image_filters:

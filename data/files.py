@@ -66,6 +66,17 @@ def atomic_write_text(path, text, encoding="utf-8"):
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding=encoding))
 
 
+MAX_NUMBERED = 9_999  # folders of one name: more is a loop gone wrong, not a user's runs
+
+
+def numbered(wanted):
+    """``wanted``, ``wanted-2``, ``wanted-3``, ... (Paths), up to ``wanted-9999``."""
+    wanted = Path(wanted)
+    yield wanted
+    for n in range(2, MAX_NUMBERED + 1):
+        yield wanted.with_name(f"{wanted.name}-{n}")
+
+
 def new_folder(wanted):
     """A new, empty folder for a run's files: ``wanted``, or ``wanted-2``, ``wanted-3``, ...
 
@@ -74,9 +85,7 @@ def new_folder(wanted):
     writes over the first one's files.
     Raises UserError when the folder cannot be created.
     """
-    wanted = Path(wanted)
-    for n in range(1, 10_000):
-        folder = wanted if n == 1 else wanted.with_name(f"{wanted.name}-{n}")
+    for folder in numbered(wanted):
         try:
             folder.mkdir(parents=True)
             return folder
@@ -85,7 +94,9 @@ def new_folder(wanted):
                 return folder
         except OSError as err:
             raise UserError(f"{folder}: cannot create this folder ({err.strerror})") from None
-    raise UserError(f"{wanted}: 9,999 folders of that name exist already; choose another --out")
+    raise UserError(
+        f"{wanted}: {MAX_NUMBERED:,} folders of that name exist already; choose another --out"
+    )
 
 
 def remove_leftover_temporaries(folder):

@@ -253,8 +253,9 @@ def test_plot_sweep_bars_with_error_bars_and_given_ax():
     labels = ["mlp (n=3)", "lenet (n=3)", "minivgg-bn (n=1)"]
     assert [t.get_text() for t in ax.get_yticklabels()] == labels
     texts = [t.get_text().strip() for t in ax.texts]
-    assert texts[:3] == ["98.10 ± 0.20 %", "99.30 ± 0.10 %", "99.60 ± 0.00 %"]
-    assert texts[3:] == ["98.00 ± 0.30 %", "99.00 ± 0.00 %", "99.50 ± 0.00 %"]
+    # each bar is labelled with the error it draws; one run (n=1) has no spread to show
+    assert texts[:3] == ["1.90 ± 0.20 % error", "0.70 ± 0.10 % error", "0.40 % error"]
+    assert texts[3:] == ["2.00 ± 0.30 % error", "1.00 ± 0.00 % error", "0.50 % error"]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
         "test error",
         "validation error",

@@ -27,8 +27,16 @@ from typing import NamedTuple
 import pandas as pd
 from joblib import Parallel, delayed, parallel_config
 
-from core.learn.config import FIELDS, RECIPES, TrainConfig, setting_value
+from core.learn.config import (
+    FIELDS,
+    RECIPES,
+    TrainConfig,
+    check_warmup,
+    setting_value,
+    with_settings,
+)
 from core.learn.optim import OPTIMIZERS
+from core.learn.runs import plural
 from data.errors import UserError
 from data.files import atomic_write_text
 from model.blueprints import ACTIVATIONS
@@ -143,7 +151,8 @@ def plan_runs(axes, seeds, base):
             varied.setdefault("lr", USUAL_LR[varied["optimizer"]])
         fields = {key: value for key, value in varied.items() if key not in (ACTIVATION, PRESET)}
         for seed in range(seeds):
-            config = dataclasses.replace(base, **fields, seed=seed)
+            config = with_settings(base, {**fields, "seed": seed})
+            check_warmup(config)
             planned.append(PlannedRun(config, varied.get(ACTIVATION), varied))
     return planned
 
@@ -279,12 +288,15 @@ def summarize(runs):
 
 
 def format_summary(summary):
-    """The summary as text for the console, accuracies in % as mean ± std."""
+    """The summary as text for the console, accuracies in % as mean ± std (a configuration
+    of one run: its accuracy, which has no spread)."""
     shown = summary[["config", "n"]].copy()
     for name, title in (("test", "test accuracy %"), ("val", "validation accuracy %")):
         shown[title] = [
-            f"{100 * m:.2f} ± {100 * s:.2f}"
-            for m, s in zip(summary[f"{name}_mean"], summary[f"{name}_std"], strict=True)
+            f"{100 * m:.2f}" + (f" ± {100 * s:.2f}" if n > 1 else "")
+            for m, s, n in zip(
+                summary[f"{name}_mean"], summary[f"{name}_std"], summary["n"], strict=True
+            )
         ]
     return shown.to_string(index=False)
 
@@ -314,7 +326,7 @@ def caption(base, planned, seeds):
             f"{base.epochs} epoch(s)"
             + (f" on {base.limit} images" if base.limit and "limit" not in varied else "")
         )
-    return ", ".join([*parts, f"{seeds} seeds"])
+    return ", ".join([*parts, plural(seeds, "seed")])
 
 
 def sweep_base(args):
@@ -324,7 +336,7 @@ def sweep_base(args):
     base = RECIPES[args.preset] if args.preset else dataclasses.replace(RECIPES["default"], **QUICK)
     given = {key: options[key] for key in ("arch", "epochs", "limit") if key in options}
     given |= {key: options[key] for key in ("dataset", "data_dir") if options[key] is not None}
-    return dataclasses.replace(base, **given)
+    return with_settings(base, given)
 
 
 def run_sweep(args, echo=print):
@@ -339,8 +351,9 @@ def run_sweep(args, echo=print):
     todo = [(run, out / run.folder) for run, row in zip(planned, rows, strict=True) if row is None]
     jobs = args.jobs or len(os.sched_getaffinity(0))
     where = f"on the Dask cluster at {args.scheduler}" if args.scheduler else f"{jobs} at a time"
-    echo(f"sweep: {len(planned)} runs of {len(planned) // args.seeds} configurations x "
-         f"{args.seeds} seeds; {len(planned) - len(todo)} finished already in {out}, "
+    configurations = plural(len(planned) // args.seeds, "configuration")
+    echo(f"sweep: {plural(len(planned), 'run')} of {configurations} x "
+         f"{plural(args.seeds, 'seed')}; {len(planned) - len(todo)} finished already in {out}, "
          f"{len(todo)} to run {where}")  # fmt: skip
     fresh = iter(run_all(todo, jobs, args.scheduler))
     runs = pd.DataFrame([row if row is not None else next(fresh) for row in rows])
@@ -348,7 +361,7 @@ def run_sweep(args, echo=print):
     atomic_write_text(out / "runs.csv", runs.to_csv(index=False))
     atomic_write_text(out / "summary.csv", summary.to_csv(index=False))
     save_figure(plot_sweep(summary, caption=caption(base, planned, args.seeds)), out / "sweep.png")
-    echo(f"mean ± std over {args.seeds} seeds:")
+    echo(f"mean ± std over {args.seeds} seeds:" if args.seeds > 1 else "one seed, so no spread:")
     echo(format_summary(summary))
     echo(f"files in {out}: runs.csv, summary.csv, sweep.png, one folder per run")
     return runs, summary

@@ -17,7 +17,7 @@ from core.learn.config import TrainConfig
 from core.learn.eval import SCORE_OF_LOSS
 from core.learn.optim import Optimizer, freezing, make_optimizer, masking
 from data.errors import UserError
-from data.files import atomic_write_text, remove_leftover_temporaries
+from data.files import MAX_NUMBERED, atomic_write_text, numbered, remove_leftover_temporaries
 from model.params_io import load_checkpoint, save_checkpoint, save_model
 
 RUN_FILES = {"best": "best_params.npz", "ckpt": "checkpoint.npz", "log": "log.csv"}
@@ -132,6 +132,9 @@ def save_epoch(run, params, opt_state, state, improved):
 
 def load_run(path):
     """(config, params, opt_state, state) from the checkpoint ``path``."""
+    if not path.exists():
+        raise UserError(f"{path.parent} holds no run to resume (no {path.name}); start one "
+                        "without --resume")  # fmt: skip
     ckpt = load_checkpoint(path)
     saved = ckpt.meta["run_state"]
     # checkpoints written before the log rows were dicts hold them as lists in LOG_COLUMNS order
@@ -176,15 +179,40 @@ def resumed_config(saved, changes, source):
     return dataclasses.replace(saved, **changes)
 
 
+def resume_command(out_dir):
+    """The command line that continues the run in ``out_dir``."""
+    return f"python main.py train --resume --out {out_dir}"
+
+
 def refuse_to_replace(out_dir, resume, overwrite):
     """The run files already in ``out_dir``; a UserError if a new run would replace them unasked."""
     found = [name for name in RUN_FILES.values() if (out_dir / name).exists()]
     if found and not resume and not overwrite:
         raise UserError(
-            f"{out_dir} holds a run already ({', '.join(found)}); continue it with --resume, "
-            "replace it with --overwrite, or choose another --out"
+            f"{out_dir} holds a run already ({', '.join(found)}); continue it with: "
+            f"{resume_command(out_dir)}; replace it with --overwrite, or choose another --out"
         )
     return found
+
+
+def free_run_folder(wanted):
+    """A folder for a new run: ``wanted``, or ``wanted-2``, ``wanted-3``, ..., the first that
+    does not exist or is empty (it is made when the run starts)."""
+    for folder in numbered(wanted):
+        if not folder.exists() or (folder.is_dir() and not any(folder.iterdir())):
+            return folder
+    raise UserError(f"{wanted}: {MAX_NUMBERED:,} runs of that name exist; choose an --out")
+
+
+def latest_run_folder(wanted):
+    """The last of ``wanted``, ``wanted-2``, ... that holds a checkpoint (``wanted`` if none)."""
+    latest = wanted
+    for folder in numbered(wanted):
+        if not folder.exists():
+            break
+        if (folder / RUN_FILES["ckpt"]).exists():
+            latest = folder
+    return latest
 
 
 def prepare_folder(out_dir, replaced, say):

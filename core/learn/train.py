@@ -19,6 +19,7 @@ import pandas as pd
 
 from core.learn import runs
 from core.learn.adversarial import fast_fgsm_inputs
+from core.learn.config import check_warmup
 from core.learn.eval import SCORE_OF_LOSS, loss_and_score, r_squared
 from core.learn.loss import LOSSES
 from core.learn.optim import clip_by_global_norm
@@ -209,11 +210,14 @@ def stopped_early(config, state):
 
 
 def start(config, out_dir, resume, changes, overwrite, say):
-    """Everything a run needs before its first batch: (run, params, opt_state, state)."""
-    found = runs.refuse_to_replace(out_dir, resume, overwrite)
+    """Everything a run needs before its first batch: (run, params, opt_state, state).
+
+    Every option is checked before the folder is: a mistyped option is the error shown.
+    """
     if resume:
         saved, params, opt_state, state = runs.load_run(out_dir / runs.RUN_FILES["ckpt"])
         config = runs.resumed_config(saved, changes, out_dir / runs.RUN_FILES["ckpt"])
+    check_warmup(config)
     check_freeze(config)
     data = prepare_data(config)
     _, blueprint = load_blueprint(config.arch, data.dataset.n_classes)
@@ -224,6 +228,7 @@ def start(config, out_dir, resume, changes, overwrite, say):
     frozen = frozen_keys(blueprint, in_shape, frozen_names)
     run = runs.make_run(config, data, blueprint, out_dir, frozen)
     lr_of(run, 0)  # checks the schedule and warm-up now, before anything is written
+    found = runs.refuse_to_replace(out_dir, resume, overwrite)
     if not resume:
         params = initialize_parameters(blueprint, in_shape, make_rng(config.seed, 0))
         if config.init_from:
@@ -285,7 +290,8 @@ def train(config, out_dir, resume=False, changes=None, overwrite=False, report=Q
     except KeyboardInterrupt:
         runs.save_run(run, params, opt_state, state)
         raise Interrupted(
-            f"interrupted: checkpoint written to {run.paths['ckpt']}; continue with --resume"
+            f"interrupted: checkpoint written to {run.paths['ckpt']}; continue with: "
+            f"{runs.resume_command(out_dir)}"
         ) from None
     except Diverged as e:
         kept = (
