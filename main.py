@@ -12,7 +12,9 @@ ends with one line on stderr and exit status 2; --debug shows the traceback.
 import argparse
 import difflib
 import os
+import signal
 import sys
+import threading
 
 from core import commands
 from core.commands.options import thread_count
@@ -109,9 +111,43 @@ def past_global_options(argv):
     return min(i, len(argv))
 
 
+class Stopped:
+    """SIGTERM and SIGHUP (``kill``, a scheduler, a closed terminal) stop a command as Ctrl-C
+    does: training writes its checkpoint. The exit status is then 128 + the signal's number."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self):
+        self.signal = None
+
+    def __enter__(self):
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():  # where handlers can be set
+            self.previous = {s: signal.signal(s, self.handle) for s in self.SIGNALS}
+        return self
+
+    def handle(self, number, frame):
+        self.signal = number
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+    def status(self):
+        return 130 if self.signal is None else 128 + self.signal
+
+
 def main(argv=None):
     args = parse(argv)
     run = {command.name: command.run for command in commands.COMMANDS}[args.command]
+    with Stopped() as stopped:
+        return run_command(run, args, stopped)
+
+
+def run_command(run, args, stopped):
+    """``run(args)``, its mistakes as one line and exit status 2, a stop as 130 (Ctrl-C) or
+    128 + the signal (``stopped``, a Stopped)."""
     from data.errors import UserError
     from model.shards import set_threads
 
@@ -131,7 +167,7 @@ def main(argv=None):
         return 2
     except KeyboardInterrupt as e:  # training's says where its checkpoint is
         print(str(e) or "interrupted", file=sys.stderr)
-        return 130
+        return stopped.status()
 
 
 if __name__ == "__main__":

@@ -26,6 +26,9 @@ AUGMENTATIONS = {
 }
 
 
+AUGMENTATION_FIGURE = "figures/augmentation.png"  # in the run folder
+
+
 def say(line):
     """Print ``line`` at once: to a file or pipe, stdout is block-buffered, which would hold the
     progress lines back until the buffer fills."""
@@ -56,9 +59,7 @@ class Progress(Report):
             self.echo(line)
         self.echo(run_description(run))
         if any(getattr(run.config, field) for field in AUGMENTATIONS):
-            write_augmentation_figure(
-                run.config, run.data, out_dir / "figures" / "augmentation.png"
-            )
+            write_augmentation_figure(run.config, run.data, out_dir / AUGMENTATION_FIGURE)
 
     def batches(self, run, state, batches):
         if self.style == "bar":

@@ -66,6 +66,23 @@ def atomic_write_text(path, text, encoding="utf-8"):
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding=encoding))
 
 
+def same_file(a, b):
+    """True if the paths ``a`` and ``b`` name one file: through symlinks, ``..`` and hard
+    links (a path that does not exist yet is compared by where it resolves to)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def refuse_to_write_over(out, inputs, option="--out"):
+    """UserError if ``out`` is one of the files ``inputs`` (str or Path) the command reads."""
+    for source in inputs:
+        if same_file(out, source):
+            raise UserError(f"{option} {out}: that is {source}, which this command reads; "
+                            f"choose another {option}")  # fmt: skip
+
+
 MAX_NUMBERED = 9_999  # folders of one name: more is a loop gone wrong, not a user's runs
 
 

@@ -331,7 +331,8 @@ def test_ctrl_c_says_interrupted_once_with_where_the_checkpoint_is(tmp_path, cap
     status, out, err = cli(capsys, *SPIRAL, "--out", tmp_path)
     assert status == 130
     checkpoint = tmp_path / "checkpoint.npz"
-    assert err == f"interrupted: checkpoint written to {checkpoint}; continue with --resume\n"
+    assert err == (f"interrupted: checkpoint written to {checkpoint}; continue with: "
+                   f"python main.py train --resume --out {checkpoint.parent}\n")  # fmt: skip
     assert "interrupted" not in out
     assert load_checkpoint(checkpoint).meta["run_state"]["batch"] == 2
 

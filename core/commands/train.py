@@ -131,8 +131,9 @@ def warmup_note(args, config):
 
 def run(args):
     from core.learn.train import train
-    from core.progress import AUGMENTATIONS, Progress
+    from core.progress import AUGMENTATION_FIGURE, AUGMENTATIONS, Progress
     from core.report import (
+        FIGURE_FILES,
         evaluate,
         evaluate_regression,
         is_regression,
@@ -149,7 +150,9 @@ def run(args):
     else:
         config = train_config(args)
         notes = [note for note in (folder_note, warmup_note(args, config)) if note]
-        model, log = train(config, out, overwrite=args.overwrite, report=Progress(notes=notes))
+        writes = [AUGMENTATION_FIGURE, *(f"figures/{name}" for name in FIGURE_FILES)]
+        model, log = train(config, out, overwrite=args.overwrite, report=Progress(notes=notes),
+                           writes=writes)  # fmt: skip
     data_dir = model.meta["config"]["data_dir"] if args.data_dir is None else args.data_dir
     x_test, y_test, raw = load_test_set(model.meta, data_dir)
     regression = is_regression(model.meta)
@@ -158,7 +161,7 @@ def run(args):
         model, evaluation, raw, y_test, out / "figures", model_caption(model), log
     )
     if any(model.meta["config"][field] for field in AUGMENTATIONS):  # drawn before training
-        figures.append(out / "figures" / "augmentation.png")
+        figures.append(out / AUGMENTATION_FIGURE)
     minutes = (time.perf_counter() - started) / 60
     if regression:
         score = f"test MSE {evaluation.mse:.4f}, R^2 {evaluation.r2:.4f} ({len(y_test)} points)"

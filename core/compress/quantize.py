@@ -7,6 +7,7 @@ from typing import NamedTuple
 from core.report import model_inputs
 from data import load_dataset
 from data.errors import UserError
+from data.files import refuse_to_write_over
 from model.params_io import load_model, save_model
 from model.quantize import quantize_model
 from model.walk import KINDS, iter_layers, quantized_layers
@@ -39,8 +40,7 @@ def quantize_file(params_path, out=None, calibration=None, data_dir=None, overwr
     quantized or has no conv or fc layer, or more calibration images than the training set has.
     """
     out = Path(out) if out is not None else default_out(params_path)
-    if os.path.abspath(out) == os.path.abspath(params_path):
-        raise UserError(f"--out {out}: that is the model file itself; choose another --out")
+    refuse_to_write_over(out, [params_path])  # through a symlink or a hard link too
     if out.exists() and not overwrite:
         raise UserError(
             f"{out} exists already; replace it with --overwrite, or choose another --out"

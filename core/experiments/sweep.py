@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -50,6 +51,7 @@ PRESET = "preset"  # the column of a sweep of one --preset and no --set (its bas
 RESULT_FILE = "result.json"  # in a run's folder: written last, only by a finished run
 QUICK = {"arch": "minivgg", "epochs": 1, "limit": 5000}  # a sweep of no --preset, by default
 NAME_CHARACTERS = 80  # of the readable part of a run folder's name
+MAX_RUNS = 1000  # in one sweep: a grid larger than this is a typo (1000 x 1000), not a plan
 
 
 class PlannedRun(NamedTuple):
@@ -138,8 +140,15 @@ def optimizer_axis(optimizers, lrs=None):
 def plan_runs(axes, seeds, base):
     """One PlannedRun per combination of the axes and seed 0 .. seeds-1, on top of ``base``.
 
-    An optimizer varied without the learning rate runs at its ``USUAL_LR``.
+    An optimizer varied without the learning rate runs at its ``USUAL_LR``. A grid of more
+    than MAX_RUNS runs is refused before one is built.
     """
+    sizes = [len(axis) for axis in axes]
+    if (total := math.prod(sizes) * seeds) > MAX_RUNS:
+        grid = " x ".join(map(str, sizes))
+        raise UserError(f"the sweep would train {total:,} runs ({grid} settings x "
+                        f"{plural(seeds, 'seed')}); at most {MAX_RUNS:,}: give fewer --set "
+                        "values or --seeds")  # fmt: skip
     planned = []
     for combination in itertools.product(*axes):
         varied = {key: value for setting in combination for key, value in setting.items()}
@@ -227,20 +236,37 @@ def _jsonable(config):
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
-def finished_row(run, run_dir):
+def finished_row(run, run_dir, echo=print):
     """The row of ``run`` from its folder's result file, or None if it has not finished.
 
     A result of other settings (another --epochs, say, in the same --out) is not
-    this run's: None, and the run starts again.
+    this run's: None, and the run starts again. So is a damaged one, which ``echo`` reports.
     """
+    path = Path(run_dir) / RESULT_FILE
     try:
-        record = json.loads((Path(run_dir) / RESULT_FILE).read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None  # written atomically: unreadable only if someone else wrote it
-    same = (
-        record.get("config") == _jsonable(run.config) and record.get(ACTIVATION) == run.activation
-    )
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, ValueError) as err:  # written atomically: not by us
+        echo(f"{path}: unreadable ({type(err).__name__}); that run is done again")
+        return None
+    if not is_result(record):
+        echo(f"{path}: not a result this sweep writes; that run is done again")
+        return None
+    same = record["config"] == _jsonable(run.config) and record[ACTIVATION] == run.activation
     return record["row"] if same else None
+
+
+def is_result(record):
+    """True for a dict as ``one_run`` writes it: config, activation, and a row whose
+    accuracies are numbers in [0, 1]."""
+    if not isinstance(record, dict) or not {"config", ACTIVATION, "row"} <= set(record):
+        return False
+    row = record["row"]
+    return isinstance(row, dict) and all(
+        isinstance(row.get(key), int | float) and not isinstance(row.get(key), bool)
+        and 0 <= row[key] <= 1 for key in ("val_acc", "test_acc")
+    )  # fmt: skip
 
 
 # ---- the whole sweep -------------------------------------------------------------------
@@ -339,17 +365,27 @@ def sweep_base(args):
     return with_settings(base, given)
 
 
+def check_jobs(jobs):
+    """The processes to run at once: ``jobs``, or one per core; more than the cores is refused
+    (each run trains on one core: more only makes them all slower)."""
+    cores = len(os.sched_getaffinity(0))
+    if jobs is not None and jobs > cores:
+        raise UserError(f"--jobs {jobs}: this machine gives this process {cores} cores; at most "
+                        f"--jobs {cores}")  # fmt: skip
+    return jobs or cores
+
+
 def run_sweep(args, echo=print):
     """The ``sweep`` command: run what is not finished, tabulate, plot. Returns (runs, summary)."""
     from core.plots import plot_sweep, save_figure
 
     base = sweep_base(args)
     planned = plan_runs(sweep_axes(args), args.seeds, base)
+    jobs = None if args.scheduler else check_jobs(args.jobs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [finished_row(run, out / run.folder) for run in planned]
+    rows = [finished_row(run, out / run.folder, echo) for run in planned]
     todo = [(run, out / run.folder) for run, row in zip(planned, rows, strict=True) if row is None]
-    jobs = args.jobs or len(os.sched_getaffinity(0))
     where = f"on the Dask cluster at {args.scheduler}" if args.scheduler else f"{jobs} at a time"
     configurations = plural(len(planned) // args.seeds, "configuration")
     echo(f"sweep: {plural(len(planned), 'run')} of {configurations} x "
