@@ -141,7 +141,9 @@ def test_the_files_hold_what_the_cases_cover(models, kind):
     assert {spec["type"] for spec in model.blueprint} >= (
         {"conv", "fc", "batchnorm", "residual"} if kind == "float" else {"qconv", "qfc"}
     )
-    assert all(model.params[k].dtype == np.int8 for k, r in records(model).items() if r.dtype == "int8")
+    assert all(
+        model.params[k].dtype == np.int8 for k, r in records(model).items() if r.dtype == "int8"
+    )
 
 
 @pytest.mark.parametrize("kind", ["float", "int8"])
