@@ -15,7 +15,7 @@ argument wired to another's place, each fails here.
 import numpy as np
 import pytest
 
-from data import affine_warp, random_affine
+from data import affine_warp, elastic_distortion, random_affine
 
 H, W = 24, 28
 CENTRE = np.array([(W - 1) / 2, (H - 1) / 2])  # (x, y), as data/augment.py says
@@ -104,3 +104,50 @@ def test_each_image_gets_its_own_angle_scale_and_shift_independently():
     assert all(len(np.unique(np.round(q, 9))) == 300 for q in quantities)
     correlation = np.corrcoef(quantities)
     assert np.abs(correlation - np.eye(4)).max() < 0.25  # 300 draws: |r| ~ 0.06 by chance
+
+
+def smoothed(noise, sigma):
+    """Each row and column of (H, W) ``noise`` convolved with a Gaussian of std ``sigma``,
+    truncated at 4 sigma (or the image), its taps summing to 1, zero beyond the border."""
+    smooth = noise
+    for axis in (0, 1):
+        size = noise.shape[axis]
+        radius = min(int(np.ceil(4 * sigma)), size - 1)
+        taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+        taps /= taps.sum()
+        centred = slice(radius, radius + size)  # the full convolution's middle: zero padding
+        smooth = np.apply_along_axis(
+            lambda v, t=taps, c=centred: np.convolve(v, t)[c], axis, smooth
+        )
+    return smooth
+
+
+@pytest.mark.parametrize("alpha, sigma", [(8.0, 3.0), (2.5, 1.5), (34.0, 4.0)])
+def test_elastic_distortion_moves_each_pixel_by_alpha_times_smoothed_uniform_noise(alpha, sigma):
+    """The displacement of every pixel, measured on the coordinate images, against the
+    docstring's recipe computed by convolution: uniform noise in [-1, 1] per pixel and
+    direction (y first), smoothed, times alpha."""
+    n = 3
+    out = elastic_distortion(coordinate_images(n), np.random.default_rng(4), alpha, sigma, np.nan)
+    noise = np.random.default_rng(4).uniform(-1.0, 1.0, (2, n, H, W))
+    y, x = np.mgrid[0:H, 0:W].astype(np.float64)
+    for i in range(n):
+        dy, dx = (alpha * smoothed(noise[k, i], sigma) for k in (0, 1))
+        ok = np.isfinite(out[i]).all(axis=0)
+        assert ok.mean() > 0.5
+        np.testing.assert_allclose(out[i, 0][ok], (x + dx)[ok], atol=1e-9)
+        np.testing.assert_allclose(out[i, 1][ok], (y + dy)[ok], atol=1e-9)
+        assert np.abs(dx).max() > 0.05 * alpha  # the field really moves the pixels
+
+
+def test_the_warps_default_to_a_black_fill_and_the_paper_s_elastic_settings():
+    """fill 0 by default; elastic_distortion's defaults are Simard et al.'s alpha 34, sigma 4;
+    float32 images come back float32."""
+    images = coordinate_images(2).astype(np.float32)
+    rng = np.random.default_rng
+    np.testing.assert_array_equal(
+        elastic_distortion(images, rng(5)), elastic_distortion(images, rng(5), 34.0, 4.0, 0.0)
+    )
+    moved = affine_warp(images, np.zeros(2), np.ones(2), np.full((2, 2), 30.0))
+    assert moved.dtype == np.float32 and not moved.any()  # all of it from outside: fill 0
+    assert elastic_distortion(images, rng(5)).dtype == np.float32
