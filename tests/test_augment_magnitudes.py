@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from data import affine_warp, elastic_distortion, random_affine
+from data.errors import UserError
 
 H, W = 24, 28
 CENTRE = np.array([(W - 1) / 2, (H - 1) / 2])  # (x, y), as data/augment.py says
@@ -151,3 +152,13 @@ def test_the_warps_default_to_a_black_fill_and_the_paper_s_elastic_settings():
     moved = affine_warp(images, np.zeros(2), np.ones(2), np.full((2, 2), 30.0))
     assert moved.dtype == np.float32 and not moved.any()  # all of it from outside: fill 0
     assert elastic_distortion(images, rng(5)).dtype == np.float32
+
+
+def test_the_edges_of_the_warps_arguments():
+    """A scale of 0 is refused, a sigma of 1 taken; random_affine fills with 0 by default."""
+    images = coordinate_images(2)
+    with pytest.raises(UserError, match="scale_range"):
+        random_affine(images, np.random.default_rng(0), scale_range=(0.0, 1.0))
+    assert elastic_distortion(images, np.random.default_rng(0), alpha=1.0, sigma=1.0).shape
+    far = random_affine(images, np.random.default_rng(0), max_shift=0.0, scale_range=(0.01, 0.01))
+    assert np.count_nonzero(far[:, :, 0, :]) == 0  # the border reads from outside: fill 0
