@@ -284,7 +284,8 @@ def test_a_new_run_never_replaces_a_run_unless_told_to(tmp_path, capsys):
     assert status == 2 and out == ""
     assert err == (
         f"error: {tmp_path} holds a run already (best_params.npz, checkpoint.npz, log.csv); "
-        "continue it with --resume, replace it with --overwrite, or choose another --out\n"
+        f"continue it with: python main.py train --resume --out {tmp_path}; replace it with "
+        "--overwrite, or choose another --out\n"
     )
     assert (tmp_path / "checkpoint.npz").read_bytes() == before
 
