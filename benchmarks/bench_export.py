@@ -58,14 +58,15 @@ def speeds(model, session, raw, batch):
     return ours, len(raw) / (time.perf_counter() - t0)
 
 
-def measure(path, model, repeats, timed):
-    """Print one model's agreement and sizes, and (``timed``) its speeds."""
+def measure(path, model, repeats, timed, label=None):
+    """Print one model's agreement and sizes, and (``timed``) its speeds; ``label`` names it
+    (default: its path)."""
     raw = load_dataset(model.meta["dataset"]).x_test
     proto = build_onnx(model, path)
     agreement = check_onnx(proto, model, raw)
     serialized = proto.SerializeToString()
     npz = os.path.getsize(path)
-    print(f"{path}: {agreement.largest:.1e} largest difference, same class {agreement.same_class:,}"
+    print(f"{label or path}: {agreement.largest:.1e} largest difference, same class {agreement.same_class:,}"
           f"/{agreement.images:,}; .npz {npz:,} bytes, .onnx {len(serialized):,} bytes "
           f"({100 * len(serialized) / npz:.1f}%)")  # fmt: skip
     if not timed:
@@ -98,8 +99,8 @@ def main():
     if "int8" in args.timed or "best_params.npz" in args.params:
         with tempfile.TemporaryDirectory() as tmp:
             done = quantize_file("best_params.npz", Path(tmp) / "best_params.int8.npz")
-            print("int8 copy of best_params.npz (python main.py quantize), ", end="")
-            measure(done.path, load_model(done.path), args.repeats, "int8" in args.timed)
+            label = "int8 copy of best_params.npz (python main.py quantize)"
+            measure(done.path, load_model(done.path), args.repeats, "int8" in args.timed, label)
     print(f"{time.perf_counter() - started:.0f} s")
 
 

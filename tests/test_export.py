@@ -16,9 +16,9 @@ from test_quantize import tiny_blueprint, tiny_params
 
 import main
 from core.export.check import FLOAT_TOLERANCE, check_onnx, pixels_of, run_onnx
-from core.export.graph import build_onnx
+from core.export.graph import DEFAULT_OPSET, build_onnx
 from core.export.kinds import TRANSLATIONS
-from core.export.onnx_file import export_file
+from core.export.onnx_file import CHECK_IMAGES, export_file
 from core.learn.eval import predict_proba
 from core.report import model_inputs
 from data import fit_normalization, load_dataset
@@ -69,6 +69,15 @@ def exported(model, raw, logits=False, opset=21):
 
 def test_every_layer_kind_has_an_onnx_translation():
     assert set(TRANSLATIONS) == set(KINDS)
+
+
+def test_the_command_line_defaults_are_the_exporters(capsys):
+    from core.commands.export import DEFAULT_OPSET as command_opset
+
+    assert command_opset == DEFAULT_OPSET
+    with pytest.raises(SystemExit):
+        main.main(["export", "--help"])
+    assert f"(default: {CHECK_IMAGES})" in " ".join(capsys.readouterr().out.split())
 
 
 IMAGE_PRESETS = ["minivgg", "minivgg_bn", "minivgg_bn_dropout", "lenet5", "wide", "resnet",
