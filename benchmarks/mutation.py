@@ -24,7 +24,6 @@ A figure, not a test, and not part of CI: a full run takes tens of minutes on tw
 
 import argparse
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -34,22 +33,12 @@ import tomllib
 from collections import Counter
 from pathlib import Path
 
+from bench_quantize import cpu_name  # one place for the CPU's name (benchmarks/ is on the path)
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRATCH = Path("/tmp/numpy-cnn-mutation")
 KILLED = {"killed", "timeout", "segfault"}  # the tests noticed the mutant
 NOT_REACHED = "no tests"
-
-
-def cpu_name():
-    """The CPU's model name (from /proc/cpuinfo on Linux)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def copy_repository(scratch):
