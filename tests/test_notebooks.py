@@ -24,12 +24,12 @@ from notebooks.execute import NOTEBOOKS, NOTEBOOKS_DIR, execute_notebook
 
 CELL_TIMEOUT_S = 300
 MAX_NOTEBOOK_BYTES = 1_500_000  # committed with images: kept small enough to review
-FORWARD = NOTEBOOKS_DIR / "forward.ipynb"
-EXPERIMENT = NOTEBOOKS_DIR / "experiment.ipynb"
-PLAYGROUND = NOTEBOOKS_DIR / "playground.ipynb"
-BACKWARD = NOTEBOOKS_DIR / "backward.ipynb"
-ARCHITECTURES = NOTEBOOKS_DIR / "architectures.ipynb"
-INSIDE = NOTEBOOKS_DIR / "inside.ipynb"
+FORWARD = NOTEBOOKS_DIR / "03_forward.ipynb"
+EXPERIMENT = NOTEBOOKS_DIR / "06_experiment.ipynb"
+PLAYGROUND = NOTEBOOKS_DIR / "07_playground.ipynb"
+BACKWARD = NOTEBOOKS_DIR / "04_backward.ipynb"
+ARCHITECTURES = NOTEBOOKS_DIR / "08_architectures.ipynb"
+INSIDE = NOTEBOOKS_DIR / "09_inside.ipynb"
 ARCHS = ("lenet5", "minivgg", "minivgg_bn_dropout", "resnet", "mobilenet")
 CHANCE = 0.1  # ten classes
 # Enough for the slowest net (resnet) to pass chance on a busy 2-core machine: about 20 updates.
@@ -183,7 +183,7 @@ def test_inside_notebook_runs_and_its_gradients_check_out():
 
 
 def check_inside_output(nb):
-    """inside.ipynb's claims: the input gradient by hand equals the library's and finite
+    """09_inside.ipynb's claims: the input gradient by hand equals the library's and finite
     differences, occlusion of nothing is nothing, FGSM stays in its budget, and the class
     visualizations are called what they were made to be."""
     text = printed(nb)
@@ -202,7 +202,7 @@ def check_inside_output(nb):
 
 
 def check_backward_output(text):
-    """backward.ipynb's claims: every gradient identical to model/backward.py's, the shapes
+    """04_backward.ipynb's claims: every gradient identical to model/backward.py's, the shapes
     layer by layer, and finite differences that agree with the backward pass."""
     model = load_model(NOTEBOOKS_DIR.parent / "best_params.npz")
     keys = trainable_keys(model.blueprint, model.meta["input_shape"])
@@ -226,7 +226,7 @@ def check_backward_output(text):
 
 
 def check_race_output(text):
-    """architectures.ipynb's claims: each net's size and speed, and an accuracy above chance on
+    """08_architectures.ipynb's claims: each net's size and speed, and an accuracy above chance on
     both datasets after the budget. Returns the budget it printed."""
     assert re.search(r"^processor: \S.*, \d+ cores; numpy-cnn: \d+ worker threads$", text, re.M)
     budget = float(re.search(r"^budget: ([\d.]+) s of training", text, re.M).group(1))
