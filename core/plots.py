@@ -405,32 +405,39 @@ def plot_feature_maps(activations, fig=None, max_channels=8, caption=None, class
     max_channels: how many channels of a (C, H, W) map to show (the first ones).
     caption:      optional line under the figure title.
     class_names:  the classes, which name the last layer's bars (its outputs are their scores).
-    Returns the Figure: a map gets one Axes per shown channel (sharing one
-    colour scale per layer, so weak channels look weak); a vector gets one
-    Axes, a bar chart if D <= 64, otherwise a one-row image.
+    Returns the Figure: a map gets one Axes per shown channel, sharing one
+    colour scale per layer (so weak channels look weak) with its colour bar
+    beside the row; a signed map (before a ReLU) is drawn on a diverging
+    scale centred on 0, so a negative value never looks like a weak positive
+    one. A vector gets one Axes, a bar chart if D <= 64, otherwise a one-row image.
     """
     arrays = [_drop_batch_axis(name, a) for name, a in activations]
     if fig is None:
-        fig = plt.figure(figsize=(1.6 * max_channels, 1.7 * len(arrays)), layout="constrained")
-    grid = fig.add_gridspec(len(arrays), max_channels)
+        fig = plt.figure(figsize=(1.6 * max_channels + 1, 1.7 * len(arrays)), layout="constrained")
+    grid = fig.add_gridspec(len(arrays), max_channels + 1, width_ratios=[1] * max_channels + [0.15])
     for row, ((name, _), a) in enumerate(zip(activations, arrays, strict=True)):
         label = f"{name}\n{a.shape}"
         if a.ndim == 1:
-            ax = fig.add_subplot(grid[row, :])
             last = row == len(arrays) - 1 and class_names is not None
-            _show_vector(ax, a, class_names if last and len(a) == len(class_names) else None)
+            names = class_names if last and len(a) == len(class_names) else None
+            as_bars = names is not None or len(a) <= 64
+            ax = fig.add_subplot(grid[row, :] if as_bars else grid[row, :-1])
+            image = _show_vector(ax, a, names)
+            if image is not None:
+                fig.colorbar(image, cax=fig.add_subplot(grid[row, -1]))
             ax.set_ylabel(label)
             continue
         shown = a[:max_channels]
-        low, high = float(shown.min()), float(shown.max())
+        cmap, low, high = _activation_scale(shown)
         for ch, channel in enumerate(shown):
             ax = fig.add_subplot(grid[row, ch])
-            ax.imshow(channel, cmap="viridis", vmin=low, vmax=high)
+            image = ax.imshow(channel, cmap=cmap, vmin=low, vmax=high)
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(f"ch {ch}", fontsize=8)
             if ch == 0:
                 ax.set_ylabel(label)
+        fig.colorbar(image, cax=fig.add_subplot(grid[row, -1]))
     title = f"Feature maps of one image (first {max_channels} channels per layer)"
     fig.suptitle(title + (f"\n{caption}" if caption else ""))
     return fig
@@ -601,9 +608,21 @@ def _show_image(ax, image):
     ax.set_yticks([])
 
 
+def _activation_scale(values):
+    """(colour map, low, high) for drawing activations: a signed array (before a ReLU) on a
+    diverging scale centred on 0, so that a negative value never looks like a weak positive
+    one; a non-negative one on a sequential scale from its minimum."""
+    low, high = float(values.min()), float(values.max())
+    if low < 0:
+        high = max(-low, high)
+        return "RdBu_r", -high, high
+    return "viridis", low, high
+
+
 def _show_vector(ax, vector, class_names=None):
-    """Draw a (D,) activation: bars when short enough to read, else a one-row image; the
-    scores of ``class_names`` (D of them) as bars named by their class."""
+    """Draw a (D,) activation: bars when short enough to read, else a one-row image (which
+    is returned, for its colour bar); the scores of ``class_names`` (D of them) as bars
+    named by their class."""
     if class_names is not None:
         ax.bar(np.arange(len(vector)), vector, color="tab:blue")
         ax.set_xticks(np.arange(len(vector)), labels=[str(c) for c in class_names], fontsize=7)
@@ -612,9 +631,12 @@ def _show_vector(ax, vector, class_names=None):
         ax.bar(np.arange(len(vector)), vector, color="tab:blue")
         ax.set_xlabel("unit")
     else:
-        ax.imshow(vector[None, :], aspect="auto", cmap="viridis")
+        cmap, low, high = _activation_scale(vector)
+        image = ax.imshow(vector[None, :], aspect="auto", cmap=cmap, vmin=low, vmax=high)
         ax.set_yticks([])
         ax.set_xlabel("unit")
+        return image
+    return None
 
 
 def _drop_batch_axis(name, array):

@@ -225,12 +225,20 @@ def test_plot_feature_maps_one_row_per_layer():
         ("fc_scores", rng.standard_normal(10)),
         ("fc_hidden", rng.random(100)),
     ]
+    activations.insert(1, ("signed", rng.standard_normal((2, 4, 4)) - 0.5))
     fig = plot_feature_maps(activations)
     assert isinstance(fig, Figure)
-    assert len(fig.axes) == 8 + 3 + 1 + 1
-    assert sum(len(ax.images) for ax in fig.axes) == 8 + 3 + 1  # the bar chart has no image
-    assert len(fig.axes[11].patches) == 10
+    # each map row has a colour bar, and so has the long vector drawn as a one-row image
+    assert len(fig.axes) == (8 + 1) + (2 + 1) + (3 + 1) + 1 + (1 + 1)
+    assert sum(len(ax.images) for ax in fig.axes) == 8 + 2 + 3 + 1  # the bar chart has no image
+    assert len(fig.axes[16].patches) == 10
     assert fig.axes[0].get_ylabel().startswith("conv1")
+    # a non-negative map keeps a 0-based sequential scale; a signed one is centred on 0
+    assert fig.axes[0].images[0].get_cmap().name == "viridis"
+    signed = fig.axes[9].images[0]
+    low, high = signed.get_clim()
+    assert signed.get_cmap().name == "RdBu_r" and low == -high
+    assert high == pytest.approx(np.abs(activations[1][1]).max())
     with pytest.raises(ValueError, match="'bad'"):
         plot_feature_maps([("bad", np.zeros((2, 3)))])
 
