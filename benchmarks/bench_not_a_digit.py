@@ -96,7 +96,7 @@ def main():
     print(f"record: validation images {record['validation_images']}, energy threshold "
           f"{record['energy_threshold']:.3f}, distance threshold {record['distance_threshold']:.2f}")  # fmt: skip
     test = load_dataset("mnist").x_test
-    kinds = {"MNIST test digits, as they are": (test, 0),
+    kinds = {"MNIST test digits, as PNG files": (ood.drawn(test, scale=1), 0),
              "MNIST test digits, drawn": (ood.drawn(test[:2000]), 0)}  # fmt: skip
     kinds |= {kind: prepared(a) for kind, a in made_up(np.random.default_rng(5)).items()}
     fashion = load_dataset("fashion-mnist", args.fashion_dir).x_test[:2000, 0]

@@ -108,6 +108,9 @@ def plot_history(log_df, axes=None, caption=None):
             label=f"best val {100 * val_acc[best]:.2f} % (epoch {epoch[best]})",
         )
     _error_rate_axis(acc_ax)
+    if np.any(all_errors == 0):  # the axis ends just past the 100 % line: no tick beyond it
+        worst, _ = acc_ax.get_ylim()  # inverted: (largest error, smallest)
+        acc_ax.set_ylim(worst, floor / 1.25)
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, which="major", alpha=0.3)
@@ -400,7 +403,7 @@ def plot_filters(W, fig=None, caption=None):
     return fig
 
 
-def plot_feature_maps(activations, fig=None, max_channels=8, caption=None):
+def plot_feature_maps(activations, fig=None, max_channels=8, caption=None, class_names=None):
     """Activations of one image through the network: one row per layer.
 
     activations:  list of (layer_name, array) with array (C, H, W) for a
@@ -409,31 +412,40 @@ def plot_feature_maps(activations, fig=None, max_channels=8, caption=None):
     fig:          Figure to draw into, or None for a new one.
     max_channels: how many channels of a (C, H, W) map to show (the first ones).
     caption:      optional line under the figure title.
-    Returns the Figure: a map gets one Axes per shown channel (sharing one
-    colour scale per layer, so weak channels look weak); a vector gets one
-    Axes, a bar chart if D <= 64, otherwise a one-row image.
+    class_names:  the classes, which name the last layer's bars (its outputs are their scores).
+    Returns the Figure: a map gets one Axes per shown channel, sharing one
+    colour scale per layer (so weak channels look weak) with its colour bar
+    beside the row; a signed map (before a ReLU) is drawn on a diverging
+    scale centred on 0, so a negative value never looks like a weak positive
+    one. A vector gets one Axes, a bar chart if D <= 64, otherwise a one-row image.
     """
     arrays = [_drop_batch_axis(name, a) for name, a in activations]
     if fig is None:
-        fig = plt.figure(figsize=(1.6 * max_channels, 1.7 * len(arrays)), layout="constrained")
-    grid = fig.add_gridspec(len(arrays), max_channels)
+        fig = plt.figure(figsize=(1.6 * max_channels + 1, 1.7 * len(arrays)), layout="constrained")
+    grid = fig.add_gridspec(len(arrays), max_channels + 1, width_ratios=[1] * max_channels + [0.15])
     for row, ((name, _), a) in enumerate(zip(activations, arrays, strict=True)):
         label = f"{name}\n{a.shape}"
         if a.ndim == 1:
-            ax = fig.add_subplot(grid[row, :])
-            _show_vector(ax, a)
+            last = row == len(arrays) - 1 and class_names is not None
+            names = class_names if last and len(a) == len(class_names) else None
+            as_bars = names is not None or len(a) <= 64
+            ax = fig.add_subplot(grid[row, :] if as_bars else grid[row, :-1])
+            image = _show_vector(ax, a, names)
+            if image is not None:
+                fig.colorbar(image, cax=fig.add_subplot(grid[row, -1]))
             ax.set_ylabel(label)
             continue
         shown = a[:max_channels]
-        low, high = float(shown.min()), float(shown.max())
+        cmap, low, high = _activation_scale(shown)
         for ch, channel in enumerate(shown):
             ax = fig.add_subplot(grid[row, ch])
-            ax.imshow(channel, cmap="viridis", vmin=low, vmax=high)
+            image = ax.imshow(channel, cmap=cmap, vmin=low, vmax=high)
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(f"ch {ch}", fontsize=8)
             if ch == 0:
                 ax.set_ylabel(label)
+        fig.colorbar(image, cax=fig.add_subplot(grid[row, -1]))
     title = f"Feature maps of one image (first {max_channels} channels per layer)"
     fig.suptitle(title + (f"\n{caption}" if caption else ""))
     return fig
@@ -450,7 +462,8 @@ def plot_sweep(summary_df, ax=None, caption=None):
     caption:    optional second line of the title.
     Returns the Figure. Bars show the error rate (100 - accuracy %), which
     starts at zero honestly and keeps 99.3 % and 99.6 % visibly apart; the error
-    bars are one standard deviation; each bar is labelled with its accuracy ± std.
+    bars are one standard deviation; each bar is labelled with the error it draws, ± its std
+    (a configuration of one run has no spread, and no ±).
     """
     missing = [col for col in SWEEP_COLUMNS if col not in summary_df.columns]
     if missing:
@@ -469,16 +482,19 @@ def plot_sweep(summary_df, ax=None, caption=None):
         name = "test" if split == "test" else "validation"
         ax.barh(rows + offset, error, height=0.4, xerr=spread, capsize=3, color=colour,
                 alpha=0.8, label=f"{name} error")  # fmt: skip
-        for row, e, s, m in zip(rows + offset, error, spread, mean, strict=True):
-            ax.text(e + s, row, f"  {100 * m:.2f} ± {s:.2f} %", va="center", fontsize=7)
+        for row, e, s, n in zip(rows + offset, error, spread, summary_df["n"], strict=True):
+            label = f"  {e:.2f}" + (f" ± {s:.2f}" if n > 1 else "") + " % error"
+            ax.text(e + s, row, label, va="center", fontsize=7)
     labels = [f"{c} (n={k})" for c, k in zip(summary_df["config"], summary_df["n"], strict=True)]
     ax.set_yticks(rows, labels=labels)
     ax.invert_yaxis()  # first row on top, as in the table
     ax.margins(x=0.35)  # room for the labels right of the bars
     # beside the axes: inside, it would hide the label of the longest bar
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
-    ax.set_xlabel("error (%) = 100 - accuracy; lower is better; error bars: ± 1 std over seeds")
-    title = "Sweep: mean ± std over seeds"
+    several = bool((summary_df["n"] > 1).any())
+    spread = "; error bars: ± 1 std over seeds" if several else ""
+    ax.set_xlabel(f"error (%) = 100 - accuracy; lower is better{spread}")
+    title = "Sweep: mean ± std over seeds" if several else "Sweep: one run each"
     ax.set_title(title + (f"\n{caption}" if caption else ""))
     return fig
 
@@ -600,15 +616,35 @@ def _show_image(ax, image):
     ax.set_yticks([])
 
 
-def _show_vector(ax, vector):
-    """Draw a (D,) activation: bars when short enough to read, else a one-row image."""
-    if len(vector) <= 64:
+def _activation_scale(values):
+    """(colour map, low, high) for drawing activations: a signed array (before a ReLU) on a
+    diverging scale centred on 0, so that a negative value never looks like a weak positive
+    one; a non-negative one on a sequential scale from its minimum."""
+    low, high = float(values.min()), float(values.max())
+    if low < 0:
+        high = max(-low, high)
+        return "RdBu_r", -high, high
+    return "viridis", low, high
+
+
+def _show_vector(ax, vector, class_names=None):
+    """Draw a (D,) activation: bars when short enough to read, else a one-row image (which
+    is returned, for its colour bar); the scores of ``class_names`` (D of them) as bars
+    named by their class."""
+    if class_names is not None:
+        ax.bar(np.arange(len(vector)), vector, color="tab:blue")
+        ax.set_xticks(np.arange(len(vector)), labels=[str(c) for c in class_names], fontsize=7)
+        ax.set_xlabel("class (its score)")
+    elif len(vector) <= 64:
         ax.bar(np.arange(len(vector)), vector, color="tab:blue")
         ax.set_xlabel("unit")
     else:
-        ax.imshow(vector[None, :], aspect="auto", cmap="viridis")
+        cmap, low, high = _activation_scale(vector)
+        image = ax.imshow(vector[None, :], aspect="auto", cmap=cmap, vmin=low, vmax=high)
         ax.set_yticks([])
         ax.set_xlabel("unit")
+        return image
+    return None
 
 
 def _drop_batch_axis(name, array):

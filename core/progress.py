@@ -26,6 +26,9 @@ AUGMENTATIONS = {
 }
 
 
+AUGMENTATION_FIGURE = "figures/augmentation.png"  # in the run folder
+
+
 def say(line):
     """Print ``line`` at once: to a file or pipe, stdout is block-buffered, which would hold the
     progress lines back until the buffer fills."""
@@ -37,24 +40,26 @@ class Progress(Report):
 
     progress: True for a progress bar, False for none; None: a bar when stderr is a terminal,
     else a line through ``echo`` at every tenth of an epoch and at least every 30 s.
+    notes: lines printed once the run's options are checked, before its first line.
     """
 
-    def __init__(self, progress=None, echo=say):
+    def __init__(self, progress=None, echo=say, notes=()):
         if progress is None:
             self.style = "bar" if sys.stderr.isatty() else "lines"
         else:
             self.style = "bar" if progress else None
         self.echo = echo
+        self.notes = list(notes)
 
     def say(self, line):
         self.echo(line)
 
     def started(self, run, out_dir):
+        for line in self.notes:
+            self.echo(line)
         self.echo(run_description(run))
         if any(getattr(run.config, field) for field in AUGMENTATIONS):
-            write_augmentation_figure(
-                run.config, run.data, out_dir / "figures" / "augmentation.png"
-            )
+            write_augmentation_figure(run.config, run.data, out_dir / AUGMENTATION_FIGURE)
 
     def batches(self, run, state, batches):
         if self.style == "bar":

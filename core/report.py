@@ -127,6 +127,19 @@ def evaluate_regression(model, x, y):
     return RegressionEvaluation(mse, r_squared(mse, y), predictions[:, 0])
 
 
+# Every figure write_figures may write: a run folder's figures/ is the run's only where these are.
+FIGURE_FILES = (
+    "confusion_matrix.png",
+    "history.png",
+    "fitted_curve.png",
+    "decision_boundary.png",
+    "predictions.png",
+    "misclassified.png",
+    "feature_maps.png",
+    "filters.png",
+)
+
+
 def write_figures(model, evaluation, images, y, out_dir, caption, log=None):
     """Every figure of a trained model into ``out_dir``; returns the paths written.
 
@@ -143,6 +156,7 @@ def write_figures(model, evaluation, images, y, out_dir, caption, log=None):
         if is_regression(model.meta)
         else _classifier_figures(model, evaluation, images, y, caption, log)
     )
+    assert set(figures) <= set(FIGURE_FILES), set(figures) - set(FIGURE_FILES)
     return [plots.save_figure(fig, out_dir / name) for name, fig in figures.items()]
 
 
@@ -197,6 +211,7 @@ def _classifier_figures(model, evaluation, images, y, caption, log):
         figures["feature_maps.png"] = plots.plot_feature_maps(
             forward_activations(model.params, x_one, model.blueprint),
             caption=f"test image 0 (label {names[y[0]]}); {caption}",
+            class_names=names,
         )
     first = model.blueprint[0]
     if KINDS[first["type"]].image_filters:

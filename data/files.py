@@ -66,6 +66,34 @@ def atomic_write_text(path, text, encoding="utf-8"):
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding=encoding))
 
 
+def same_file(a, b):
+    """True if the paths ``a`` and ``b`` name one file: through symlinks, ``..`` and hard
+    links (a path that does not exist yet is compared by where it resolves to)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def refuse_to_write_over(out, inputs, option="--out"):
+    """UserError if ``out`` is one of the files ``inputs`` (str or Path) the command reads."""
+    for source in inputs:
+        if same_file(out, source):
+            raise UserError(f"{option} {out}: that is {source}, which this command reads; "
+                            f"choose another {option}")  # fmt: skip
+
+
+MAX_NUMBERED = 9_999  # folders of one name: more is a loop gone wrong, not a user's runs
+
+
+def numbered(wanted):
+    """``wanted``, ``wanted-2``, ``wanted-3``, ... (Paths), up to ``wanted-9999``."""
+    wanted = Path(wanted)
+    yield wanted
+    for n in range(2, MAX_NUMBERED + 1):
+        yield wanted.with_name(f"{wanted.name}-{n}")
+
+
 def new_folder(wanted):
     """A new, empty folder for a run's files: ``wanted``, or ``wanted-2``, ``wanted-3``, ...
 
@@ -74,9 +102,7 @@ def new_folder(wanted):
     writes over the first one's files.
     Raises UserError when the folder cannot be created.
     """
-    wanted = Path(wanted)
-    for n in range(1, 10_000):
-        folder = wanted if n == 1 else wanted.with_name(f"{wanted.name}-{n}")
+    for folder in numbered(wanted):
         try:
             folder.mkdir(parents=True)
             return folder
@@ -85,7 +111,9 @@ def new_folder(wanted):
                 return folder
         except OSError as err:
             raise UserError(f"{folder}: cannot create this folder ({err.strerror})") from None
-    raise UserError(f"{wanted}: 9,999 folders of that name exist already; choose another --out")
+    raise UserError(
+        f"{wanted}: {MAX_NUMBERED:,} folders of that name exist already; choose another --out"
+    )
 
 
 def remove_leftover_temporaries(folder):

@@ -42,8 +42,9 @@ class Normalization(NamedTuple):
         source:    str naming where they came from (a checkpoint path), for messages.
         Returns Normalization with float32 (C,) arrays.
         """
-        mean = np.asarray(mean, dtype=np.float32)
-        std = np.asarray(std, dtype=np.float32)
+        # checked in float64 first: a mean of 1e300 would overflow to inf in the cast
+        mean = np.asarray(mean, dtype=np.float64)
+        std = np.asarray(std, dtype=np.float64)
         if mean.ndim != 1 or mean.shape != std.shape:
             raise UserError(
                 f"{source}: normalization mean and std must both have shape (C,), "
@@ -60,7 +61,7 @@ class Normalization(NamedTuple):
                 f"between {MIN_STD:g} and {MAX_STD:g}, got mean={mean.tolist()!s:.80} "
                 f"std={std.tolist()!s:.80}; re-save it from fit_normalization"
             )
-        return cls(mean, std)
+        return cls(mean.astype(np.float32), std.astype(np.float32))
 
 
 def fit_normalization(x_train):
@@ -116,9 +117,7 @@ def normalize(x, norm):
             f"normalize: x has shape {x.shape} but the normalization has {channels} "
             f"channel(s); expected (N, {channels}, ...) — fit and apply it on the same data kind"
         )
-    shape = (channels, *[1] * (x.ndim - 2))
-    gain = (1.0 / norm.std.astype(np.float64)).astype(np.float32).reshape(shape)
-    shift = (norm.mean / norm.std.astype(np.float64)).astype(np.float32).reshape(shape)
+    gain, shift = normalization_affine(norm, x.ndim)
     if x.dtype == np.uint8:
         out = to_unit(x)
         out *= gain
@@ -126,6 +125,17 @@ def normalize(x, norm):
         out = np.multiply(x, gain, dtype=np.float32)
     out -= shift
     return out
+
+
+def normalization_affine(norm, ndim):
+    """(gain, shift), float32, shaped (C, 1, ...) to broadcast over a batch of ``ndim`` axes
+    (N, C, ...): ``normalize`` of inputs on the [0, 1] scale is ``x * gain - shift``, with
+    gain = 1 / std and shift = mean / std, each computed in float64 and rounded once (an
+    exported model's first two steps take these same numbers: core/export/graph.py)."""
+    shape = (len(norm.mean), *[1] * (ndim - 2))
+    gain = (1.0 / norm.std.astype(np.float64)).astype(np.float32).reshape(shape)
+    shift = (norm.mean / norm.std.astype(np.float64)).astype(np.float32).reshape(shape)
+    return gain, shift
 
 
 def _input_scale(x, name):

@@ -1,7 +1,7 @@
 """Run the notebooks top to bottom and save them in place, with their outputs.
 
     python notebooks/execute.py                   # every notebook of NOTEBOOKS
-    python notebooks/execute.py forward.ipynb     # only the ones named
+    python notebooks/execute.py 03_forward.ipynb  # only the ones named
 
 The notebooks are kept with their outputs, so that a code host shows the figures:
 re-run this after changing a notebook or shipping a new best_params.npz. Each
@@ -18,13 +18,16 @@ import nbformat
 from nbclient import NotebookClient
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent
-NOTEBOOKS = (
-    "forward.ipynb",
-    "backward.ipynb",
-    "experiment.ipynb",
-    "playground.ipynb",
-    "architectures.ipynb",
-    "inside.ipynb",
+NOTEBOOKS = (  # the learning path, in its order (docs/notebooks.md)
+    "01_one_neuron.ipynb",
+    "02_convolution_by_hand.ipynb",
+    "03_forward.ipynb",
+    "04_backward.ipynb",
+    "05_update.ipynb",
+    "06_experiment.ipynb",
+    "07_playground.ipynb",
+    "08_architectures.ipynb",
+    "09_inside.ipynb",
 )
 CELL_TIMEOUT_S = 600
 

@@ -72,7 +72,7 @@ OPTIONS = {
     ],
     "visualize": ["--params", "--class", "--layer", "--seed", "--limit", "--data-dir", "--out"],
     "evaluate": ["--params", "--data-dir", "--split", "--out"],
-    "predict": ["images", "--params", "--show"],
+    "predict": ["PICTURE", "--params", "--show"],
     "quantize": ["--params", "--calibration", "--out", "--overwrite", "--data-dir"],
     "summary": ["--arch", "--params", "--input-shape", "--classes"],
     "prune": [

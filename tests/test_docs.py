@@ -20,7 +20,8 @@ FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
 SHELL = {"bash", "sh", "console"}
 # Top-level names a path in backticks can start with: the repository's own files and folders.
 SOURCE_ROOTS = {
-    "layers", "model", "core", "data", "tests", "notebooks", "benchmarks", "plot", "docs", ".ci",
+    "layers", "model", "core", "data", "tests", "notebooks", "exercises", "benchmarks", "plot",
+    "docs", ".ci",
     "main.py", "best_params.npz", "LICENSE", "pyproject.toml", "README.md",
 }  # fmt: skip
 

@@ -48,12 +48,13 @@ def test_the_ensemble_averages_each_members_own_probabilities(members):
         expected = predict_proba(model.params, model.blueprint, model_inputs(raw, model.meta))
         np.testing.assert_array_equal(p, expected)
     table = ensemble_table(members, probs, y)
-    assert list(table["model"]) == [*map(str, members), "ensemble"]
+    # the members by the folders that tell them apart, not best_params.npz three times
+    assert list(table["model"]) == [f"{p.parent.name}/{p.name}" for p in members] + ["ensemble"]
     mean = probs.mean(axis=0)
     assert table["accuracy"].iloc[-1] == pytest.approx(np.mean(mean.argmax(axis=1) == y))
     assert table["errors"].iloc[-1] == int((mean.argmax(axis=1) != y).sum())
     for path, p, row in zip(members, probs, table.iloc[:-1].itertuples(), strict=True):
-        assert row.model == str(path)
+        assert row.model == f"{path.parent.name}/{path.name}"
         assert row.accuracy == pytest.approx(np.mean(p.argmax(axis=1) == y))
 
 

@@ -24,12 +24,15 @@ from notebooks.execute import NOTEBOOKS, NOTEBOOKS_DIR, execute_notebook
 
 CELL_TIMEOUT_S = 300
 MAX_NOTEBOOK_BYTES = 1_500_000  # committed with images: kept small enough to review
-FORWARD = NOTEBOOKS_DIR / "forward.ipynb"
-EXPERIMENT = NOTEBOOKS_DIR / "experiment.ipynb"
-PLAYGROUND = NOTEBOOKS_DIR / "playground.ipynb"
-BACKWARD = NOTEBOOKS_DIR / "backward.ipynb"
-ARCHITECTURES = NOTEBOOKS_DIR / "architectures.ipynb"
-INSIDE = NOTEBOOKS_DIR / "inside.ipynb"
+ONE_NEURON = NOTEBOOKS_DIR / "01_one_neuron.ipynb"
+CONVOLUTION = NOTEBOOKS_DIR / "02_convolution_by_hand.ipynb"
+UPDATE = NOTEBOOKS_DIR / "05_update.ipynb"
+FORWARD = NOTEBOOKS_DIR / "03_forward.ipynb"
+EXPERIMENT = NOTEBOOKS_DIR / "06_experiment.ipynb"
+PLAYGROUND = NOTEBOOKS_DIR / "07_playground.ipynb"
+BACKWARD = NOTEBOOKS_DIR / "04_backward.ipynb"
+ARCHITECTURES = NOTEBOOKS_DIR / "08_architectures.ipynb"
+INSIDE = NOTEBOOKS_DIR / "09_inside.ipynb"
 ARCHS = ("lenet5", "minivgg", "minivgg_bn_dropout", "resnet", "mobilenet")
 CHANCE = 0.1  # ten classes
 # Enough for the slowest net (resnet) to pass chance on a busy 2-core machine: about 20 updates.
@@ -171,10 +174,75 @@ def test_committed_notebooks_are_executed_clean_and_small():
         assert counts == list(range(1, len(counts) + 1)), f"{name}: execution counts {counts}"
         assert not [out for out in outputs(nb) if out.output_type == "error"], name
         assert printed(nb, "stderr") == "", name
+    assert NOTEBOOKS[:2] == (ONE_NEURON.name, CONVOLUTION.name)  # the learning path starts here
+    check_one_neuron_output(printed(nbformat.read(ONE_NEURON, as_version=4)))
+    check_convolution_output(printed(nbformat.read(CONVOLUTION, as_version=4)))
+    check_update_output(printed(nbformat.read(UPDATE, as_version=4)))
     assert IDENTICAL in printed(nbformat.read(FORWARD, as_version=4))
     check_backward_output(printed(nbformat.read(BACKWARD, as_version=4)))
     check_race_output(printed(nbformat.read(ARCHITECTURES, as_version=4)))
     check_inside_output(nbformat.read(INSIDE, as_version=4))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "path, check",
+    [(ONE_NEURON, "check_one_neuron_output"), (CONVOLUTION, "check_convolution_output"),
+     (UPDATE, "check_update_output")],
+)  # fmt: skip
+def test_the_small_notebooks_run_and_their_numbers_check_out(path, check):
+    nb = execute_notebook(path, CELL_TIMEOUT_S)
+    globals()[check](printed(nb))
+    assert n_images(nb) == {ONE_NEURON: 1, CONVOLUTION: 1, UPDATE: 2}[path]
+    assert printed(nb, "stderr") == ""
+
+
+def check_one_neuron_output(text):
+    """01_one_neuron's claims: the chain rule's numbers, equal to finite differences and to the
+    project's layers, a dead ReLU's zero gradient, and one step that lowers the loss."""
+    assert "dL/dw = 1.60, dL/db = 0.80, dL/dx = 0.64" in text
+    differences = re.findall(r"^dL/d[wbx]: chain rule .* difference (\S+)$", text, re.M)
+    assert len(differences) == 3 and all(float(d) < 1e-8 for d in differences), differences
+    assert "dL/dx = 0.64, dL/dw = 1.60, dL/db = 0.80" in text  # the same from layers/
+    assert "dL/dw by finite differences = 0.0" in text
+    before, after = re.search(r"loss ([\d.]+) -> ([\d.]+)$", text, re.M).groups()
+    assert float(after) < float(before)
+
+
+def check_convolution_output(text):
+    """02_convolution_by_hand's claims: the loops, conv_naive and conv agree; the output-size rule
+    is conv_output_size's; im2col's product, scatter and gather give the same numbers; and the
+    learned kernel is the edge detector [1, -1]."""
+    assert "layers/conv_naive.py equal: True ; layers/conv.py equal: True" in text
+    sizes = re.findall(r"^\s*\d+\s+\d+\s+\d+\s+\d+\s+\S+ \+ 1 -> (\d+)\s+(\d+)$", text, re.M)
+    assert len(sizes) == 6 and all(rule == layer for rule, layer in sizes), sizes
+    assert "equal to conv_forward: True" in text
+    assert "equal: True True True" in text and "equal to conv_backward's: True" in text
+    loss, kernel = re.search(
+        r"^step 20: loss (\S+), kernel after the step \[(.*)\]$", text, re.M
+    ).groups()
+    assert float(loss) < 1e-4
+    assert np.allclose(np.array(kernel.split(), dtype=float), [1, -1], atol=1e-2), kernel
+
+
+def check_update_output(text):
+    """05_update's claims: a small SGD step lowers the loss (near the first-order prediction), a
+    huge one raises it; the by-hand SGD, momentum and Adam are core/learn/optim.py's; Adam's
+    first step is the learning rate whatever the gradient's scale."""
+    before = float(re.search(r"^before: loss ([\d.]+)", text, re.M).group(1))
+    after = {
+        float(lr): (float(a), float(p))
+        for lr, a, p in re.findall(
+            r"^lr\s+([\d.]+): loss after one step ([\d.]+)  \(first-order prediction (-?[\d.]+)\)",
+            text,
+            re.M,
+        )
+    }
+    assert after[0.01][0] < before and abs(after[0.01][0] - after[0.01][1]) < 1e-3
+    assert after[50.0][0] > before
+    differences = re.findall(r"largest difference from core/learn/optim.py: (\S+)$", text, re.M)
+    assert len(differences) == 3 and all(float(d) < 1e-12 for d in differences), differences
+    assert "adam  first step for the loss x1: 0.1000, x100: 0.1000" in text
 
 
 @pytest.mark.slow
@@ -183,7 +251,7 @@ def test_inside_notebook_runs_and_its_gradients_check_out():
 
 
 def check_inside_output(nb):
-    """inside.ipynb's claims: the input gradient by hand equals the library's and finite
+    """09_inside.ipynb's claims: the input gradient by hand equals the library's and finite
     differences, occlusion of nothing is nothing, FGSM stays in its budget, and the class
     visualizations are called what they were made to be."""
     text = printed(nb)
@@ -202,7 +270,7 @@ def check_inside_output(nb):
 
 
 def check_backward_output(text):
-    """backward.ipynb's claims: every gradient identical to model/backward.py's, the shapes
+    """04_backward.ipynb's claims: every gradient identical to model/backward.py's, the shapes
     layer by layer, and finite differences that agree with the backward pass."""
     model = load_model(NOTEBOOKS_DIR.parent / "best_params.npz")
     keys = trainable_keys(model.blueprint, model.meta["input_shape"])
@@ -218,6 +286,15 @@ def check_backward_output(text):
     for row in rows:
         dout, dx = str((32, *row.out_shape)), str((32, *row.in_shape))
         assert any(line.startswith(f"{row.label:<10}{dout:<18}{dx:<18}") for line in lines), row
+    # at initialization and trained, side by side: the measured factors, and bn1 passing on more
+    factors = re.findall(
+        r"^(initialized|trained): \|dx\| from .* a factor of ([\d.]+); "
+        r"batch norms passing on more than they receive: (.*)$",
+        text,
+        re.M,
+    )
+    assert [f[0] for f in factors] == ["initialized", "trained"], factors
+    assert all("bn1" in f[2].split(", ") for f in factors), factors
     checks = re.findall(r"^(\S+\[[\d, ]+\])\s+(\S+)\s+(\S+)\s+(\S+)$", text, re.MULTILINE)
     assert len(checks) >= 5
     for weight, analytic, numerical, error in checks:
@@ -226,7 +303,7 @@ def check_backward_output(text):
 
 
 def check_race_output(text):
-    """architectures.ipynb's claims: each net's size and speed, and an accuracy above chance on
+    """08_architectures.ipynb's claims: each net's size and speed, and an accuracy above chance on
     both datasets after the budget. Returns the budget it printed."""
     assert re.search(r"^processor: \S.*, \d+ cores; numpy-cnn: \d+ worker threads$", text, re.M)
     budget = float(re.search(r"^budget: ([\d.]+) s of training", text, re.M).group(1))

@@ -225,12 +225,20 @@ def test_plot_feature_maps_one_row_per_layer():
         ("fc_scores", rng.standard_normal(10)),
         ("fc_hidden", rng.random(100)),
     ]
+    activations.insert(1, ("signed", rng.standard_normal((2, 4, 4)) - 0.5))
     fig = plot_feature_maps(activations)
     assert isinstance(fig, Figure)
-    assert len(fig.axes) == 8 + 3 + 1 + 1
-    assert sum(len(ax.images) for ax in fig.axes) == 8 + 3 + 1  # the bar chart has no image
-    assert len(fig.axes[11].patches) == 10
+    # each map row has a colour bar, and so has the long vector drawn as a one-row image
+    assert len(fig.axes) == (8 + 1) + (2 + 1) + (3 + 1) + 1 + (1 + 1)
+    assert sum(len(ax.images) for ax in fig.axes) == 8 + 2 + 3 + 1  # the bar chart has no image
+    assert len(fig.axes[16].patches) == 10
     assert fig.axes[0].get_ylabel().startswith("conv1")
+    # a non-negative map keeps a 0-based sequential scale; a signed one is centred on 0
+    assert fig.axes[0].images[0].get_cmap().name == "viridis"
+    signed = fig.axes[9].images[0]
+    low, high = signed.get_clim()
+    assert signed.get_cmap().name == "RdBu_r" and low == -high
+    assert high == pytest.approx(np.abs(activations[1][1]).max())
     with pytest.raises(ValueError, match="'bad'"):
         plot_feature_maps([("bad", np.zeros((2, 3)))])
 
@@ -253,8 +261,9 @@ def test_plot_sweep_bars_with_error_bars_and_given_ax():
     labels = ["mlp (n=3)", "lenet (n=3)", "minivgg-bn (n=1)"]
     assert [t.get_text() for t in ax.get_yticklabels()] == labels
     texts = [t.get_text().strip() for t in ax.texts]
-    assert texts[:3] == ["98.10 ± 0.20 %", "99.30 ± 0.10 %", "99.60 ± 0.00 %"]
-    assert texts[3:] == ["98.00 ± 0.30 %", "99.00 ± 0.00 %", "99.50 ± 0.00 %"]
+    # each bar is labelled with the error it draws; one run (n=1) has no spread to show
+    assert texts[:3] == ["1.90 ± 0.20 % error", "0.70 ± 0.10 % error", "0.40 % error"]
+    assert texts[3:] == ["2.00 ± 0.30 % error", "1.00 ± 0.00 % error", "0.50 % error"]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
         "test error",
         "validation error",

@@ -349,7 +349,7 @@ def test_quantize_refuses_to_replace_a_file_or_requantize_or_overcalibrate(
     int8_file = Path(shutil.copy(int8_file, tmp_path / "model.int8.npz"))
     cases = [
         (["--params", str(float_file)], f"error: {int8_file} exists already; replace it with "),
-        (["--params", str(float_file), "--out", str(float_file)], "the model file itself"),
+        (["--params", str(float_file), "--out", str(float_file)], "which this command reads"),
         (["--params", str(int8_file), "--out", str(tmp_path / "x.npz")], "already quantized"),
         (["--params", str(float_file), "--out", str(tmp_path / "y.npz"),
           "--calibration", "5000"], "--calibration 5000: the digits training set has only 1437"),

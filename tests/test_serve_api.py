@@ -353,8 +353,9 @@ def test_mosaic_tiles_a_layers_channels_on_one_scale():
     assert grid.shape == (2 * 3 + 1, 8 * 2 + 7)
     assert grid[0, 0] == 0 and grid[4 + 2, 3 + 1] == 254  # first and last channel's last pixel
     assert grid[3, 0] == GAP_INDEX  # the row between the tiles
-    vector, tiles, _ = mosaic(np.ones(70))
-    assert tiles == (2, 64) and vector.shape == (2, 64) and vector[1, 6] == GAP_INDEX
+    vector, tiles, _ = mosaic(np.ones(70))  # a near-square block of 8 rows of 9, not a strip
+    assert tiles == (8, 9) and vector.shape == (8, 9)
+    assert vector[7, 6] != GAP_INDEX and vector[7, 7] == GAP_INDEX  # 70 units, then the gap
 
 
 def test_static_files_are_the_three_the_server_names():

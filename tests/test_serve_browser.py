@@ -28,6 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "best_params.npz"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
+BROWSER_PACKAGES = "sudo apt-get install chromium chromium-driver"  # as .ci/run does
+if missing := [path for path in (CHROMIUM, CHROMEDRIVER) if not Path(path).exists()]:
+    pytest.skip(f"the live page's browser test needs {' and '.join(missing)}: "
+                f"{BROWSER_PACKAGES}", allow_module_level=True)  # fmt: skip
 WAIT_S = 120  # a generous bound for a loaded CI machine; the wait ends as soon as it can
 
 # A seven, in canvas pixels (280 x 280): the bar, then the stem.

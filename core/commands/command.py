@@ -16,4 +16,4 @@ class Command(NamedTuple):
     help: str  # one line in python main.py --help
     add_arguments: Callable
     run: Callable
-    description: str | None = None  # the longer text of python main.py NAME --help
+    description: str  # the longer text of python main.py NAME --help: what it does, and writes

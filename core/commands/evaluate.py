@@ -103,4 +103,8 @@ COMMAND = Command(
     "MSE, R^2 and its fitted curve)",
     add_arguments,
     run,
+    description="Evaluate a saved model on its dataset's test set: the accuracy, a table of "
+    "each class's precision and recall, and the confusion matrix as a figure. Several model "
+    "files: their ensemble (the mean of their softmax probabilities) and each member's "
+    "accuracy. A regression model: its MSE, R^2 and the fitted curve.",
 )

@@ -24,4 +24,7 @@ COMMAND = Command(
     "check every layer's backward pass against finite differences",
     add_arguments,
     run,
+    description="Check every layer kind's hand-written backward pass, residual blocks "
+    "included, against centered finite differences in float64, on small random inputs. It prints one "
+    "row per check with its relative error, and exits 1 if any is 1e-7 or more.",
 )

@@ -85,7 +85,7 @@ def add_limit(parser, help):
 
 def add_model_options(parser, command):
     """--params, --data-dir and --out, as every command that looks inside a model takes them."""
-    add_params(parser, "the model file (default: %(default)s)")
+    add_params(parser, "the model file (default: the shipped best_params.npz)")
     add_data_dir(parser)
     add_out(parser, f"folder for the files (default: <model folder>/<model name>-{command}; a "
             "folder that holds files already is never written into: -2, -3, ... is used "

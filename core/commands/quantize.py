@@ -8,13 +8,16 @@ from core.commands.options import add_data_dir, add_out, add_overwrite, add_para
 
 
 def add_arguments(parser):
+    from core.compress.quantize import CALIBRATION
+
     add_params(parser, "the float model file (default: best_params.npz)")
     parser.add_argument(
         "--calibration",
         type=positive_int,
-        default=1000,
+        default=None,
         metavar="N",
-        help="training images that set the inputs' scales (default: %(default)s)",
+        help=f"training images that set the inputs' scales (default: {CALIBRATION}, or all "
+        "of a smaller training set)",
     )
     add_out(parser, "the int8 model file (default: FILE.int8.npz)")
     add_overwrite(parser)
@@ -22,7 +25,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    from core.compress.quantize import quantize_file
+    from core.compress.quantize import CALIBRATION, quantize_file
 
     started = time.perf_counter()
     done = quantize_file(args.params, args.out, args.calibration, args.data_dir, args.overwrite)
@@ -31,6 +34,8 @@ def run(args):
         f"{args.params} -> {done.path}: {len(done.layers)} layers in int8 "
         f"({', '.join(done.layers)}), {len(done.folded)} batch norms folded into them, "
         f"input scales from {done.calibration} training images"
+        + (" (all the training set has)" if args.calibration is None
+           and done.calibration < CALIBRATION else "")  # fmt: skip
     )
     print(
         f"file size {before:,} -> {after:,} bytes ({100 * after / before:.1f}%), "

@@ -45,4 +45,7 @@ COMMAND = Command(
     "a live page: draw a digit and watch every layer respond (Ctrl-C stops it)",
     add_arguments,
     run,
+    description="Serve a web page (http://127.0.0.1:8000 by default) to draw a digit on: it "
+    "shows the prepared 28x28 picture, the top classes and every layer's feature maps as "
+    "you draw. The page loads nothing from the internet. Ctrl-C stops the server.",
 )

@@ -55,4 +55,12 @@ def run(args):
     print(format_summary(blueprint, shape, name))
 
 
-COMMAND = Command("summary", "the layer table of an architecture or model file", add_arguments, run)
+COMMAND = Command(
+    "summary",
+    "the layer table of an architecture or model file",
+    add_arguments,
+    run,
+    description="The table of an architecture's layers: each one's output shape and number "
+    "of parameters, derived from the input shape; for a model file, also each layer's "
+    "share of zero weights.",
+)

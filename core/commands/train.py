@@ -12,7 +12,7 @@ from pathlib import Path
 
 from core.commands.command import Command
 from core.commands.options import number_parser
-from core.learn.config import RECIPES, TrainConfig, value_type
+from core.learn.config import RECIPES, TrainConfig, value_type, with_settings
 
 
 def option_name(field):
@@ -56,7 +56,9 @@ def add_arguments(parser):
     parser.add_argument(
         "--out",
         type=Path,
-        help="run folder for the parameters, log and figures (default: runs/<preset>)",
+        help="run folder for the parameters, log and figures (default: runs/<preset>, with "
+        "-<dataset> and -<arch> where they are not the preset's; a new run takes the next free "
+        "name, -2, -3, ...; --resume the latest of them)",
     )
     again = parser.add_mutually_exclusive_group()
     again.add_argument(
@@ -84,13 +86,54 @@ def given_options(args):
 
 def train_config(args):
     """The recipe named by --preset, with every option the user gave on top."""
-    return dataclasses.replace(RECIPES[args.preset], **given_options(args))
+    return with_settings(RECIPES[args.preset], given_options(args))
+
+
+def run_name(args):
+    """The default run folder's name: the preset, then the dataset and the architecture where
+    the options change them (``default-digits``, ``best-fashion-mnist-resnet``)."""
+    recipe, given = RECIPES[args.preset], given_options(args)
+    parts = [args.preset]
+    if given.get("dataset", recipe.dataset) != recipe.dataset:
+        parts.append(given["dataset"])
+    if given.get("arch", recipe.arch) != recipe.arch:
+        parts.append(Path(given["arch"]).stem)  # a blueprint file by its name
+    return "-".join(parts)
+
+
+def run_folder(args):
+    """(folder, note): --out, or the default ``runs/<run_name>``: for a new run the first of
+    it, -2, -3, ... that holds nothing (so no run is refused or replaced), for --resume the
+    latest; the note says which, or is None."""
+    from core.learn.runs import free_run_folder, latest_run_folder
+
+    if args.out is not None:
+        return args.out, None
+    wanted = Path("runs") / run_name(args)
+    if args.resume:
+        out = latest_run_folder(wanted)
+        return out, f"continuing the run in {out}"
+    if args.overwrite:
+        return wanted, None
+    out = free_run_folder(wanted)
+    return out, None if out == wanted else f"{wanted} holds a run already: this one goes to {out}"
+
+
+def warmup_note(args, config):
+    """None, or the line that says the preset's warm-up was cut to fit a shorter run."""
+    preset = RECIPES[args.preset].warmup_epochs
+    if config.warmup_epochs == preset or args.warmup_epochs is not None:
+        return None
+    epochs = "epoch" if preset == 1 else "epochs"
+    return (f"--preset {args.preset}'s warm-up of {preset:g} {epochs} is cut to "
+            f"{config.warmup_epochs:g}, half of --epochs {config.epochs}")  # fmt: skip
 
 
 def run(args):
     from core.learn.train import train
-    from core.progress import Progress
+    from core.progress import AUGMENTATION_FIGURE, AUGMENTATIONS, Progress
     from core.report import (
+        FIGURE_FILES,
         evaluate,
         evaluate_regression,
         is_regression,
@@ -99,12 +142,17 @@ def run(args):
         write_figures,
     )
 
-    out = args.out or Path("runs") / args.preset
+    out, folder_note = run_folder(args)
     started = time.perf_counter()
     if args.resume:  # the checkpoint's settings, with the options given checked against them
-        model, log = train(None, out, resume=True, changes=given_options(args), report=Progress())
+        report = Progress(notes=[folder_note] if folder_note else [])
+        model, log = train(None, out, resume=True, changes=given_options(args), report=report)
     else:
-        model, log = train(train_config(args), out, overwrite=args.overwrite, report=Progress())
+        config = train_config(args)
+        notes = [note for note in (folder_note, warmup_note(args, config)) if note]
+        writes = [AUGMENTATION_FIGURE, *(f"figures/{name}" for name in FIGURE_FILES)]
+        model, log = train(config, out, overwrite=args.overwrite, report=Progress(notes=notes),
+                           writes=writes)  # fmt: skip
     data_dir = model.meta["config"]["data_dir"] if args.data_dir is None else args.data_dir
     x_test, y_test, raw = load_test_set(model.meta, data_dir)
     regression = is_regression(model.meta)
@@ -112,6 +160,8 @@ def run(args):
     figures = write_figures(
         model, evaluation, raw, y_test, out / "figures", model_caption(model), log
     )
+    if any(model.meta["config"][field] for field in AUGMENTATIONS):  # drawn before training
+        figures.append(out / AUGMENTATION_FIGURE)
     minutes = (time.perf_counter() - started) / 60
     if regression:
         score = f"test MSE {evaluation.mse:.4f}, R^2 {evaluation.r2:.4f} ({len(y_test)} points)"

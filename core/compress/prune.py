@@ -26,7 +26,7 @@ from core.plots import plot_pruning, save_figure
 from core.report import evaluate, load_test_set
 from data.checks import is_real
 from data.errors import UserError
-from data.files import atomic_write_text
+from data.files import atomic_write_text, refuse_to_write_over
 from model.params_io import save_model
 from model.walk import KINDS, iter_layers
 
@@ -121,8 +121,11 @@ def output_paths(out_dir, sparsities):
     return paths
 
 
-def refuse_to_replace(paths, overwrite):
-    """UserError if a file pruning writes is there already and ``overwrite`` is false."""
+def refuse_to_replace(paths, overwrite, model_path):
+    """UserError if a file pruning writes is there already and ``overwrite`` is false, or is
+    the model file ``model_path`` it prunes."""
+    for path in paths.values():
+        refuse_to_write_over(path, [model_path])
     if not overwrite and (found := [p.name for p in paths.values() if p.exists()]):
         out_dir = next(iter(paths.values())).parent
         raise UserError(f"{out_dir} holds pruning results already ({', '.join(found)}); "
@@ -140,7 +143,7 @@ def prune(path, sparsities, epochs, out_dir, lr=None, data_dir=None, overwrite=F
     sparsities = list(dict.fromkeys(check_sparsity(s) for s in sparsities))  # each once
     out_dir = Path(out_dir)
     paths = output_paths(out_dir, sparsities)
-    refuse_to_replace(paths, overwrite)
+    refuse_to_replace(paths, overwrite, path)
     model = load_float_model(path, "pruning")
     config = finetune_config(model.meta, epochs, lr, data_dir)
     keys = prunable_keys(model.blueprint)

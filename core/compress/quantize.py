@@ -8,6 +8,7 @@ from core.learn.model_file import load_model
 from core.report import model_inputs
 from data import load_dataset
 from data.errors import UserError
+from data.files import refuse_to_write_over
 from model.params_io import save_model
 from model.quantize import quantize_model
 from model.walk import KINDS, iter_layers, quantized_layers
@@ -25,19 +26,22 @@ def default_out(params_path):
     return Path(params_path).with_suffix(".int8.npz")
 
 
-def quantize_file(params_path, out=None, calibration=1000, data_dir=None, overwrite=False):
+CALIBRATION = 1000  # calibration images by default
+
+
+def quantize_file(params_path, out=None, calibration=None, data_dir=None, overwrite=False):
     """Quantize the float model file ``params_path`` to int8 and save it to ``out``.
 
     out: the new model file (default: ``default_out``); an existing file is replaced only
     with ``overwrite``, and the model file itself never. calibration: how many of the
     dataset's training images (the first ones, validation split included) set the inputs'
-    scales. data_dir: where the dataset's files are, if not the default.
+    scales (None: CALIBRATION, or all of a smaller training set). data_dir: where the
+    dataset's files are, if not the default.
     Returns Quantized. Raises UserError, writing nothing, for a file that is already
     quantized or has no conv or fc layer, or more calibration images than the training set has.
     """
     out = Path(out) if out is not None else default_out(params_path)
-    if os.path.abspath(out) == os.path.abspath(params_path):
-        raise UserError(f"--out {out}: that is the model file itself; choose another --out")
+    refuse_to_write_over(out, [params_path])  # through a symlink or a hard link too
     if out.exists() and not overwrite:
         raise UserError(
             f"{out} exists already; replace it with --overwrite, or choose another --out"
@@ -53,7 +57,9 @@ def quantize_file(params_path, out=None, calibration=1000, data_dir=None, overwr
         raise UserError(f"{params_path}: no conv or fc layer to quantize")
     meta = model.meta
     images = load_dataset(meta["dataset"], data_dir).x_train
-    if calibration > len(images):
+    if calibration is None:
+        calibration = min(CALIBRATION, len(images))
+    elif calibration > len(images):
         raise UserError(
             f"--calibration {calibration}: the {meta['dataset']} training set has only "
             f"{len(images)} images"

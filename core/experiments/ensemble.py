@@ -6,6 +6,8 @@ normalized for one member. Quantized (int8) files are members like any other:
 ``load_model`` reads them and the forward pass runs their int8 arithmetic.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -51,13 +53,24 @@ def member_probs(models, images, source="the model file"):
     )
 
 
+def member_names(paths):
+    """The shortest ends of ``paths`` that tell the members apart: ``seed3/best_params.npz``
+    rather than ``best_params.npz`` twelve times."""
+    parts = [Path(path).parts for path in paths]
+    for depth in range(1, max(map(len, parts)) + 1):
+        names = ["/".join(p[-depth:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return [str(path) for path in paths]  # the same file given twice
+
+
 def ensemble_table(paths, probs, y):
     """Accuracy of each member and of the ensemble on labels ``y`` (N,).
 
     probs: (M, N, K) from ``member_probs``. Returns a DataFrame model, accuracy, errors:
     one row per member, then the row "ensemble" (the mean of the M probabilities).
     """
-    rows = [(str(path), p.argmax(axis=1)) for path, p in zip(paths, probs, strict=True)]
+    rows = [(name, p.argmax(axis=1)) for name, p in zip(member_names(paths), probs, strict=True)]
     rows.append(("ensemble", probs.mean(axis=0).argmax(axis=1)))
     return pd.DataFrame(
         {

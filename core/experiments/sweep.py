@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -27,8 +28,16 @@ from typing import NamedTuple
 import pandas as pd
 from joblib import Parallel, delayed, parallel_config
 
-from core.learn.config import FIELDS, RECIPES, TrainConfig, setting_value
+from core.learn.config import (
+    FIELDS,
+    RECIPES,
+    TrainConfig,
+    check_warmup,
+    setting_value,
+    with_settings,
+)
 from core.learn.optim import OPTIMIZERS
+from core.learn.runs import plural
 from data.errors import UserError
 from data.files import atomic_write_text
 from model.blueprints import ACTIVATIONS
@@ -42,6 +51,7 @@ PRESET = "preset"  # the column of a sweep of one --preset and no --set (its bas
 RESULT_FILE = "result.json"  # in a run's folder: written last, only by a finished run
 QUICK = {"arch": "minivgg", "epochs": 1, "limit": 5000}  # a sweep of no --preset, by default
 NAME_CHARACTERS = 80  # of the readable part of a run folder's name
+MAX_RUNS = 1000  # in one sweep: a grid larger than this is a typo (1000 x 1000), not a plan
 
 
 class PlannedRun(NamedTuple):
@@ -130,8 +140,15 @@ def optimizer_axis(optimizers, lrs=None):
 def plan_runs(axes, seeds, base):
     """One PlannedRun per combination of the axes and seed 0 .. seeds-1, on top of ``base``.
 
-    An optimizer varied without the learning rate runs at its ``USUAL_LR``.
+    An optimizer varied without the learning rate runs at its ``USUAL_LR``. A grid of more
+    than MAX_RUNS runs is refused before one is built.
     """
+    sizes = [len(axis) for axis in axes]
+    if (total := math.prod(sizes) * seeds) > MAX_RUNS:
+        grid = " x ".join(map(str, sizes))
+        raise UserError(f"the sweep would train {total:,} runs ({grid} settings x "
+                        f"{plural(seeds, 'seed')}); at most {MAX_RUNS:,}: give fewer --set "
+                        "values or --seeds")  # fmt: skip
     planned = []
     for combination in itertools.product(*axes):
         varied = {key: value for setting in combination for key, value in setting.items()}
@@ -143,7 +160,8 @@ def plan_runs(axes, seeds, base):
             varied.setdefault("lr", USUAL_LR[varied["optimizer"]])
         fields = {key: value for key, value in varied.items() if key not in (ACTIVATION, PRESET)}
         for seed in range(seeds):
-            config = dataclasses.replace(base, **fields, seed=seed)
+            config = with_settings(base, {**fields, "seed": seed})
+            check_warmup(config)
             planned.append(PlannedRun(config, varied.get(ACTIVATION), varied))
     return planned
 
@@ -218,20 +236,37 @@ def _jsonable(config):
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
-def finished_row(run, run_dir):
+def finished_row(run, run_dir, echo=print):
     """The row of ``run`` from its folder's result file, or None if it has not finished.
 
     A result of other settings (another --epochs, say, in the same --out) is not
-    this run's: None, and the run starts again.
+    this run's: None, and the run starts again. So is a damaged one, which ``echo`` reports.
     """
+    path = Path(run_dir) / RESULT_FILE
     try:
-        record = json.loads((Path(run_dir) / RESULT_FILE).read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None  # written atomically: unreadable only if someone else wrote it
-    same = (
-        record.get("config") == _jsonable(run.config) and record.get(ACTIVATION) == run.activation
-    )
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, ValueError) as err:  # written atomically: not by us
+        echo(f"{path}: unreadable ({type(err).__name__}); that run is done again")
+        return None
+    if not is_result(record):
+        echo(f"{path}: not a result this sweep writes; that run is done again")
+        return None
+    same = record["config"] == _jsonable(run.config) and record[ACTIVATION] == run.activation
     return record["row"] if same else None
+
+
+def is_result(record):
+    """True for a dict as ``one_run`` writes it: config, activation, and a row whose
+    accuracies are numbers in [0, 1]."""
+    if not isinstance(record, dict) or not {"config", ACTIVATION, "row"} <= set(record):
+        return False
+    row = record["row"]
+    return isinstance(row, dict) and all(
+        isinstance(row.get(key), int | float) and not isinstance(row.get(key), bool)
+        and 0 <= row[key] <= 1 for key in ("val_acc", "test_acc")
+    )  # fmt: skip
 
 
 # ---- the whole sweep -------------------------------------------------------------------
@@ -279,12 +314,15 @@ def summarize(runs):
 
 
 def format_summary(summary):
-    """The summary as text for the console, accuracies in % as mean ± std."""
+    """The summary as text for the console, accuracies in % as mean ± std (a configuration
+    of one run: its accuracy, which has no spread)."""
     shown = summary[["config", "n"]].copy()
     for name, title in (("test", "test accuracy %"), ("val", "validation accuracy %")):
         shown[title] = [
-            f"{100 * m:.2f} ± {100 * s:.2f}"
-            for m, s in zip(summary[f"{name}_mean"], summary[f"{name}_std"], strict=True)
+            f"{100 * m:.2f}" + (f" ± {100 * s:.2f}" if n > 1 else "")
+            for m, s, n in zip(
+                summary[f"{name}_mean"], summary[f"{name}_std"], summary["n"], strict=True
+            )
         ]
     return shown.to_string(index=False)
 
@@ -314,7 +352,7 @@ def caption(base, planned, seeds):
             f"{base.epochs} epoch(s)"
             + (f" on {base.limit} images" if base.limit and "limit" not in varied else "")
         )
-    return ", ".join([*parts, f"{seeds} seeds"])
+    return ", ".join([*parts, plural(seeds, "seed")])
 
 
 def sweep_base(args):
@@ -324,7 +362,17 @@ def sweep_base(args):
     base = RECIPES[args.preset] if args.preset else dataclasses.replace(RECIPES["default"], **QUICK)
     given = {key: options[key] for key in ("arch", "epochs", "limit") if key in options}
     given |= {key: options[key] for key in ("dataset", "data_dir") if options[key] is not None}
-    return dataclasses.replace(base, **given)
+    return with_settings(base, given)
+
+
+def check_jobs(jobs):
+    """The processes to run at once: ``jobs``, or one per core; more than the cores is refused
+    (each run trains on one core: more only makes them all slower)."""
+    cores = len(os.sched_getaffinity(0))
+    if jobs is not None and jobs > cores:
+        raise UserError(f"--jobs {jobs}: this machine gives this process {cores} cores; at most "
+                        f"--jobs {cores}")  # fmt: skip
+    return jobs or cores
 
 
 def run_sweep(args, echo=print):
@@ -333,14 +381,15 @@ def run_sweep(args, echo=print):
 
     base = sweep_base(args)
     planned = plan_runs(sweep_axes(args), args.seeds, base)
+    jobs = None if args.scheduler else check_jobs(args.jobs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [finished_row(run, out / run.folder) for run in planned]
+    rows = [finished_row(run, out / run.folder, echo) for run in planned]
     todo = [(run, out / run.folder) for run, row in zip(planned, rows, strict=True) if row is None]
-    jobs = args.jobs or len(os.sched_getaffinity(0))
     where = f"on the Dask cluster at {args.scheduler}" if args.scheduler else f"{jobs} at a time"
-    echo(f"sweep: {len(planned)} runs of {len(planned) // args.seeds} configurations x "
-         f"{args.seeds} seeds; {len(planned) - len(todo)} finished already in {out}, "
+    configurations = plural(len(planned) // args.seeds, "configuration")
+    echo(f"sweep: {plural(len(planned), 'run')} of {configurations} x "
+         f"{plural(args.seeds, 'seed')}; {len(planned) - len(todo)} finished already in {out}, "
          f"{len(todo)} to run {where}")  # fmt: skip
     fresh = iter(run_all(todo, jobs, args.scheduler))
     runs = pd.DataFrame([row if row is not None else next(fresh) for row in rows])
@@ -348,7 +397,7 @@ def run_sweep(args, echo=print):
     atomic_write_text(out / "runs.csv", runs.to_csv(index=False))
     atomic_write_text(out / "summary.csv", summary.to_csv(index=False))
     save_figure(plot_sweep(summary, caption=caption(base, planned, args.seeds)), out / "sweep.png")
-    echo(f"mean ± std over {args.seeds} seeds:")
+    echo(f"mean ± std over {args.seeds} seeds:" if args.seeds > 1 else "one seed, so no spread:")
     echo(format_summary(summary))
     echo(f"files in {out}: runs.csv, summary.csv, sweep.png, one folder per run")
     return runs, summary

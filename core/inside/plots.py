@@ -150,7 +150,11 @@ def plot_class_models(pictures, titles, fig=None, caption=None):
     return fig
 
 
-def plot_top_activations(pictures, top, label, class_names, labels, max_channels=16, caption=None):
+CHANNELS_SHOWN = 16  # rows of the top-activations figure; its table holds every channel
+
+
+def plot_top_activations(pictures, top, label, class_names, labels, max_channels=CHANNELS_SHOWN,
+                         caption=None):  # fmt: skip
     """For each channel of a layer (the first ``max_channels``), the test pictures it
     responds to most: one row per channel, strongest first.
 

@@ -16,6 +16,7 @@ import pandas as pd
 from core.inside.attack import EXAMPLES, check_settings, predictions, robustness
 from core.inside.explain import explain, gradcam_layer
 from core.inside.plots import (
+    CHANNELS_SHOWN,
     plot_adversarial_examples,
     plot_attack_curve,
     plot_class_models,
@@ -23,8 +24,9 @@ from core.inside.plots import (
     plot_top_activations,
 )
 from core.inside.visualize import check_map_layer, class_models, conv_layers, top_activations
-from core.learn.eval import predict_proba, top_k
+from core.learn.eval import predict_proba, predict_scores, softmax, top_k
 from core.learn.model_file import load_float_model
+from core.learn.ood import verdict
 from core.plots import plain, plot_filters, save_figure
 from core.report import check_digit_model, is_regression, model_caption
 from data import load_dataset
@@ -225,8 +227,9 @@ def write_top_activations(model, pixels, labels, layer, folder, echo=print):
     fig = plot_top_activations(pixels, top, layer, names, labels, caption=model_caption(model))
     written = [save_figure(fig, folder / f"top_activations_{layer}.png").name,
                "top_activations.csv"]  # fmt: skip
+    shown = "" if channels <= CHANNELS_SHOWN else f" (the figure shows the first {CHANNELS_SHOWN})"
     echo(f"layer {layer}: the {k} test images that most activate each of its {channels} "
-         "channels")  # fmt: skip
+         f"channels in top_activations.csv{shown}")  # fmt: skip
     return written
 
 

@@ -94,7 +94,8 @@ class TrainConfig:
     """Everything that decides a training run's result (saved in its files)."""
 
     dataset: str = option("mnist", f"one of {', '.join(DATASETS)}; a regression dataset "
-                          "(float targets) trains with --loss mse")  # fmt: skip
+                          "(float targets) trains with --loss mse", choices=tuple(DATASETS),
+                          metavar="NAME")  # fmt: skip
     arch: str = option("minivgg", f"a preset architecture ({', '.join(PRESETS)}) or a "
                        "blueprint .json file")  # fmt: skip
     loss: str = option("cross_entropy", "the loss: mse for a regression dataset",
@@ -102,9 +103,11 @@ class TrainConfig:
     epochs: int = option(5, "passes over the training set", POSITIVE_INT)
     # small batches: many updates, so even a short run learns a lot
     batch_size: int = option(16, "examples per update", POSITIVE_INT)
-    optimizer: str = option("adam", f"one of {', '.join(OPTIMIZERS)}")
+    optimizer: str = option("adam", f"one of {', '.join(OPTIMIZERS)}", choices=tuple(OPTIMIZERS),
+                            metavar="NAME")  # fmt: skip
     lr: float = option(2e-3, "base learning rate", POSITIVE_FLOAT)
-    schedule: str = option("cosine", f"learning-rate schedule: {', '.join(SCHEDULES)}")
+    schedule: str = option("cosine", f"learning-rate schedule: {', '.join(SCHEDULES)}",
+                           choices=tuple(SCHEDULES), metavar="NAME")  # fmt: skip
     warmup_epochs: float = option(0.0, "linear learning-rate warm-up, in epochs",
                                   NON_NEGATIVE_FLOAT)  # fmt: skip
     weight_decay: float = option(0.0, "L2 weight decay on the weights (decoupled for adamw)",
@@ -213,7 +216,32 @@ def checked_config(config, source):
         except UserError as err:
             raise UserError(f"{source}: __meta__ config {name} "
                             f"{str(err).split(', got')[0]}, got {value!r:.60}") from None  # fmt: skip
-    return TrainConfig(**config)
+    checked = TrainConfig(**config)
+    if checked.adversarial is not None and not checked.adv_eps:
+        raise UserError(f"{source}: __meta__ config adversarial {checked.adversarial!r:.40} "
+                        f"needs its adv_eps, a number in (0, 1], got {checked.adv_eps!r}")  # fmt: skip
+    return checked
+
+
+def with_settings(recipe, settings):
+    """The TrainConfig ``recipe`` with ``settings`` ({field: value}) on top.
+
+    A warm-up the recipe brings (not one of the settings) that would fill the whole of a
+    shorter run is cut to half of it: ``--preset best --epochs 1`` warms up for half an epoch.
+    """
+    config = dataclasses.replace(recipe, **settings)
+    if "warmup_epochs" not in settings and config.warmup_epochs >= config.epochs:
+        config = dataclasses.replace(config, warmup_epochs=config.epochs / 2)
+    return config
+
+
+def check_warmup(config):
+    """UserError unless the warm-up ends before the run does."""
+    if config.warmup_epochs and config.warmup_epochs >= config.epochs:
+        raise UserError(
+            f"--warmup-epochs {config.warmup_epochs:g} must be shorter than --epochs {config.epochs}: "
+            "the warm-up is the start of the run"
+        )
 
 
 FASHION_EPOCHS = 24

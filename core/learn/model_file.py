@@ -4,6 +4,7 @@ training options' own checks (core/learn/config.py ``checked_config``), which th
 floor below does not know. Commands and rooms load model files through these functions.
 """
 
+import dataclasses
 import os
 
 from core.learn.config import checked_config
@@ -15,13 +16,19 @@ def load_model(path):
 
     Returns the Model; raises a one-line UserError naming the file and the field."""
     model = params_io.load_model(path)
-    checked_config(model.meta["config"], os.fspath(path))
-    return model
+    return _with_checked_config(model, path)
 
 
 def load_float_model(path, purpose):
     """``params_io.load_float_model`` (a quantized model refused, ``purpose`` naming what
     needs the float arrays), its config checked as ``load_model`` checks it."""
     model = params_io.load_float_model(path, purpose)
-    checked_config(model.meta["config"], os.fspath(path))
+    return _with_checked_config(model, path)
+
+
+def _with_checked_config(model, path):
+    """``model`` with its config checked and completed: a setting newer than the file takes
+    its default, so what reads the config later finds every key."""
+    config = checked_config(model.meta["config"], os.fspath(path))
+    model.meta["config"] = dataclasses.asdict(config)
     return model

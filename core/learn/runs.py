@@ -6,21 +6,28 @@ the parameters, the optimizer state, the config and the RunState) and ``log.csv`
 per epoch), all written atomically.
 """
 
+import contextlib
 import dataclasses
 import datetime
+import fcntl
 import math
+import os
+import sys
+from numbers import Real
 from typing import NamedTuple
 
 import pandas as pd
 
-from core.learn.config import TrainConfig
+from core.learn.config import TrainConfig, checked_config
 from core.learn.eval import SCORE_OF_LOSS
 from core.learn.optim import Optimizer, freezing, make_optimizer, masking
 from data.errors import UserError
-from data.files import atomic_write_text, remove_leftover_temporaries
+from data.files import MAX_NUMBERED, atomic_write_text, numbered, remove_leftover_temporaries
 from model.params_io import load_checkpoint, save_checkpoint, save_model
 
 RUN_FILES = {"best": "best_params.npz", "ckpt": "checkpoint.npz", "log": "log.csv"}
+LOCK_FILE = "run.lock"  # there while a process trains in the folder; says which process
+HOLDER_CHARACTERS = 200  # of the lock file's text shown to another process
 LOG_COLUMNS = [
     "epoch",
     "lr",
@@ -132,13 +139,28 @@ def save_epoch(run, params, opt_state, state, improved):
 
 def load_run(path):
     """(config, params, opt_state, state) from the checkpoint ``path``."""
+    if not path.exists():
+        raise UserError(f"{path.parent} holds no run to resume (no {path.name}); start one "
+                        "without --resume")  # fmt: skip
     ckpt = load_checkpoint(path)
-    saved = ckpt.meta["run_state"]
+    source = os.fspath(path)
+    config = checked_config(ckpt.meta["config"], source)
+    saved = ckpt.meta.get("run_state")
+    if saved is None:
+        raise UserError(f"{source}: __meta__ has no run_state, so there is no place in a run "
+                        "to resume from; start a new run without --resume")  # fmt: skip
+    if unknown := sorted(set(saved) - set(RunState._fields)):
+        raise UserError(f"{source}: __meta__ run_state has unknown field(s) {unknown!s:.120}")
     # checkpoints written before the log rows were dicts hold them as lists in LOG_COLUMNS order
-    rows = [row if isinstance(row, dict) else dict(zip(LOG_COLUMNS, row, strict=True))
-            for row in saved["log_rows"]]  # fmt: skip
+    rows = [row if isinstance(row, dict) else dict(zip(LOG_COLUMNS, row, strict=False)) for row in
+            saved.get("log_rows", [])]  # fmt: skip
+    columns = log_columns(config.loss)
+    if bad := [i for i, row in enumerate(rows) if not set(columns) <= set(row)
+               or not all(isinstance(v, Real) and not isinstance(v, bool) for v in row.values())]:  # fmt: skip
+        raise UserError(f"{source}: __meta__ run_state log_rows[{bad[0]}] must hold the "
+                        f"numbers {', '.join(columns)}")  # fmt: skip
     state = RunState(**{**saved, "log_rows": rows})
-    return TrainConfig(**ckpt.meta["config"]), ckpt.params, ckpt.opt_state, state
+    return config, ckpt.params, ckpt.opt_state, state
 
 
 def plural(count, word, words=None):
@@ -176,15 +198,100 @@ def resumed_config(saved, changes, source):
     return dataclasses.replace(saved, **changes)
 
 
-def refuse_to_replace(out_dir, resume, overwrite):
-    """The run files already in ``out_dir``; a UserError if a new run would replace them unasked."""
+def resume_command(out_dir):
+    """The command line that continues the run in ``out_dir``."""
+    return f"python main.py train --resume --out {out_dir}"
+
+
+def refuse_to_replace(out_dir, resume, overwrite, writes=()):
+    """The run files already in ``out_dir``; a UserError if a new run would replace them, or
+    one of the files ``writes`` (paths in the folder the caller writes besides them), unasked.
+    """
     found = [name for name in RUN_FILES.values() if (out_dir / name).exists()]
-    if found and not resume and not overwrite:
+    if resume or overwrite:
+        return found
+    if found:
         raise UserError(
-            f"{out_dir} holds a run already ({', '.join(found)}); continue it with --resume, "
-            "replace it with --overwrite, or choose another --out"
+            f"{out_dir} holds a run already ({', '.join(found)}); continue it with: "
+            f"{resume_command(out_dir)}; replace it with --overwrite, or choose another --out"
+        )
+    if theirs := [name for name in writes if (out_dir / name).exists()]:
+        raise UserError(
+            f"{out_dir} holds files that are not a run's where a run writes ({', '.join(theirs)});"
+            " move them, or choose another --out"
         )
     return found
+
+
+@contextlib.contextmanager
+def owning(out_dir):
+    """Hold the run folder ``out_dir`` (made if missing) for this process while the block runs.
+
+    A second process that tries gets one UserError naming the first. The lock is the
+    kernel's (flock), so it ends with its process however that ends: a killed run leaves no
+    lock behind. The folders this made stay only if the block wrote something into them.
+    """
+    made = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{out_dir}: cannot create this folder ({err.strerror})") from None
+    handle = lock(out_dir / LOCK_FILE)
+    try:
+        yield
+    finally:
+        (out_dir / LOCK_FILE).unlink(missing_ok=True)
+        handle.close()
+        for folder in made:  # the innermost first
+            if any(folder.iterdir()):
+                break
+            folder.rmdir()
+
+
+def lock(path):
+    """The open, locked lock file ``path``, holding this process's id and command line."""
+    for _ in range(3):  # the holder may remove the file between our open and our lock
+        handle = open(path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            text = handle.read(HOLDER_CHARACTERS)
+            handle.close()
+            holder = "".join(c if c.isprintable() else "?" for c in text).strip() or "a process"
+            raise UserError(
+                f"{path.parent} is in use by another run ({holder}); wait for it to "
+                "end, or choose another --out"
+            ) from None
+        if os.path.exists(path) and os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+            handle.seek(0)
+            handle.truncate()
+            started = datetime.datetime.now().isoformat(timespec="seconds")
+            handle.write(f"process {os.getpid()}, {' '.join(sys.argv)}, since {started}\n")
+            handle.flush()
+            return handle
+        handle.close()
+    raise UserError(f"{path.parent}: cannot take its lock file {path.name}; try again")
+
+
+def free_run_folder(wanted):
+    """A folder for a new run: ``wanted``, or ``wanted-2``, ``wanted-3``, ..., the first that
+    does not exist or is empty (it is made when the run starts)."""
+    for folder in numbered(wanted):
+        if not folder.exists() or (folder.is_dir() and not any(folder.iterdir())):
+            return folder
+    raise UserError(f"{wanted}: {MAX_NUMBERED:,} runs of that name exist; choose an --out")
+
+
+def latest_run_folder(wanted):
+    """The last of ``wanted``, ``wanted-2``, ... that holds a checkpoint (``wanted`` if none)."""
+    latest = wanted
+    for folder in numbered(wanted):
+        if not folder.exists():
+            break
+        if (folder / RUN_FILES["ckpt"]).exists():
+            latest = folder
+    return latest
 
 
 def prepare_folder(out_dir, replaced, say):

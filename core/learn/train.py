@@ -19,6 +19,7 @@ import pandas as pd
 
 from core.learn import runs
 from core.learn.adversarial import fast_fgsm_inputs
+from core.learn.config import check_warmup
 from core.learn.eval import SCORE_OF_LOSS, loss_and_score, r_squared
 from core.learn.loss import LOSSES
 from core.learn.optim import clip_by_global_norm
@@ -39,6 +40,7 @@ from data import (
     random_flip,
 )
 from data.errors import UserError
+from data.files import refuse_to_write_over
 from model.backward import backward
 from model.blueprints import load_blueprint
 from model.forward import forward
@@ -208,12 +210,15 @@ def stopped_early(config, state):
     return bool(config.patience) and state.epoch - state.best_epoch >= config.patience
 
 
-def start(config, out_dir, resume, changes, overwrite, say):
-    """Everything a run needs before its first batch: (run, params, opt_state, state)."""
-    found = runs.refuse_to_replace(out_dir, resume, overwrite)
+def start(config, out_dir, resume, changes, overwrite, say, writes=()):
+    """Everything a run needs before its first batch: (run, params, opt_state, state).
+
+    Every option is checked before the folder is: a mistyped option is the error shown.
+    """
     if resume:
         saved, params, opt_state, state = runs.load_run(out_dir / runs.RUN_FILES["ckpt"])
         config = runs.resumed_config(saved, changes, out_dir / runs.RUN_FILES["ckpt"])
+    check_warmup(config)
     check_freeze(config)
     data = prepare_data(config)
     _, blueprint = load_blueprint(config.arch, data.dataset.n_classes)
@@ -224,7 +229,13 @@ def start(config, out_dir, resume, changes, overwrite, say):
     frozen = frozen_keys(blueprint, in_shape, frozen_names)
     run = runs.make_run(config, data, blueprint, out_dir, frozen)
     lr_of(run, 0)  # checks the schedule and warm-up now, before anything is written
+    found = runs.refuse_to_replace(out_dir, resume, overwrite, writes)
     if not resume:
+        if config.init_from:  # --overwrite would delete it before the run saves its own
+            refuse_to_write_over(out_dir / runs.RUN_FILES["best"], [config.init_from],
+                                 "--init-from's run folder")  # fmt: skip
+            refuse_to_write_over(out_dir / runs.RUN_FILES["ckpt"], [config.init_from],
+                                 "--init-from's run folder")  # fmt: skip
         params = initialize_parameters(blueprint, in_shape, make_rng(config.seed, 0))
         if config.init_from:
             params = start_from(params, blueprint, in_shape, config.init_from, frozen_names, say)
@@ -253,7 +264,7 @@ def nothing_to_train(run, state, out_dir):
     return ""
 
 
-def train(config, out_dir, resume=False, changes=None, overwrite=False, report=QUIET):
+def train(config, out_dir, resume=False, changes=None, overwrite=False, report=QUIET, writes=()):
     """Train a model as ``config`` says, writing its files to ``out_dir``.
 
     resume: continue from ``out_dir/checkpoint.npz`` with its config (``config`` is not read),
@@ -262,12 +273,23 @@ def train(config, out_dir, resume=False, changes=None, overwrite=False, report=Q
     overwrite: replace a run already in ``out_dir`` (refused otherwise, with a UserError).
     report: what is told of the run as it goes (default: nothing; core/progress.py Progress
             prints the train command's lines and progress bar).
+    writes: the paths in ``out_dir`` that the caller writes too (figures/...): a new run
+            refuses a folder where one of them exists (it is not a run's), unless ``overwrite``.
+    The run holds ``out_dir`` (core/learn/runs.py ``owning``): a second process is refused.
     Returns (model, log): the best model as saved (``best_params.npz``, read back as a Model)
     and the log, a DataFrame of one row per epoch. Raises Diverged on a NaN/infinite loss (the files of the
     last good epoch stay) and Interrupted (a KeyboardInterrupt) after writing a checkpoint.
     """
     out_dir = Path(out_dir)
-    run, params, opt_state, state = start(config, out_dir, resume, changes, overwrite, report.say)
+    with runs.owning(out_dir):
+        return train_owned(config, out_dir, resume, changes, overwrite, report, writes)
+
+
+def train_owned(config, out_dir, resume, changes, overwrite, report, writes):
+    """``train``, once it holds the run folder."""
+    run, params, opt_state, state = start(
+        config, out_dir, resume, changes, overwrite, report.say, writes
+    )
     config = run.config
     report.started(run, out_dir)
     if why := nothing_to_train(run, state, out_dir):
@@ -285,7 +307,8 @@ def train(config, out_dir, resume=False, changes=None, overwrite=False, report=Q
     except KeyboardInterrupt:
         runs.save_run(run, params, opt_state, state)
         raise Interrupted(
-            f"interrupted: checkpoint written to {run.paths['ckpt']}; continue with --resume"
+            f"interrupted: checkpoint written to {run.paths['ckpt']}; continue with: "
+            f"{runs.resume_command(out_dir)}"
         ) from None
     except Diverged as e:
         kept = (

@@ -18,7 +18,6 @@ from data.errors import UserError
 
 DATA_URL = re.compile(r"data:image/[A-Za-z0-9.+-]+;base64,(?P<payload>[A-Za-z0-9+/=]*)")
 MAP_COLUMNS = 8  # channels per row of a layer's mosaic, as in plot_feature_maps
-VECTOR_COLUMNS = 64  # units per row of a vector's mosaic
 GAP = 1  # pixels between the channels of a mosaic
 LEVELS = 255  # colour levels 0..254 of a value; index 255 is the gap between tiles
 GAP_INDEX = LEVELS
@@ -78,7 +77,8 @@ def mosaic(activation):
     """One layer's output for one image as a grid of tiles on one colour scale.
 
     activation: (C, H, W) maps, one tile per channel, ``MAP_COLUMNS`` to a row;
-                or (D,) units, one pixel each, ``VECTOR_COLUMNS`` to a row.
+                or (D,) units, one pixel each, in a near-square block (so 128 units fill a
+                card as a map does, not a strip one pixel high).
     Returns (indices (rows', cols') uint8 into a palette, (rows, cols) of tiles,
     (low, high) of the scale): one scale per layer, so a weak channel looks weak beside a
     strong one; ``GAP_INDEX`` between tiles and after the last unit.
@@ -86,7 +86,7 @@ def mosaic(activation):
     values = np.asarray(activation, dtype=np.float64)
     low, high = float(values.min()), float(values.max())
     if values.ndim == 1:
-        columns = min(VECTOR_COLUMNS, values.size)
+        columns = math.ceil(math.sqrt(values.size))
         rows = math.ceil(values.size / columns)
         cells = np.full(rows * columns, GAP_INDEX, np.uint8)
         cells[: values.size] = levels(values, low, high)
