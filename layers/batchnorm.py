@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from layers.arraylib import array_module
 from layers.parts import in_order_sum, serial_map
 
 
@@ -34,10 +35,11 @@ def _per_channel_sum(a, b=None):
     a, b (N, C) or (N, C, H, W). einsum sums the products without a temporary array
     and, on the contiguous (N, C, H*W) view, about three times faster than a.sum(axis=...).
     """
+    xp = array_module(a)
     a3 = a.reshape(a.shape[0], a.shape[1], -1)
     if b is None:
-        return np.einsum("nci->c", a3)
-    return np.einsum("nci,nci->c", a3, b.reshape(a3.shape))
+        return xp.einsum("nci->c", a3)
+    return xp.einsum("nci,nci->c", a3, b.reshape(a3.shape))
 
 
 def _check_shapes(x, gamma, beta, running_mean, running_var):
@@ -83,7 +85,7 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, train, momentum
     else:
         xhat = x - running_mean.reshape(shape)
         var, new_mean, new_var = running_var.reshape(shape), running_mean, running_var
-    inv_std = 1 / np.sqrt(var + eps)
+    inv_std = 1 / array_module(var).sqrt(var + eps)
     xhat *= inv_std
     out = xhat * gamma.reshape(shape)
     out += beta.reshape(shape)
@@ -120,7 +122,7 @@ def batchnorm_forward_parts(
     var = in_order_sum([squares for _, squares in centered]).reshape(stat_shape) / m  # two-pass
     new_mean = momentum * running_mean + (1 - momentum) * mean.reshape(-1)
     new_var = momentum * running_var + (1 - momentum) * var.reshape(-1)
-    inv_std = 1 / np.sqrt(var + eps)
+    inv_std = 1 / array_module(var).sqrt(var + eps)
 
     def normalize(xhat):
         xhat *= inv_std
