@@ -106,9 +106,7 @@ def normalize(x, norm):
             f"normalize: x has shape {x.shape} but the normalization has {channels} "
             f"channel(s); expected (N, {channels}, ...) — fit and apply it on the same data kind"
         )
-    shape = (channels, *[1] * (x.ndim - 2))
-    gain = (1.0 / norm.std.astype(np.float64)).astype(np.float32).reshape(shape)
-    shift = (norm.mean / norm.std.astype(np.float64)).astype(np.float32).reshape(shape)
+    gain, shift = normalization_affine(norm, x.ndim)
     if x.dtype == np.uint8:
         out = to_unit(x)
         out *= gain
@@ -116,6 +114,17 @@ def normalize(x, norm):
         out = np.multiply(x, gain, dtype=np.float32)
     out -= shift
     return out
+
+
+def normalization_affine(norm, ndim):
+    """(gain, shift), float32, shaped (C, 1, ...) to broadcast over a batch of ``ndim`` axes
+    (N, C, ...): ``normalize`` of inputs on the [0, 1] scale is ``x * gain - shift``, with
+    gain = 1 / std and shift = mean / std, each computed in float64 and rounded once (an
+    exported model's first two steps take these same numbers: core/export/graph.py)."""
+    shape = (len(norm.mean), *[1] * (ndim - 2))
+    gain = (1.0 / norm.std.astype(np.float64)).astype(np.float32).reshape(shape)
+    shift = (norm.mean / norm.std.astype(np.float64)).astype(np.float32).reshape(shape)
+    return gain, shift
 
 
 def _input_scale(x, name):

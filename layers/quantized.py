@@ -73,10 +73,18 @@ def qfc_accumulate(xq, Wq):
     return xq.astype(dtype, copy=False) @ Wq.astype(dtype)
 
 
+def rescale_factors(x_scale, w_scale, acc_dtype, dtype=np.float32):
+    """x_scale * w_scale (channels,), computed in float64 and rounded to the wider of the
+    accumulator's type and the output's ``dtype``: what each output channel's integer sum is
+    multiplied by (in that wider type) before the bias is added."""
+    wider = np.result_type(acc_dtype, dtype)
+    return (np.float64(x_scale) * w_scale.astype(np.float64)).astype(wider)
+
+
 def _rescale(acc, x_scale, w_scale, b, channel_shape, dtype):
     """acc * (x_scale * w_scale) + b per output channel, in ``dtype`` (the product in the
     wider of acc's type and ``dtype``)."""
-    scale = (np.float64(x_scale) * w_scale.astype(np.float64)).astype(np.result_type(acc, dtype))
+    scale = rescale_factors(x_scale, w_scale, acc.dtype, dtype)
     out = (acc * scale.reshape(channel_shape)).astype(dtype, copy=False)
     out += b.reshape(channel_shape).astype(dtype, copy=False)
     return out

@@ -142,10 +142,12 @@ def save_checkpoint(path, params, opt_state, blueprint, meta):
     return _write_npz(path, arrays)
 
 
-def load_model(path):
+def load_model(path, checkpoints=True):
     """Read and check a model (or checkpoint) file written by ``save_model``.
 
     path: str or Path of the ``.npz`` file.
+    checkpoints: False refuses a training checkpoint (a command that hands the model on,
+    such as ``export``, takes the run's model file, not its resumable state).
     Returns a Model (model/trained.py): params {key: float32 array}, blueprint (validated
     list), meta (dict).
     Raises UserError naming the file and the key for any problem (see the module docstring).
@@ -153,6 +155,11 @@ def load_model(path):
     source = os.fspath(path)
     with _open_archive(source) as archive:
         members = _members(archive, source)
+        if not checkpoints and (CHECKPOINT_KEY in members or OLD_RNG_KEY in members):
+            raise UserError(
+                f"{source}: a training checkpoint (it holds the optimizer's state), not a "
+                "model file; give the best_params.npz of its run folder"
+            )
         rest = {
             k: m
             for k, m in members.items()

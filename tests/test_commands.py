@@ -98,7 +98,7 @@ def test_every_registered_command_is_listed_and_has_its_own_help(capsys):
 
 def test_command_names_are_unique():
     names = [command.name for command in core.commands.COMMANDS]
-    assert len(names) == len(set(names)) == 12
+    assert len(names) == len(set(names)) == 13
 
 
 # ---- the training options come from the TrainConfig fields ------------------------------

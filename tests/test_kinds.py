@@ -18,7 +18,8 @@ from model.walk import KINDS, ShapeError, walk_forward, walk_shapes
 
 ROOT = Path(__file__).resolve().parent.parent
 SCANNED = ("core", "model", "benchmarks", "main.py")
-RECORDS = ("model/layer_kinds.py", "model/quantized_kinds.py")  # where kinds are named
+# Where kinds are named: their records, and the exporter's table of each kind's ONNX nodes.
+RECORDS = ("model/layer_kinds.py", "model/quantized_kinds.py", "core/export/kinds.py")
 
 
 # -- 1. no layer-type literal outside the records ------------------------------------------

@@ -26,6 +26,7 @@ ROOMS = {
     "core.progress": 4,
     "core.inside": 5,
     "core.compress": 5,
+    "core.export": 5,
     "core.experiments": 5,
     "core.serve": 6,
     "core.commands": 7,

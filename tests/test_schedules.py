@@ -107,3 +107,45 @@ def test_unknown_schedule_lists_the_known_names():
 def test_bad_settings_raise_user_error_naming_them(args, kwargs, word):
     with pytest.raises(UserError, match=word):
         lr_at(*args, **kwargs)
+
+
+# The edges of each range: found by the mutation check (docs/testing.md), where a `<` become
+# `<=` or an `or` become `and` passed every test above.
+
+
+def test_the_edges_of_the_valid_ranges_are_accepted():
+    assert lr_at(0, 1, 0.1) == lr_at(1, 1, 0.1) == 0.1  # a one-update run
+    assert lr_at(0, 10, 0.1) == 0.1  # no warm-up unless asked for
+    assert lr_at(10, 10, 0.1, "cosine", min_lr=0.1) == pytest.approx(0.1)  # min_lr = base_lr
+    assert lr_at(10, 10, 0.1, "cosine", min_lr=0.0) == 0.0
+    assert lr_at(5, 10, 0.1, "step", milestones=(0.01, 0.99)) == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, message",
+    [
+        ((0, 2.5, 0.1), {}, "total_steps must be an integer >= 1, got 2.5"),
+        (
+            (0, 10, 0.1, "step"),
+            {"milestones": (0.0, 0.5)},
+            "in (0, 1), e.g. (0.5, 0.75); got (0.0,",
+        ),
+        ((0, 10, 0.1, "step"), {"milestones": (0.5, 1)}, "milestones must be a list of fractions"),
+        (
+            (0, 10, 0.1, "cosine"),
+            {"min_lr": -0.01},
+            "min_lr must be in [0, base_lr=0.1], got -0.01",
+        ),
+        ((0, 10, 0.1, "constant"), {"gamma": 0.5}, "has no option ['gamma']; it takes no options"),
+        ((0, 10, 0.1, "step"), {"x": 1}, "has no option ['x']; it takes milestones, gamma"),
+        (
+            (0, 10, 0.1, "linear"),
+            {},
+            "unknown lr schedule 'linear'; choose one of constant, step, ",
+        ),
+    ],
+)
+def test_each_refusal_says_what_was_wrong_and_what_is_allowed(args, kwargs, message):
+    with pytest.raises(UserError) as err:
+        lr_at(*args, **kwargs)
+    assert message in str(err.value)
