@@ -16,6 +16,7 @@ from core.learn.eval import SCORE_OF_LOSS
 from core.learn.runs import plural
 from core.learn.train import Report, augmented, make_rng
 from core.plots import plot_augmentations, save_figure
+from layers.arraylib import to_numpy
 
 # TrainConfig fields that augment a batch, with their names in the figure
 AUGMENTATIONS = {
@@ -126,7 +127,7 @@ def with_lines(run, state, batches, echo):
 
 def write_augmentation_figure(config, data, path, n=8):
     """A figure of n training images under each of the run's augmentations, and all of them."""
-    x = data.x_train[:n]
+    x = to_numpy(data.x_train[:n])  # drawn on the CPU, from the same draws, wherever the run is
     variants = {"original": x}
     none = dataclasses.replace(config, augment=False, crop=0, flip=False, erase=0.0)
     for field, name in AUGMENTATIONS.items():

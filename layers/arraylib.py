@@ -22,6 +22,23 @@ def array_module(*arrays):
     return np if cupy is None else cupy.get_array_module(*arrays)
 
 
+def gpu_missing():
+    """What keeps the GPU from use, in words, or "" when CuPy is installed and finds a CUDA
+    device. (Importing CuPy needs no device: it is asked for one here.)"""
+    if cupy is None:
+        return 'CuPy is not installed (pip install -e ".[gpu]")'
+    try:
+        found = cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError as err:
+        return f"CuPy finds no CUDA device ({err})"
+    return "" if found else "CuPy finds no CUDA device"
+
+
+def on_gpu(a):
+    """True for a CuPy array."""
+    return array_module(a) is not np
+
+
 def to_numpy(a):
     """``a`` as a NumPy array: copied from the GPU for a CuPy array, itself for a NumPy one."""
     xp = array_module(a)

@@ -22,6 +22,7 @@ from data.registry import DATASETS, MIRRORABLE
 from model.blueprints import PRESETS
 
 ADVERSARIAL = ("fgsm",)  # the ways of adversarial training (core/learn/adversarial.py)
+DEVICES = ("cpu", "gpu")  # where a command computes (core/learn/device.py)
 TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")  # a bool as text
 
 

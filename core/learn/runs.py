@@ -90,14 +90,14 @@ def make_run(config, data, blueprint, out_dir=None, frozen=frozenset(), masks=No
     )
 
 
-def log_columns(loss):
-    """The log's columns for a run with ``loss``: LOG_COLUMNS, with "r2" for "acc" for MSE."""
-    return [column.replace("acc", SCORE_OF_LOSS[loss]) for column in LOG_COLUMNS]
+def log_columns(config):
+    """The log's columns for a run of ``config``: LOG_COLUMNS, with "r2" for "acc" for MSE."""
+    return [column.replace("acc", SCORE_OF_LOSS[config.loss]) for column in LOG_COLUMNS]
 
 
-def write_log(path, rows, loss):
-    """The log rows (dicts keyed by ``log_columns(loss)``) as CSV, written atomically."""
-    atomic_write_text(path, pd.DataFrame(rows, columns=log_columns(loss)).to_csv(index=False))
+def write_log(path, rows, config):
+    """The log rows (dicts keyed by ``log_columns(config)``) as CSV, written atomically."""
+    atomic_write_text(path, pd.DataFrame(rows, columns=log_columns(config)).to_csv(index=False))
 
 
 def run_meta(run, **extra):
@@ -128,7 +128,7 @@ def save_epoch(run, params, opt_state, state, improved):
     """
     # The files first, then the state: a Ctrl-C while they are written checkpoints the epoch as
     # not yet finished, and the resumed run validates it and writes them again.
-    write_log(run.paths["log"], state.log_rows, run.config.loss)
+    write_log(run.paths["log"], state.log_rows, run.config)
     if improved:
         score = f"val_{SCORE_OF_LOSS[run.config.loss]}"
         meta = run_meta(run, epoch=state.epoch, **{score: state.log_rows[-1][score]})
