@@ -85,13 +85,15 @@ def run_description(run):
 
 
 def epoch_line(loss, row):
-    """The log line of an epoch: ``row`` is its row of the log (core/learn/train.py end_epoch)."""
+    """The log line of an epoch: ``row`` is its row of the log (core/learn/train.py end_epoch);
+    a mixed-precision run's says how many steps its loss scaling skipped."""
     score, name = SCORE_OF_LOSS[loss], "mse" if loss == "mse" else "loss"
     return (
         f"epoch {row['epoch']:3d}  lr {row['lr']:.2e}  train {name} {row['train_loss']:.4f} "
         f"{score} {row[f'train_{score}']:.4f}  val {name} {row['val_loss']:.4f} {score} "
         f"{row[f'val_{score}']:.4f}  "
         f"{row['seconds']:.1f} s ({row['images_per_s']:.0f} images/s)"
+        + (f", {plural(row['skipped_steps'], 'step')} skipped" if "skipped_steps" in row else "")
     )
 
 

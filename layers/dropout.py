@@ -52,8 +52,9 @@ def _mask(xp, shape, dtype, p, rng):
         raise ValueError(
             f"dropout: training with p={p} needs rng = np.random.default_rng(seed), got {rng!r}"
         )
-    # float32 uniforms for float32 x: half the random bits and no float64 temporaries
-    uniform_dtype = dtype if dtype in (np.float32, np.float64) else np.float64
+    # float32 uniforms for float32 x: half the random bits and no float64 temporaries; for
+    # float16 x (mixed precision) too, so that it drops the units a float32 run drops
+    uniform_dtype = np.float32 if dtype in (np.float16, np.float32) else np.float64
     mask = xp.asarray(rng.random(shape, dtype=uniform_dtype) >= p).astype(dtype)
     mask *= 1.0 / (1.0 - p)
     return mask

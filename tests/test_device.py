@@ -1,4 +1,4 @@
-"""--device where no GPU can be used: one line, exit status 2, nothing done.
+"""--device and --precision where no GPU can be used: one line, exit status 2, nothing done.
 
 On a machine where CuPy finds a CUDA device, the refusals of --device gpu are not what
 happens (tests/test_gpu.py checks the GPU itself), and those tests are skipped.
@@ -40,14 +40,23 @@ def test_train_on_the_gpu_without_one_is_refused_from_python_too(tmp_path):
     assert not any((tmp_path / "run").glob("*.npz"))
 
 
+def test_mixed_precision_on_the_cpu_is_refused_in_one_line(tmp_path, capsys):
+    argv = ["train", "--precision", "mixed", "--limit", "100", "--out", str(tmp_path / "run")]
+    assert main.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--precision mixed" in err and "add --device gpu" in err
+    assert not any((tmp_path / "run").glob("*"))
+
+
 @pytest.mark.parametrize(
     "argv",
     [
         ["train", "--device", "tpu"],
+        ["train", "--precision", "half"],
         ["summary", "--device", "gpu"],
     ],
 )
-def test_an_unknown_device_or_a_command_without_device_is_a_usage_error(argv, capsys):
+def test_an_unknown_device_or_precision_or_a_command_without_device_is_a_usage_error(argv, capsys):
     with pytest.raises(SystemExit) as stop:
         main.main(argv)
     assert stop.value.code == 2

@@ -46,6 +46,11 @@ def placed(arrays, xp):
 
 def check_on_device(config, xp):
     """UserError for a training option the device of ``xp`` does not run."""
+    if config.precision == "mixed" and xp is np:
+        raise UserError(
+            "--precision mixed computes in float16 on a GPU's tensor cores, where it pays "
+            "(on the CPU float16 is slower than float32); add --device gpu"
+        )
     if config.adversarial and xp is not np:
         raise UserError(
             f"--adversarial {config.adversarial} runs on the CPU only for now; drop --device gpu"

@@ -20,6 +20,7 @@ import pandas as pd
 from core.learn.config import TrainConfig
 from core.learn.eval import SCORE_OF_LOSS
 from core.learn.optim import Optimizer, freezing, make_optimizer, masking
+from core.learn.precision import Scaling
 from data.errors import UserError
 from data.files import MAX_NUMBERED, atomic_write_text, numbered, remove_leftover_temporaries
 from model.params_io import load_checkpoint, save_checkpoint, save_model
@@ -65,6 +66,10 @@ class RunState(NamedTuple):
     best_val_acc: float = -1.0  # the best validation score: accuracy, or R² for an MSE run
     best_epoch: int = 0
     log_rows: list = []  # one dict per finished epoch, keyed by log_columns (never mutated)
+    # mixed precision's loss scaling (core/learn/precision.py Scaling), untouched in float32
+    loss_scale: float = Scaling().loss_scale
+    scale_streak: int = 0
+    skipped: int = 0  # steps skipped in the epoch so far
 
 
 def make_run(config, data, blueprint, out_dir=None, frozen=frozenset(), masks=None):
@@ -91,8 +96,10 @@ def make_run(config, data, blueprint, out_dir=None, frozen=frozenset(), masks=No
 
 
 def log_columns(config):
-    """The log's columns for a run of ``config``: LOG_COLUMNS, with "r2" for "acc" for MSE."""
-    return [column.replace("acc", SCORE_OF_LOSS[config.loss]) for column in LOG_COLUMNS]
+    """The log's columns for a run of ``config``: LOG_COLUMNS, with "r2" for "acc" for MSE,
+    and "skipped_steps" (the steps mixed precision skipped) for ``--precision mixed``."""
+    columns = [column.replace("acc", SCORE_OF_LOSS[config.loss]) for column in LOG_COLUMNS]
+    return [*columns, "skipped_steps"] if config.precision == "mixed" else columns
 
 
 def write_log(path, rows, config):

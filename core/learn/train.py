@@ -9,7 +9,8 @@ checkpoint reaches exactly the parameters of an uninterrupted run.
 On the GPU (``device="gpu"``, core/learn/device.py) the parameters, the optimizer state and
 the data are placed there once, when the run starts, and the loop is the same: every array it
 makes is made where its inputs are, and the random numbers are drawn on the CPU from the same
-generators, then moved.
+generators, then moved. ``--precision mixed`` (core/learn/precision.py) computes each step in
+float16 with dynamic loss scaling (``mixed_step``).
 
 The run's folder, checkpoint and resume are core/learn/runs.py's; what the run prints is the
 caller's: it passes a Report (core/progress.py prints one for the train command).
@@ -20,9 +21,10 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from core.learn import runs
+from core.learn import precision, runs
 from core.learn.adversarial import fast_fgsm_inputs
 from core.learn.config import check_warmup
 from core.learn.device import array_library, check_on_device, placed
@@ -117,13 +119,41 @@ def train_step(params, opt_state, xb, yb, run, step, lr, rng):
     return with_stats(params, caches, run), opt_state, loss, n_correct(run, scores, yb)
 
 
-def gradients(params, xb, yb, run, step, lr, rng):
-    """(scores, caches, loss, grads) of a training batch; Diverged if the loss is not finite."""
+def mixed_step(params, opt_state, xb, yb, run, step, lr, rng, scaling):
+    """train_step in mixed precision (core/learn/precision.py), the loss scaled as ``scaling``
+    (a Scaling) says: the batch and float16 copies of the weights compute the scores, the loss
+    is taken in float32 and its gradient scaled; the gradients, unscaled in float32, update the
+    float32 ``params`` if they are all finite, else the update is skipped.
+    Returns (params, opt_state, loss, n_correct, the next Scaling).
+    """
+    with warnings.catch_warnings():  # as in train_step; float16 overflows skip the step
+        warnings.filterwarnings("ignore", "(overflow|invalid value) encountered", RuntimeWarning)
+        half = precision.half_copies(params, precision.half_keys(run.blueprint))
+        xb = xb.astype(precision.HALF)
+        scale = scaling.loss_scale
+        scores, caches, loss, grads = gradients(half, xb, yb, run, step, lr, rng, scale)
+        grads, finite = precision.unscaled(grads, scale)
+        if finite:
+            params, opt_state = updated(params, opt_state, grads, run, step, lr)
+    correct, scaling = n_correct(run, scores, yb), precision.next_scaling(scaling, finite)
+    return with_stats(params, caches, run), opt_state, loss, correct, scaling
+
+
+def gradients(params, xb, yb, run, step, lr, rng, loss_scale=None):
+    """(scores, caches, loss, grads) of a training batch; Diverged if the loss is not finite.
+
+    loss_scale: mixed precision's (the loss is then taken on the scores in float32 and the
+    gradients come back multiplied by it); None for float32.
+    """
     blueprint, config = run.blueprint, run.config
     if config.adversarial:
         xb = fast_fgsm_inputs(params, blueprint, run.data.norm, xb, yb, config.adv_eps, rng)
     scores, caches = forward(params, xb, blueprint, train=True, rng=rng)
-    loss, dscores = LOSSES[config.loss](scores, yb)
+    if loss_scale is None:
+        loss, dscores = LOSSES[config.loss](scores, yb)
+    else:
+        loss, dscores = LOSSES[config.loss](scores.astype(np.float32), yb)
+        dscores = precision.scaled(dscores, loss_scale)
     if not math.isfinite(loss):
         raise Diverged(
             f"the training loss became {loss} at step {step + 1} (learning rate {lr:.3g})"
@@ -173,7 +203,15 @@ def epoch_batches(run, params, opt_state, state):
         lr = lr_of(run, step)
         rng = make_rng(config.seed, 3, epoch, b)
         xb = augmented(config, data.fill, xb, rng)
-        params, opt_state, loss, correct = train_step(params, opt_state, xb, yb, run, step, lr, rng)
+        if config.precision == "mixed":
+            params, opt_state, loss, correct, scaling = mixed_step(
+                params, opt_state, xb, yb, run, step, lr, rng, precision.scaling_of(state)
+            )
+            state = state._replace(**scaling._asdict())
+        else:
+            params, opt_state, loss, correct = train_step(
+                params, opt_state, xb, yb, run, step, lr, rng
+            )
         state = state._replace(
             batch=b + 1,
             loss_sum=state.loss_sum + loss * len(yb),
@@ -219,6 +257,8 @@ def end_epoch(run, params, opt_state, state, report):
         "seconds": state.seconds,
         "images_per_s": state.seen / state.seconds,
     }
+    if run.config.precision == "mixed":
+        row["skipped_steps"] = state.skipped
     report.epoch(run, row)
     # A higher R² is a lower MSE. The first epoch always counts: R² can be below -1.
     improved = state.best_epoch == 0 or val_score > state.best_val_acc
@@ -227,6 +267,8 @@ def end_epoch(run, params, opt_state, state, report):
         best_val_acc=val_score if improved else state.best_val_acc,
         best_epoch=epoch + 1 if improved else state.best_epoch,
         log_rows=[*state.log_rows, row],
+        loss_scale=state.loss_scale,  # the loss scaling goes on; its count of skips is the epoch's
+        scale_streak=state.scale_streak,
     )
     runs.save_epoch(run, params, opt_state, done, improved)
     return done
