@@ -82,6 +82,7 @@ from layers import (
     tanh_backward,
     tanh_forward,
 )
+from layers.arraylib import array_module
 from layers.conv import conv_output_size
 from layers.pool import pool_output_size
 
@@ -404,7 +405,7 @@ def _bn_eval_affine(spec, p):
     gamma, beta, mean, var = (
         p[k].astype(np.float64) for k in ("gamma", "beta", "running_mean", "running_var")
     )
-    return mean, gamma / np.sqrt(var + spec["eps"]), beta
+    return mean, gamma / array_module(var).sqrt(var + spec["eps"]), beta
 
 
 BATCHNORM = LayerKind(

@@ -66,6 +66,7 @@ from data.errors import UserError
 from data.files import atomic_write
 from data.json_text import parse_json
 from data.normalization import Normalization
+from layers.arraylib import to_numpy
 from model.blueprints import validate_blueprint
 from model.layer_kinds import Param
 from model.meta_checks import check_meta_records
@@ -120,7 +121,8 @@ def save_model(path, params, blueprint, meta):
 
     path:      str or Path ending in ``.npz``; its folder must exist.
     params:    {"<layer name>.<param>": floating array}, exactly the blueprint's keys and
-               shapes for ``meta["input_shape"]``; saved as float32.
+               shapes for ``meta["input_shape"]``; saved as float32 NumPy arrays (a run on
+               the GPU saves the same file as one on the CPU).
     blueprint: list of layer specs (validated; saved with defaults filled in).
     meta:      dict with the keys listed in the module docstring (JSON-serialisable).
     Returns the Path written. Raises UserError, writing nothing, if anything is inconsistent.
@@ -140,7 +142,7 @@ def save_checkpoint(path, params, opt_state, blueprint, meta):
     """
     source = os.fspath(path)
     arrays, path = _model_arrays(path, params, blueprint, meta)
-    opt_state = _check_opt_state(opt_state, arrays, source)
+    opt_state = _check_opt_state({key: to_numpy(a) for key, a in opt_state.items()}, arrays, source)
     arrays.update({OPT_PREFIX + key: value for key, value in opt_state.items()})
     arrays[CHECKPOINT_KEY] = np.array(json.dumps(sorted(opt_state)))
     return _write_npz(path, arrays)
@@ -357,6 +359,7 @@ def _model_arrays(path, params, blueprint, meta):
     meta.setdefault("created", datetime.now(UTC).isoformat(timespec="seconds"))
     meta = json.loads(_to_json(meta, source, META_KEY))  # what load_model will see
     blueprint = [row.spec for row in _trace(blueprint, meta, source) if row.depth == 0]
+    params = {key: to_numpy(a) for key, a in params.items()}  # from the GPU, if there
     arrays = check_params(params, blueprint, meta["input_shape"], source)
     arrays[BLUEPRINT_KEY] = np.array(json.dumps(blueprint))
     arrays[META_KEY] = np.array(json.dumps(meta))

@@ -2,7 +2,7 @@
 model, or of the ensemble of several; a regression model's MSE, R^2 and fitted curve."""
 
 from core.commands.command import Command
-from core.commands.options import add_data_dir, add_out, add_params
+from core.commands.options import add_data_dir, add_device, add_out, add_params
 
 
 def add_arguments(parser):
@@ -16,6 +16,7 @@ def add_arguments(parser):
         default="test",
         help="the test set, or all the training images (default: %(default)s)",
     )
+    add_device(parser)
     add_out(parser, "where the figure goes (default: runs/evaluate/<model file name>-<hash of "
             "its path>, one folder per model file)")  # fmt: skip
 

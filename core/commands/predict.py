@@ -4,7 +4,7 @@ model or by the ensemble of several."""
 from pathlib import Path
 
 from core.commands.command import Command
-from core.commands.options import SHIPPED_PARAMS, add_params
+from core.commands.options import SHIPPED_PARAMS, add_device, add_params
 
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -17,6 +17,7 @@ def add_arguments(parser):
     parser.add_argument(
         "--show", action="store_true", help="save each prepared 28x28 image beside its picture"
     )
+    add_device(parser)
 
 
 def pictures(args):

@@ -22,6 +22,8 @@ from data.registry import DATASETS, MIRRORABLE
 from model.blueprints import PRESETS
 
 ADVERSARIAL = ("fgsm",)  # the ways of adversarial training (core/learn/adversarial.py)
+DEVICES = ("cpu", "gpu")  # where a command computes (core/learn/device.py)
+PRECISIONS = ("float32", "mixed")  # how a run computes (core/learn/precision.py)
 TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")  # a bool as text
 
 
@@ -144,6 +146,9 @@ class TrainConfig:
                                      "2020)", choices=ADVERSARIAL)  # fmt: skip
     adv_eps: float = option(0.1, "the L-infinity budget of --adversarial, pixels in [0, 1]",
                             POSITIVE_FLOAT, metavar="EPS")  # fmt: skip
+    precision: str = option("float32", "mixed: float16 products on a GPU's tensor cores, "
+                            "float32 master weights, batch-norm statistics and loss, dynamic "
+                            "loss scaling (needs --device gpu)", choices=PRECISIONS)  # fmt: skip
 
 
 FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
