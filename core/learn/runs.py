@@ -161,7 +161,7 @@ def load_run(path):
     # checkpoints written before the log rows were dicts hold them as lists in LOG_COLUMNS order
     rows = [row if isinstance(row, dict) else dict(zip(LOG_COLUMNS, row, strict=False)) for row in
             saved.get("log_rows", [])]  # fmt: skip
-    columns = log_columns(config.loss)
+    columns = log_columns(config)
     if bad := [i for i, row in enumerate(rows) if not set(columns) <= set(row)
                or not all(isinstance(v, Real) and not isinstance(v, bool) for v in row.values())]:  # fmt: skip
         raise UserError(f"{source}: __meta__ run_state log_rows[{bad[0]}] must hold the "
