@@ -4,7 +4,6 @@ training options' own checks (core/learn/config.py ``checked_config``), which th
 floor below does not know. Commands and rooms load model files through these functions.
 """
 
-import dataclasses
 import os
 
 from core.learn.config import checked_config
@@ -27,8 +26,7 @@ def load_float_model(path, purpose):
 
 
 def _with_checked_config(model, path):
-    """``model`` with its config checked and completed: a setting newer than the file takes
-    its default, so what reads the config later finds every key."""
-    config = checked_config(model.meta["config"], os.fspath(path))
-    model.meta["config"] = dataclasses.asdict(config)
+    """``model``, once its config is checked (the dict itself is kept as the file has it: a
+    key it lacks is one the program reads with its default)."""
+    checked_config(model.meta["config"], os.fspath(path))
     return model
