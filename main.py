@@ -148,12 +148,14 @@ def main(argv=None):
 def run_command(run, args, stopped):
     """``run(args)``, its mistakes as one line and exit status 2, a stop as 130 (Ctrl-C) or
     128 + the signal (``stopped``, a Stopped)."""
+    from core.learn.device import use_device
     from data.errors import UserError
     from model.shards import set_threads
 
     try:
         if args.threads:
             set_threads(args.threads)
+        use_device(getattr(args, "device", "cpu"))  # the commands without --device: the CPU
         return run(args) or 0
     except UserError as e:
         if args.debug:

@@ -20,6 +20,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 from core.learn.eval import misclassified, predict_scores
 from data.errors import UserError
 from data.files import atomic_write
+from model.meta_checks import label as one_line
 
 SPLITS = ("train", "val")
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
@@ -28,6 +29,12 @@ SWEEP_COLUMNS = ("config", "n", "test_mean", "test_std", "val_mean", "val_std")
 SWEEP_SPLITS = {"test": "tab:blue", "val": "tab:orange"}  # bar colour of each accuracy
 WRONG_COLOUR = "tab:red"
 PANEL_INCHES_PER_CHAR = 0.085  # an 8-point character is about 0.06 inch wide, plus a gap
+
+
+def plain(name):
+    """A class name as plain text in a figure: ``label`` (one line, cut), and "$" escaped so
+    that matplotlib never parses it as mathtext (a name "$\\frac{1}{0}$" is shown as it is)."""
+    return one_line(name).replace("$", r"\$")
 
 
 def save_figure(fig, path, dpi=120):
@@ -204,7 +211,7 @@ def plot_decision_boundary(
     ax.imshow(regions, origin="lower", extent=extent, aspect="auto", alpha=0.35, **style)
     ax.scatter(x[:, 0], x[:, 1], c=y, s=10, edgecolors="black", linewidths=0.3, **style)
     names = class_names if class_names is not None else [str(i) for i in range(k)]
-    handles = [Patch(color=colours(i), label=str(name)) for i, name in enumerate(names)]
+    handles = [Patch(color=colours(i), label=plain(name)) for i, name in enumerate(names)]
     ax.legend(handles=handles, fontsize=8, loc="upper right", framealpha=0.8)
     ax.set(xlabel="x[0]", ylabel="x[1]")
     title = "Decision regions: the predicted class at each point"
@@ -287,7 +294,8 @@ def plot_confusion_matrix(cm, class_names, ax=None, normalize=False, caption=Non
             fontweight="bold" if i == j else "normal",
             color=_cell_text_colour(value, top, on_diagonal=diagonal[i, j]),
         )
-    words = max(len(str(name)) for name in class_names) > 3  # digits stay upright
+    class_names = [plain(name) for name in class_names]
+    words = max(len(name) for name in class_names) > 3  # digits stay upright
     ax.set_xticks(
         range(n),
         labels=class_names,
@@ -325,7 +333,7 @@ def plot_predictions(
     images, y_true, y_pred = np.asarray(images), np.asarray(y_true), np.asarray(y_pred)
     count = min(n, len(images))
     labels = [
-        f"true: {class_names[y_true[i]]}\npred: {class_names[y_pred[i]]}"
+        f"true: {plain(class_names[y_true[i]])}\npred: {plain(class_names[y_pred[i]])}"
         + ("" if probs is None else f" ({probs[i][y_pred[i]]:.2f})")
         for i in range(count)
     ]

@@ -16,6 +16,7 @@ from core.learn.eval import SCORE_OF_LOSS
 from core.learn.runs import plural
 from core.learn.train import Report, augmented, make_rng
 from core.plots import plot_augmentations, save_figure
+from layers.arraylib import to_numpy
 
 # TrainConfig fields that augment a batch, with their names in the figure
 AUGMENTATIONS = {
@@ -84,13 +85,15 @@ def run_description(run):
 
 
 def epoch_line(loss, row):
-    """The log line of an epoch: ``row`` is its row of the log (core/learn/train.py end_epoch)."""
+    """The log line of an epoch: ``row`` is its row of the log (core/learn/train.py end_epoch);
+    a mixed-precision run's says how many steps its loss scaling skipped."""
     score, name = SCORE_OF_LOSS[loss], "mse" if loss == "mse" else "loss"
     return (
         f"epoch {row['epoch']:3d}  lr {row['lr']:.2e}  train {name} {row['train_loss']:.4f} "
         f"{score} {row[f'train_{score}']:.4f}  val {name} {row['val_loss']:.4f} {score} "
         f"{row[f'val_{score}']:.4f}  "
         f"{row['seconds']:.1f} s ({row['images_per_s']:.0f} images/s)"
+        + (f", {plural(row['skipped_steps'], 'step')} skipped" if "skipped_steps" in row else "")
     )
 
 
@@ -126,7 +129,7 @@ def with_lines(run, state, batches, echo):
 
 def write_augmentation_figure(config, data, path, n=8):
     """A figure of n training images under each of the run's augmentations, and all of them."""
-    x = data.x_train[:n]
+    x = to_numpy(data.x_train[:n])  # drawn on the CPU, from the same draws, wherever the run is
     variants = {"original": x}
     none = dataclasses.replace(config, augment=False, crop=0, flip=False, erase=0.0)
     for field, name in AUGMENTATIONS.items():

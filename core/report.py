@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from core import plots
+from core.learn.config import TrainConfig
 from core.learn.eval import (
     accuracy,
     confusion,
@@ -233,7 +234,7 @@ def model_caption(model):
     if config.get("augment"):
         parts.append("augmented")
     if config.get("adversarial"):
-        parts.append(f"adversarial {config['adversarial']} ε {config.get('adv_eps'):g}")
+        parts.append(f"adversarial {config['adversarial']} ε {config.get('adv_eps', TrainConfig.adv_eps):g}")
     if quantized_layers(model.blueprint):
         parts.append("int8")
     return ", ".join(parts)

@@ -12,12 +12,16 @@ four neighbours are gathered with one fancy index each.
 
 Coordinates: x is the column (to the right), y the row (downwards); the centre of
 rotation and scaling is the image centre ((W - 1) / 2, (H - 1) / 2).
+
+Images on the GPU (CuPy arrays, ``--device gpu``) are augmented there: the functions the
+training loop uses take ``xp``, the images' array library (numpy by default; data/ imports
+nothing of layers/, where the training loop finds it). The random numbers are drawn from the
+NumPy ``rng`` whatever ``xp`` is, and moved to the images: a GPU run augments as a CPU run.
 """
 
 import math
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from data.checks import check_real, check_whole
 from data.errors import UserError
@@ -26,7 +30,7 @@ _ERASING_ATTEMPTS = 10  # rectangles tried per image before giving up, as in tor
 
 
 def random_affine(
-    images, rng, max_shift=2.0, max_rotation_deg=10.0, scale_range=(0.9, 1.1), fill=0.0
+    images, rng, max_shift=2.0, max_rotation_deg=10.0, scale_range=(0.9, 1.1), fill=0.0, xp=np
 ):
     """Shift, rotate and scale each image by its own random amounts.
 
@@ -37,6 +41,7 @@ def random_affine(
     scale_range:      (low, high), 0 < low <= high; scale uniform in [low, high].
     fill:             float or (C,) array, the value of pixels uncovered by the warp
                       (pass the normalized value of a black pixel).
+    xp:               the array library of ``images`` (numpy, or cupy).
     Returns an array shaped and typed like ``images``.
     """
     low, high = scale_range
@@ -46,14 +51,14 @@ def random_affine(
             f"0 < scale_range[0] <= scale_range[1], got max_shift={max_shift}, "
             f"max_rotation_deg={max_rotation_deg}, scale_range={scale_range}"
         )
-    n = _check_images(images)
+    n = _check_images(images, xp)
     angle = np.deg2rad(rng.uniform(-max_rotation_deg, max_rotation_deg, n))
     scale = rng.uniform(low, high, n)
     shift = rng.uniform(-max_shift, max_shift, (n, 2))
-    return affine_warp(images, angle, scale, shift, fill)
+    return affine_warp(images, angle, scale, shift, fill, xp)
 
 
-def affine_warp(images, angle, scale, shift, fill=0.0):
+def affine_warp(images, angle, scale, shift, fill=0.0, xp=np):
     """Rotate by ``angle``, scale by ``scale`` about the centre, then shift, per image.
 
     An output pixel p reads the input at ``c + R(-angle) (p - c - shift) / scale``.
@@ -64,21 +69,22 @@ def affine_warp(images, angle, scale, shift, fill=0.0):
     scale:  (N,) > 0; above 1 enlarges the content.
     shift:  (N, 2) pixels (dx, dy); content moves right by dx and down by dy.
     fill:   float or (C,) array, the value of pixels that come from outside.
+    xp:     the array library of ``images``; angle, scale and shift are NumPy arrays.
     Returns an array shaped and typed like ``images``.
     """
-    _check_images(images)
+    _check_images(images, xp)
     _, _, h, w = images.shape
     dtype = images.dtype
     cx, cy = (w - 1) / 2, (h - 1) / 2
-    scale = np.asarray(scale, dtype)[:, None, None]
-    shift = np.asarray(shift, dtype)
-    cos = np.cos(angle).astype(dtype)[:, None, None]
-    sin = np.sin(angle).astype(dtype)[:, None, None]
-    u = (np.arange(w, dtype=dtype) - cx - shift[:, 0, None, None]) / scale  # (N, 1, W)
-    v = (np.arange(h, dtype=dtype)[:, None] - cy - shift[:, 1, None, None]) / scale  # (N, H, 1)
+    scale = xp.asarray(np.asarray(scale, dtype)[:, None, None])
+    shift = xp.asarray(np.asarray(shift, dtype))
+    cos = xp.asarray(np.cos(angle).astype(dtype)[:, None, None])
+    sin = xp.asarray(np.sin(angle).astype(dtype)[:, None, None])
+    u = (xp.arange(w, dtype=dtype) - cx - shift[:, 0, None, None]) / scale  # (N, 1, W)
+    v = (xp.arange(h, dtype=dtype)[:, None] - cy - shift[:, 1, None, None]) / scale  # (N, H, 1)
     src_x = cos * u - sin * v + dtype.type(cx)  # (N, H, W)
     src_y = sin * u + cos * v + dtype.type(cy)
-    return bilinear_sample(images, src_y, src_x, fill)
+    return bilinear_sample(images, src_y, src_x, fill, xp)
 
 
 def elastic_distortion(images, rng, alpha=34.0, sigma=4.0, fill=0.0):
@@ -108,33 +114,34 @@ def elastic_distortion(images, rng, alpha=34.0, sigma=4.0, fill=0.0):
     return bilinear_sample(images, src_y, src_x, fill)
 
 
-def bilinear_sample(images, src_y, src_x, fill=0.0):
+def bilinear_sample(images, src_y, src_x, fill=0.0, xp=np):
     """Read each image at fractional positions, bilinearly; outside reads ``fill``.
 
     images: float (N, C, H, W).
     src_y:  (N, H', W') row positions (0 .. H - 1 inside), one map per image.
     src_x:  (N, H', W') column positions (0 .. W - 1 inside).
     fill:   float or (C,) array, the value outside the image.
+    xp:     the array library of images, src_y and src_x.
     Returns float (N, C, H', W') like ``images``; all channels use the same map.
     Integer positions return the pixels exactly.
     """
     n, c, h, w = images.shape
     dtype = images.dtype
-    fill = _fill_values(fill, c, dtype)
+    fill = xp.asarray(_fill_values(fill, c, dtype))
     # A border of fill, one pixel before and two after: positions clipped to [-1, H]
     # (and [-1, W]) and their +1 neighbours then all lie inside the padded image, and
     # positions further out than one pixel read fill alone.
     row = w + 3
-    padded = np.empty((n, c, h + 3, row), dtype=dtype)
+    padded = xp.empty((n, c, h + 3, row), dtype=dtype)
     padded[...] = fill.reshape(-1, 1, 1)
     padded[:, :, 1 : h + 1, 1 : w + 1] = images
-    y = np.clip(src_y, -1, h).astype(dtype, copy=False) + 1
-    x = np.clip(src_x, -1, w).astype(dtype, copy=False) + 1
-    y0, x0 = np.floor(y), np.floor(x)
+    y = xp.clip(src_y, -1, h).astype(dtype, copy=False) + 1
+    x = xp.clip(src_x, -1, w).astype(dtype, copy=False) + 1
+    y0, x0 = xp.floor(y), xp.floor(x)
     wy, wx = (y - y0).reshape(n, 1, -1), (x - x0).reshape(n, 1, -1)
     # Flat index of the top-left neighbour in padded.ravel(), one row per (image, channel).
     corner = (y0 * row + x0).astype(np.intp).reshape(n, 1, -1)
-    top_left = corner + (np.arange(n * c) * ((h + 3) * row)).reshape(n, c, 1)
+    top_left = corner + (xp.arange(n * c) * ((h + 3) * row)).reshape(n, c, 1)
     # The other three neighbours are the same indices into shifted views of the data.
     flat = padded.ravel()
     v00, v01 = flat.take(top_left), flat[1:].take(top_left)
@@ -144,7 +151,7 @@ def bilinear_sample(images, src_y, src_x, fill=0.0):
     return (top + wy * (bottom - top)).reshape(n, c, *src_y.shape[1:])
 
 
-def random_crop(images, rng, pad=4, fill=0.0):
+def random_crop(images, rng, pad=4, fill=0.0, xp=np):
     """Pad each image by ``pad`` pixels of ``fill``, then crop a random H x W window of it.
 
     Equivalently, shift each image by its own integers (dy, dx), each uniform in
@@ -155,36 +162,38 @@ def random_crop(images, rng, pad=4, fill=0.0):
     pad:    whole number >= 0; 0 returns a copy of ``images``.
     fill:   float or (C,) array, the value of the padding (pass the normalized value of
             a black pixel).
+    xp:     the array library of ``images``.
     Returns an array shaped and typed like ``images``.
     """
     pad = check_whole("random_crop: pad", pad, minimum=0)
-    n = _check_images(images)
+    n = _check_images(images, xp)
     _, c, h, w = images.shape
-    fill = _fill_values(fill, c, images.dtype)
-    padded = np.empty((n, c, h + 2 * pad, w + 2 * pad), dtype=images.dtype)
+    fill = xp.asarray(_fill_values(fill, c, images.dtype))
+    padded = xp.empty((n, c, h + 2 * pad, w + 2 * pad), dtype=images.dtype)
     padded[...] = fill.reshape(-1, 1, 1)
     padded[:, :, pad : pad + h, pad : pad + w] = images
-    top, left = rng.integers(0, 2 * pad + 1, (n, 2)).T
+    top, left = xp.asarray(rng.integers(0, 2 * pad + 1, (n, 2)).T)
     # windows[n, c, i, j] is the H x W crop whose top-left corner is (i, j): a view, no copy.
-    windows = sliding_window_view(padded, (h, w), axis=(2, 3))  # (N, C, 2p+1, 2p+1, H, W)
-    return windows[np.arange(n), :, top, left]  # (N, C, H, W): one gather for the batch
+    windows = xp.lib.stride_tricks.sliding_window_view(padded, (h, w), axis=(2, 3))
+    return windows[xp.arange(n), :, top, left]  # (N, C, H, W): one gather for the batch
 
 
-def random_flip(images, rng, p=0.5):
+def random_flip(images, rng, p=0.5, xp=np):
     """Mirror each image left-right with probability ``p``.
 
     images: float (N, C, H, W).
     rng:    np.random.Generator; draws N uniforms, one per image.
     p:      number in [0, 1]; 0 returns a copy of ``images``, 1 flips them all.
+    xp:     the array library of ``images``.
     Returns an array shaped and typed like ``images``.
     """
     p = check_real("random_flip: p", p, 0, 1)
-    n = _check_images(images)
-    flip = rng.random(n) < p
-    return np.where(flip[:, None, None, None], images[..., ::-1], images)
+    n = _check_images(images, xp)
+    flip = xp.asarray(rng.random(n) < p)
+    return xp.where(flip[:, None, None, None], images[..., ::-1], images)
 
 
-def random_erasing(images, rng, p=0.5, scale=(0.02, 0.2), ratio=(0.3, 3.3), fill=0.0):
+def random_erasing(images, rng, p=0.5, scale=(0.02, 0.2), ratio=(0.3, 3.3), fill=0.0, xp=np):
     """Random erasing (cutout): with probability ``p`` set a random rectangle of an image to fill.
 
     As in Zhong et al. (2017) and torchvision: the rectangle's area is a fraction of the
@@ -201,14 +210,15 @@ def random_erasing(images, rng, p=0.5, scale=(0.02, 0.2), ratio=(0.3, 3.3), fill
     ratio:  (low, high), 0 < low <= high, the rectangle's height / width.
     fill:   float or (C,) array, the erased pixels' value (the normalized black pixel, or 0
             for the mean).
+    xp:     the array library of ``images``; the rectangles are worked out with NumPy.
     Returns an array shaped and typed like ``images``; all channels share the rectangle.
     """
     p = check_real("random_erasing: p", p, 0, 1)
     scale_low, scale_high = _check_range("random_erasing: scale", scale, high=1.0)
     ratio_low, ratio_high = _check_range("random_erasing: ratio", ratio)
-    n = _check_images(images)
+    n = _check_images(images, xp)
     _, c, h, w = images.shape
-    fill = _fill_values(fill, c, images.dtype)
+    fill = xp.asarray(_fill_values(fill, c, images.dtype))
     k = _ERASING_ATTEMPTS
     erase = rng.random(n) < p
     area = rng.uniform(scale_low, scale_high, (n, k)) * (h * w)
@@ -230,7 +240,7 @@ def random_erasing(images, rng, p=0.5, scale=(0.02, 0.2), ratio=(0.3, 3.3), fill
     x = np.arange(w)[None, None, :]
     inside = (y >= top[:, None, None]) & (y < (top + eh)[:, None, None])
     inside = inside & (x >= left[:, None, None]) & (x < (left + ew)[:, None, None])  # (N, H, W)
-    return np.where(inside[:, None], fill.reshape(1, -1, 1, 1), images)
+    return xp.where(xp.asarray(inside)[:, None], fill.reshape(1, -1, 1, 1), images)
 
 
 def _check_range(name, pair, high=math.inf):
@@ -263,9 +273,9 @@ def _gaussian_matrix(size, sigma, dtype):
     return np.where(np.abs(offsets) <= radius, weights, 0.0).astype(dtype)
 
 
-def _check_images(images):
-    """Raise UserError unless ``images`` is a floating (N, C, H, W) array; return N."""
-    if not (isinstance(images, np.ndarray) and images.ndim == 4):
+def _check_images(images, xp=np):
+    """Raise UserError unless ``images`` is a floating (N, C, H, W) array of ``xp``; return N."""
+    if not (isinstance(images, xp.ndarray) and images.ndim == 4):
         shape = getattr(images, "shape", None)
         raise UserError(f"augmentation needs images of shape (N, C, H, W), got shape {shape}")
     if not np.issubdtype(images.dtype, np.floating):

@@ -18,6 +18,10 @@ from data.errors import UserError
 
 # Examples per chunk when summing squared deviations: bounds the float64 temporary.
 FIT_CHUNK = 4096
+# What a stored normalization may hold: ``normalize`` multiplies by 1/std in float32, so a
+# std of 1e-40 (positive, finite) gives infinite inputs and NaN outputs. Fitted statistics
+# of [0, 1] pixels or toy points are far inside these bounds.
+MIN_STD, MAX_STD, MAX_ABS_MEAN = 1e-6, 1e6, 1e6
 
 
 class Normalization(NamedTuple):
@@ -38,19 +42,26 @@ class Normalization(NamedTuple):
         source:    str naming where they came from (a checkpoint path), for messages.
         Returns Normalization with float32 (C,) arrays.
         """
-        mean = np.asarray(mean, dtype=np.float32)
-        std = np.asarray(std, dtype=np.float32)
+        # checked in float64 first: a mean of 1e300 would overflow to inf in the cast
+        mean = np.asarray(mean, dtype=np.float64)
+        std = np.asarray(std, dtype=np.float64)
         if mean.ndim != 1 or mean.shape != std.shape:
             raise UserError(
                 f"{source}: normalization mean and std must both have shape (C,), "
                 f"got {mean.shape} and {std.shape}; re-save it from fit_normalization"
             )
-        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
+        sane = (
+            np.all(np.abs(mean) <= MAX_ABS_MEAN)
+            and np.all(std >= MIN_STD)
+            and np.all(std <= MAX_STD)
+        )  # NaN fails every comparison, so it is refused here too
+        if not sane:
             raise UserError(
-                f"{source}: normalization needs finite means and positive stds, got "
-                f"mean={mean.tolist()} std={std.tolist()}; re-save it from fit_normalization"
+                f"{source}: normalization needs means within ±{MAX_ABS_MEAN:g} and stds "
+                f"between {MIN_STD:g} and {MAX_STD:g}, got mean={mean.tolist()!s:.80} "
+                f"std={std.tolist()!s:.80}; re-save it from fit_normalization"
             )
-        return cls(mean, std)
+        return cls(mean.astype(np.float32), std.astype(np.float32))
 
 
 def fit_normalization(x_train):

@@ -21,6 +21,20 @@ _LOADERS = {
     "polynomial": lambda data_dir, cache_dir: load_polynomial(),
 }
 DATASETS = tuple(_LOADERS)
+# One example's shape in each dataset (tests/test_hostile_files.py checks it against the data):
+# a model file whose dataset contradicts its input shape is refused when it is loaded.
+INPUT_SHAPES = {
+    "mnist": (1, 28, 28),
+    "fashion-mnist": (1, 28, 28),
+    "digits": (1, 8, 8),
+    "cifar10": (3, 32, 32),
+    "spiral": (2,),
+    "circles": (2,),
+    "line": (2,),
+    "zone": (2,),
+    "zone3d": (3,),
+    "polynomial": (1,),
+}
 
 # Datasets whose pictures mean the same thing mirrored left to right (a mirrored
 # digit is another symbol, or none: digits are never flipped).

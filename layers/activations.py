@@ -6,10 +6,13 @@ each *_backward(dout, cache) returns dx shaped and typed like dout.
 
 import numpy as np
 
+from layers.arraylib import array_module
+
 
 def relu_forward(x):
     """out = max(x, 0). x any shape. cache = out (out > 0 exactly where x > 0)."""
-    out = np.maximum(x, 0)
+    xp = array_module(x)
+    out = xp.maximum(x, 0)
     return out, out
 
 
@@ -21,13 +24,15 @@ def relu_backward(dout, cache):
 
 def leaky_relu_forward(x, alpha=0.01):
     """out = x where x > 0, else alpha * x. x any shape. cache = (x, alpha)."""
-    return np.where(x > 0, x, alpha * x), (x, alpha)
+    xp = array_module(x)
+    return xp.where(x > 0, x, alpha * x), (x, alpha)
 
 
 def leaky_relu_backward(dout, cache):
     """dx = dout where x > 0, else alpha * dout. cache = (x, alpha)."""
     x, alpha = cache
-    return np.where(x > 0, dout, alpha * dout)
+    xp = array_module(dout)
+    return xp.where(x > 0, dout, alpha * dout)
 
 
 def sigmoid_forward(x):
@@ -37,9 +42,10 @@ def sigmoid_forward(x):
     x = -1e4 it underflows quietly to 0, giving out = 0 exactly, even under
     np.seterr(all="raise")).
     """
+    xp = array_module(x)
     with np.errstate(under="ignore"):  # e^-|x| -> 0 is the right answer for large |x|
-        e = np.exp(-np.abs(x))
-    out = np.where(x >= 0, 1, e) / (1 + e)  # 1/(1+e^-x) for x >= 0, e^x/(1+e^x) below
+        e = xp.exp(-xp.abs(x))
+    out = xp.where(x >= 0, 1, e) / (1 + e)  # 1/(1+e^-x) for x >= 0, e^x/(1+e^x) below
     return out, out
 
 
@@ -51,7 +57,8 @@ def sigmoid_backward(dout, cache):
 
 def tanh_forward(x):
     """out = tanh(x), any shape; cache = out."""
-    out = np.tanh(x)
+    xp = array_module(x)
+    out = xp.tanh(x)
     return out, out
 
 

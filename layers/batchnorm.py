@@ -8,12 +8,18 @@ The running variance is updated with the BIASED batch variance (divide by the
 number of values m, the same variance the batch was normalized with), not with
 PyTorch's unbiased m / (m - 1) correction; for m in the thousands the two agree
 to a fraction of a percent.
+
+Under mixed precision (core/learn/precision.py) x comes in float16 and the layer's arrays
+stay float32: the statistics, the normalization and the gradients are computed in float32
+(a float16 sum over a batch's pixels would lose digits, or overflow), and out and dx go back
+to float16.
 """
 
 from typing import NamedTuple
 
 import numpy as np
 
+from layers.arraylib import array_module
 from layers.parts import in_order_sum, serial_map
 
 
@@ -34,10 +40,16 @@ def _per_channel_sum(a, b=None):
     a, b (N, C) or (N, C, H, W). einsum sums the products without a temporary array
     and, on the contiguous (N, C, H*W) view, about three times faster than a.sum(axis=...).
     """
+    xp = array_module(a)
     a3 = a.reshape(a.shape[0], a.shape[1], -1)
     if b is None:
-        return np.einsum("nci->c", a3)
-    return np.einsum("nci,nci->c", a3, b.reshape(a3.shape))
+        return xp.einsum("nci->c", a3)
+    return xp.einsum("nci,nci->c", a3, b.reshape(a3.shape))
+
+
+def _widened(a, gamma):
+    """``a`` in gamma's dtype if it is float16 (mixed precision), else ``a`` itself."""
+    return a.astype(gamma.dtype, copy=False) if a.dtype == np.float16 else a
 
 
 def _check_shapes(x, gamma, beta, running_mean, running_var):
@@ -64,7 +76,8 @@ def _stat_shape(x):
 def batchnorm_forward(x, gamma, beta, running_mean, running_var, train, momentum=0.9, eps=1e-5):
     """out = gamma * (x - mean) / sqrt(var + eps) + beta, per feature / channel.
 
-    x (N, C) or (N, C, H, W); gamma, beta, running_mean, running_var (C,); all one dtype.
+    x (N, C) or (N, C, H, W); gamma, beta, running_mean, running_var (C,); all one dtype, or
+    x float16 with float32 arrays (mixed precision: computed in float32, out in float16).
     train: True normalizes with the batch mean and biased variance over axes (0,) or
     (0, 2, 3) and returns updated running statistics (new arrays); False normalizes
     with running_mean / running_var and returns those same arrays unchanged.
@@ -73,6 +86,7 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, train, momentum
     """
     _check_shapes(x, gamma, beta, running_mean, running_var)
     shape = _stat_shape(x)  # broadcasts (C,) against x
+    in_dtype, x = x.dtype, _widened(x, gamma)
     if train:
         m = x.size // x.shape[1]  # values per feature / channel
         mean = _per_channel_sum(x).reshape(shape) / m
@@ -83,10 +97,11 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, train, momentum
     else:
         xhat = x - running_mean.reshape(shape)
         var, new_mean, new_var = running_var.reshape(shape), running_mean, running_var
-    inv_std = 1 / np.sqrt(var + eps)
+    inv_std = 1 / array_module(var).sqrt(var + eps)
     xhat *= inv_std
     out = xhat * gamma.reshape(shape)
     out += beta.reshape(shape)
+    out = out.astype(in_dtype, copy=False)
     return out, new_mean, new_var, BatchNormCache(xhat, gamma, inv_std, train)
 
 
@@ -108,6 +123,7 @@ def batchnorm_forward_parts(
     """
     for x in parts:
         _check_shapes(x, gamma, beta, running_mean, running_var)
+    in_dtype, parts = parts[0].dtype, [_widened(x, gamma) for x in parts]
     stat_shape = _stat_shape(parts[0])  # broadcasts (C,) against x
     m = sum(x.size for x in parts) // parts[0].shape[1]  # values per feature / channel
     mean = in_order_sum(map_parts(_per_channel_sum, parts)).reshape(stat_shape) / m
@@ -120,13 +136,13 @@ def batchnorm_forward_parts(
     var = in_order_sum([squares for _, squares in centered]).reshape(stat_shape) / m  # two-pass
     new_mean = momentum * running_mean + (1 - momentum) * mean.reshape(-1)
     new_var = momentum * running_var + (1 - momentum) * var.reshape(-1)
-    inv_std = 1 / np.sqrt(var + eps)
+    inv_std = 1 / array_module(var).sqrt(var + eps)
 
     def normalize(xhat):
         xhat *= inv_std
         out = xhat * gamma.reshape(stat_shape)
         out += beta.reshape(stat_shape)
-        return out, BatchNormCache(xhat, gamma, inv_std, True)
+        return out.astype(in_dtype, copy=False), BatchNormCache(xhat, gamma, inv_std, True)
 
     results = map_parts(normalize, [xc for xc, _ in centered])
     return [out for out, _ in results], new_mean, new_var, [cache for _, cache in results]
@@ -136,7 +152,8 @@ def batchnorm_backward(dout, cache):
     """Gradients of batchnorm_forward, in the mode the forward ran in.
 
     dout shaped like x; cache = BatchNormCache from the forward.
-    Returns dx (shape of x), dgamma (C,), dbeta (C,), in dout's dtype.
+    Returns dx (shape of x), dgamma (C,), dbeta (C,), in dout's dtype (a float16 dout: dx
+    in float16, dgamma and dbeta in gamma's float32).
 
     Training (the batch statistics depend on x), with m values per channel:
         dx = gamma * inv_std * (dout - mean(dout) - xhat * mean(dout * xhat)),
@@ -144,15 +161,17 @@ def batchnorm_backward(dout, cache):
     Evaluation (fixed statistics, an affine map): dx = gamma * inv_std * dout.
     """
     xhat, gamma, inv_std, train = cache
+    out_dtype, dout = dout.dtype, _widened(dout, gamma)
     dbeta = _per_channel_sum(dout)
     dgamma = _per_channel_sum(dout, xhat)
     scale = gamma.reshape(inv_std.shape) * inv_std
     if not train:
-        return dout * scale, dgamma, dbeta
+        return (dout * scale).astype(out_dtype, copy=False), dgamma, dbeta
     m = dout.size // dbeta.size  # values per feature / channel
     mean_dout = dbeta.reshape(inv_std.shape) / m
     mean_dout_xhat = dgamma.reshape(inv_std.shape) / m
-    return (dout - xhat * mean_dout_xhat - mean_dout) * scale, dgamma, dbeta
+    dx = (dout - xhat * mean_dout_xhat - mean_dout) * scale
+    return dx.astype(out_dtype, copy=False), dgamma, dbeta
 
 
 def batchnorm_backward_parts(douts, caches, need_dx=True, map_parts=serial_map):
@@ -163,7 +182,10 @@ def batchnorm_backward_parts(douts, caches, need_dx=True, map_parts=serial_map):
     Returns ([dx per part] or None, dgamma (C,), dbeta (C,)), the sums over the parts
     added in order: batchnorm_backward's numbers up to rounding, with one part exactly.
     """
-    pairs = list(zip(douts, caches, strict=True))
+    out_dtype = douts[0].dtype
+    pairs = [
+        (_widened(dout, cache.gamma), cache) for dout, cache in zip(douts, caches, strict=True)
+    ]
 
     def parameter_gradients(pair):
         dout, cache = pair
@@ -174,7 +196,7 @@ def batchnorm_backward_parts(douts, caches, need_dx=True, map_parts=serial_map):
     dgamma = in_order_sum([s for _, s in sums])
     if not need_dx:
         return None, dgamma, dbeta
-    m = sum(dout.size for dout in douts) // dbeta.size
+    m = sum(dout.size for dout, _ in pairs) // dbeta.size
 
     def input_gradient(pair):
         dout, (xhat, gamma, inv_std, _) = pair
@@ -182,6 +204,6 @@ def batchnorm_backward_parts(douts, caches, need_dx=True, map_parts=serial_map):
         dx += dout
         dx -= dbeta.reshape(inv_std.shape) / m
         dx *= gamma.reshape(inv_std.shape) * inv_std
-        return dx
+        return dx.astype(out_dtype, copy=False)
 
     return map_parts(input_gradient, pairs), dgamma, dbeta

@@ -39,6 +39,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from layers.arraylib import array_module, strided_view
+
 _CHUNK_BYTES = 1 << 20  # keep a chunk's im2col buffer near L2-cache size
 
 
@@ -110,7 +112,7 @@ def flat_padded(x, top, bottom, left, right, step=1):
     """
     N, C, H, W = x.shape
     Hd, Wd = (H - 1) * step + 1, (W - 1) * step + 1
-    xf = np.zeros((N, C, top + Hd + bottom, left + Wd + right), dtype=x.dtype)
+    xf = array_module(x).zeros((N, C, top + Hd + bottom, left + Wd + right), dtype=x.dtype)
     xf[:, :, top : top + Hd : step, left : left + Wd : step] = x
     return xf.reshape(N, C, -1)
 
@@ -127,13 +129,10 @@ def im2col(xf, KH, KW, stride, Ho, Wp):
     P = Ho * Wp
     step = xf.itemsize
     # All KH*KW shifted slices as one strided view of xf's memory, gathered by one copy
-    # (one NumPy call per chunk, not one per kernel offset). NumPy checks that the view
-    # stays inside xf: the callers' slack rows make room for the last slice.
-    windows = np.ndarray(
-        (n, C, KH, KW, P),
-        xf.dtype,
-        buffer=np.ascontiguousarray(xf),
-        strides=(C * L * step, L * step, Wp * step, step, stride * step),
+    # (one call per chunk, not one per kernel offset). The view stays inside xf: the
+    # callers' slack rows make room for the last slice (NumPy checks it).
+    windows = strided_view(
+        xf, (n, C, KH, KW, P), (C * L * step, L * step, Wp * step, step, stride * step)
     )
     return windows.reshape(n, C * KH * KW, P)
 
@@ -155,16 +154,17 @@ def conv_forward(x, W, b, stride=1, pad=0, groups=1):
     Ho, Wo = conv_output_size(x.shape, W.shape, stride, pad, groups)
     if groups != 1:
         return _grouped_forward(x, W, b, stride, pad, groups, Ho, Wo)
+    xp = array_module(x)
     Wp = Wd + 2 * pad
     xf = flat_padded(x, pad, pad + stride, pad, pad)
     W2 = W.reshape(F, C * KH * KW)
     b3 = b.reshape(1, F, 1, 1)
-    out = np.empty((N, F, Ho, Wo), dtype=x.dtype)
+    out = xp.empty((N, F, Ho, Wo), dtype=x.dtype)
 
     for lo, hi in chunk_bounds(N, C * KH * KW * Ho * Wp * x.itemsize):
         cols = im2col(xf[lo:hi], KH, KW, stride, Ho, Wp)
-        wide = np.matmul(W2, cols).reshape(hi - lo, F, Ho, Wp)
-        np.add(wide[..., :Wo], b3, out=out[lo:hi])
+        wide = xp.matmul(W2, cols).reshape(hi - lo, F, Ho, Wp)
+        xp.add(wide[..., :Wo], b3, out=out[lo:hi])
     return out, (xf, x.shape, W, stride, pad)
 
 
@@ -179,6 +179,7 @@ def conv_backward(dout, cache, need_dx=True):
     if isinstance(cache, GroupedConvCache):
         return _grouped_backward(dout, cache, need_dx)
     xf, (N, C, H, Wd), W, stride, pad = cache
+    xp = array_module(dout)
     F, _, KH, KW = W.shape
     Ho, Wo = dout.shape[2:]
     Hp, Wp = H + 2 * pad, Wd + 2 * pad
@@ -191,7 +192,7 @@ def conv_backward(dout, cache, need_dx=True):
     top, left = KH - 1, KW - 1
     right = Wp - left - spread_w  # >= 0 because (Wo - 1) * stride <= Wp - KW
     bottom = Hp + 1 - spread_h  # the windows of the last output row read KH - 1 rows below it
-    dx = np.empty((N, C, H, Wd), dtype=dout.dtype) if need_dx else None
+    dx = xp.empty((N, C, H, Wd), dtype=dout.dtype) if need_dx else None
 
     def backward_chunk(lo, hi):
         n = hi - lo
@@ -202,19 +203,20 @@ def conv_backward(dout, cache, need_dx=True):
         if stride == 1:
             d = df[:, :, top * Wp + left : top * Wp + left + Ho * Wp]
         else:
-            d = np.zeros((n, F, Ho, Wp), dtype=dout.dtype)
+            d = xp.zeros((n, F, Ho, Wp), dtype=dout.dtype)
             d[..., :Wo] = dout[lo:hi]
             d = d.reshape(n, F, Ho * Wp)
         cols = im2col(xf[lo:hi], KH, KW, stride, Ho, Wp)
-        dW_t = np.matmul(cols, d.transpose(0, 2, 1)).sum(axis=0)
+        dW_t = xp.matmul(cols, d.transpose(0, 2, 1)).sum(axis=0)
         if need_dx:
-            dxp = np.matmul(W_flipped, im2col(df, KH, KW, 1, Hp, Wp)).reshape(n, C, Hp, Wp)
+            dxp = xp.matmul(W_flipped, im2col(df, KH, KW, 1, Hp, Wp)).reshape(n, C, Hp, Wp)
             dx[lo:hi] = dxp[:, :, pad : pad + H, pad : pad + Wd]
         return dW_t
 
     bounds = chunk_bounds(N, C * KH * KW * Ho * Wp * dout.itemsize)
     dW = (
-        np.sum([backward_chunk(lo, hi) for lo, hi in bounds], axis=0)
+        xp.stack([backward_chunk(lo, hi) for lo, hi in bounds])
+        .sum(axis=0)
         .T.reshape(W.shape)
         .astype(dout.dtype, copy=False)
     )
@@ -245,23 +247,25 @@ def _grouped_forward(x, W, b, stride, pad, groups, Ho, Wo):
     N, C, H, Wd = x.shape
     F, Cg, KH, KW = W.shape
     Wp = Wd + 2 * pad
+    xp = array_module(x)
     xf = flat_padded(x, pad, pad + stride, pad, pad)
     cache = GroupedConvCache(xf, x.shape, W, stride, pad, groups)
-    out = np.empty((N, F, Ho, Wo), dtype=x.dtype)
+    out = xp.empty((N, F, Ho, Wo), dtype=x.dtype)
     Wg = W.reshape(groups, F // groups, Cg * KH * KW)
     b3 = b.reshape(1, F, 1, 1)
     for lo, hi in chunk_bounds(N, C * KH * KW * Ho * Wp * x.itemsize):
         # im2col rows are ordered (c, ki, kj) with c outermost: group k's rows are one block
         cols = im2col(xf[lo:hi], KH, KW, stride, Ho, Wp)
         cols = cols.reshape(hi - lo, groups, Cg * KH * KW, Ho * Wp)
-        wide = np.matmul(Wg, cols).reshape(hi - lo, F, Ho, Wp)
-        np.add(wide[..., :Wo], b3, out=out[lo:hi])
+        wide = xp.matmul(Wg, cols).reshape(hi - lo, F, Ho, Wp)
+        xp.add(wide[..., :Wo], b3, out=out[lo:hi])
     return out, cache
 
 
 def _grouped_backward(dout, cache, need_dx):
     """conv_backward for groups > 1: dx (N, C, H, W) or None, dW (F, C/g, KH, KW), db (F,)."""
     xf, (N, C, H, Wd), W, stride, pad, groups = cache
+    xp = array_module(dout)
     F, Cg, KH, KW = W.shape
     Ho, Wo = dout.shape[2:]
     Hp, Wp = H + 2 * pad, Wd + 2 * pad
@@ -278,20 +282,20 @@ def _grouped_backward(dout, cache, need_dx):
     top, left = KH - 1, KW - 1
     right = Wp - left - spread_w
     bottom = Hp + 1 - spread_h
-    dx = np.empty((N, C, H, Wd), dtype=dout.dtype) if need_dx else None
-    dW_t = np.zeros((groups, Cg * KH * KW, Fg), dtype=dout.dtype)  # (group, (c, ki, kj), f)
+    dx = xp.empty((N, C, H, Wd), dtype=dout.dtype) if need_dx else None
+    dW_t = xp.zeros((groups, Cg * KH * KW, Fg), dtype=dout.dtype)  # (group, (c, ki, kj), f)
     for lo, hi in chunk_bounds(N, C * KH * KW * Ho * Wp * dout.itemsize):
         n = hi - lo
-        d = np.zeros((n, F, Ho, Wp), dtype=dout.dtype)  # dout in the forward's wide layout
+        d = xp.zeros((n, F, Ho, Wp), dtype=dout.dtype)  # dout in the forward's wide layout
         d[..., :Wo] = dout[lo:hi]
         d = d.reshape(n, groups, Fg, Ho * Wp)
         cols = im2col(xf[lo:hi], KH, KW, stride, Ho, Wp)
         cols = cols.reshape(n, groups, Cg * KH * KW, Ho * Wp)
-        dW_t += np.matmul(cols, d.transpose(0, 1, 3, 2)).sum(axis=0)
+        dW_t += xp.matmul(cols, d.transpose(0, 1, 3, 2)).sum(axis=0)
         if need_dx:
             df = flat_padded(dout[lo:hi], top, bottom, left, right, step=stride)
             dcols = im2col(df, KH, KW, 1, Hp, Wp).reshape(n, groups, Fg * KH * KW, Hp * Wp)
-            dxp = np.matmul(W_flipped, dcols).reshape(n, C, Hp, Wp)
+            dxp = xp.matmul(W_flipped, dcols).reshape(n, C, Hp, Wp)
             dx[lo:hi] = dxp[:, :, pad : pad + H, pad : pad + Wd]
     dW = dW_t.transpose(0, 2, 1).reshape(W.shape)
     return dx, dW, db

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from layers.arraylib import array_module
 from layers.parts import serial_map
 
 
@@ -15,7 +16,7 @@ def dropout_forward(x, p, rng, train):
     Not training (or p == 0): out is x itself (no copy).
     Returns (out, cache); cache = mask, or None when the layer is the identity.
     """
-    mask = _mask(x.shape, x.dtype, p, rng) if train else _check_p(p)
+    mask = _mask(array_module(x), x.shape, x.dtype, p, rng) if train else _check_p(p)
     return (x, None) if mask is None else (x * mask, mask)
 
 
@@ -28,10 +29,10 @@ def dropout_forward_parts(parts, p, rng, map_parts=serial_map):
     Returns ([out per part], [mask per part, or None when p == 0]).
     """
     shape = (sum(len(x) for x in parts), *parts[0].shape[1:])
-    mask = _mask(shape, parts[0].dtype, p, rng)
+    mask = _mask(array_module(parts[0]), shape, parts[0].dtype, p, rng)
     if mask is None:
         return list(parts), [None] * len(parts)
-    masks = np.split(mask, np.cumsum([len(x) for x in parts])[:-1])
+    masks = array_module(mask).split(mask, np.cumsum([len(x) for x in parts])[:-1].tolist())
     return map_parts(lambda pair: pair[0] * pair[1], list(zip(parts, masks, strict=True))), masks
 
 
@@ -40,8 +41,10 @@ def _check_p(p):
         raise ValueError(f"dropout: p (the drop probability) must be in [0, 1), got p={p!r}")
 
 
-def _mask(shape, dtype, p, rng):
-    """The training mask of x (shape, dtype): 1 / (1 - p) kept, 0 dropped; None if p == 0."""
+def _mask(xp, shape, dtype, p, rng):
+    """The training mask of x (shape, dtype) in x's array library ``xp``: 1 / (1 - p) kept,
+    0 dropped; None if p == 0. The uniforms come from the NumPy generator ``rng`` whatever
+    the library, so a GPU run drops the units a CPU run drops."""
     _check_p(p)
     if p == 0:
         return None
@@ -49,9 +52,10 @@ def _mask(shape, dtype, p, rng):
         raise ValueError(
             f"dropout: training with p={p} needs rng = np.random.default_rng(seed), got {rng!r}"
         )
-    # float32 uniforms for float32 x: half the random bits and no float64 temporaries
-    uniform_dtype = dtype if dtype in (np.float32, np.float64) else np.float64
-    mask = (rng.random(shape, dtype=uniform_dtype) >= p).astype(dtype)
+    # float32 uniforms for float32 x: half the random bits and no float64 temporaries; for
+    # float16 x (mixed precision) too, so that it drops the units a float32 run drops
+    uniform_dtype = np.float32 if dtype in (np.float16, np.float32) else np.float64
+    mask = xp.asarray(rng.random(shape, dtype=uniform_dtype) >= p).astype(dtype)
     mask *= 1.0 / (1.0 - p)
     return mask
 

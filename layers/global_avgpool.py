@@ -9,6 +9,8 @@ dout[n, c] evenly over the H*W pixels it averaged.
 
 import numpy as np
 
+from layers.arraylib import array_module
+
 
 def global_avgpool_forward(x):
     """Mean over the spatial axes.
@@ -32,6 +34,7 @@ def global_avgpool_backward(dout, cache):
     N, C, H, W = cache
     if dout.shape != (N, C):
         raise ValueError(f"global average pooling: dout must have shape {(N, C)}, got {dout.shape}")
-    dx = np.empty((N, C, H, W), dtype=dout.dtype)
+    xp = array_module(dout)
+    dx = xp.empty((N, C, H, W), dtype=dout.dtype)
     dx[...] = (dout / dout.dtype.type(H * W))[:, :, None, None]
     return dx

@@ -23,6 +23,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from layers.arraylib import array_module, window_view
+
 
 class MaxPoolCache(NamedTuple):
     """x_shape: shape of x; size, stride: the window; argmax (N, C, Ho, Wo) uint8 or
@@ -76,9 +78,7 @@ def _windows(x, size, stride, out_hw, writeable=False):
     ho, wo = out_hw
     if _is_tiled(x.shape, size, stride):
         return x.reshape(n, c, ho, size, wo, size).transpose(0, 1, 2, 4, 3, 5)
-    view = np.lib.stride_tricks.sliding_window_view(
-        x, (size, size), axis=(2, 3), writeable=writeable
-    )
+    view = window_view(x, size, writeable=writeable)
     return view[:, :, : (ho - 1) * stride + 1 : stride, : (wo - 1) * stride + 1 : stride]
 
 
@@ -96,20 +96,22 @@ def maxpool_forward(x, size=2, stride=2):
     """
     out_hw = pool_output_size(x.shape, size, stride, "maxpool")
     windows = _windows(x, size, stride, out_hw)
+    xp = array_module(x)
     out = windows[..., 0, 0].copy()
     index_dtype = np.uint8 if size * size <= 256 else np.int64
-    argmax = np.zeros(out.shape, dtype=index_dtype)
-    better = np.empty(out.shape, dtype=bool)
-    jump = np.empty_like(argmax)
+    argmax = xp.zeros(out.shape, dtype=index_dtype)
+    better = xp.empty(out.shape, dtype=bool)
+    jump = xp.empty_like(argmax)
     for k, i, j in _offsets(size):
         if k == 0:
             continue
         candidate = windows[..., i, j]
-        np.greater(candidate, out, out=better)  # strict: an equal later value keeps the first
-        np.maximum(out, candidate, out=out)
+        xp.greater(candidate, out, out=better)  # strict: an equal later value keeps the first
+        xp.maximum(out, candidate, out=out)
         # argmax = where(better, k, argmax) without a masked write: np.copyto(where=) is
-        # ~30x slower on the random masks pooling makes. Unsigned wrap-around is exact here.
-        np.subtract(k, argmax, out=jump)
+        # ~30x slower on the random masks pooling makes. Unsigned wrap-around is exact here
+        # (k as the index type, so that no library promotes k - argmax to a wider type).
+        xp.subtract(index_dtype(k), argmax, out=jump)
         jump *= better
         argmax += jump
     return out, MaxPoolCache(x.shape, size, stride, argmax)
@@ -123,11 +125,12 @@ def maxpool_backward(dout, cache):
     x_shape, size, stride, argmax = cache
     out_hw = argmax.shape[2:]
     tiled = _is_tiled(x_shape, size, stride)
-    dx = np.empty(x_shape, dtype=dout.dtype) if tiled else np.zeros(x_shape, dtype=dout.dtype)
+    xp = array_module(dout)
+    dx = xp.empty(x_shape, dtype=dout.dtype) if tiled else xp.zeros(x_shape, dtype=dout.dtype)
     dx_windows = _windows(dx, size, stride, out_hw, writeable=True)
     for k, i, j in _offsets(size):
         if tiled:  # every pixel is in exactly one window: write, do not add
-            np.multiply(dout, argmax == k, out=dx_windows[..., i, j])
+            xp.multiply(dout, argmax == k, out=dx_windows[..., i, j])
         else:  # for one offset (i, j) the windows' pixels are distinct, so += is safe
             dx_windows[..., i, j] += dout * (argmax == k)
     return dx
@@ -158,7 +161,8 @@ def avgpool_backward(dout, cache):
     x_shape, size, stride = cache
     share = dout * (1.0 / (size * size))
     tiled = _is_tiled(x_shape, size, stride)
-    dx = np.empty(x_shape, dtype=dout.dtype) if tiled else np.zeros(x_shape, dtype=dout.dtype)
+    xp = array_module(dout)
+    dx = xp.empty(x_shape, dtype=dout.dtype) if tiled else xp.zeros(x_shape, dtype=dout.dtype)
     dx_windows = _windows(dx, size, stride, dout.shape[2:], writeable=True)
     for _, i, j in _offsets(size):
         if tiled:

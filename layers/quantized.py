@@ -20,6 +20,7 @@ where K * 127**2 <= 2**24 (K <= 1040), float64 elsewhere (up to K of 5.5e8).
 
 import numpy as np
 
+from layers.arraylib import array_module
 from layers.conv import conv_forward
 
 QMAX = 127  # int8 values in [-127, 127]
@@ -33,9 +34,10 @@ def quantize(x, scale, dtype=np.int8):
     the same integer values exactly (what the integer products below take).
     Returns an array shaped like x, of ``dtype``.
     """
-    q = np.divide(x, scale, dtype=np.result_type(x, np.float32))
-    np.rint(q, out=q)
-    np.clip(q, -QMAX, QMAX, out=q)
+    xp = array_module(x)
+    q = xp.divide(x, scale, dtype=np.result_type(x.dtype, np.float32))
+    xp.rint(q, out=q)
+    xp.clip(q, -QMAX, QMAX, out=q)
     return q.astype(dtype, copy=False)
 
 
@@ -56,7 +58,7 @@ def qconv_accumulate(xq, Wq, stride=1, pad=0, groups=1):
     """
     F, Cg, KH, KW = Wq.shape
     dtype = accumulator_dtype(Cg * KH * KW)
-    zeros = np.zeros(F, dtype)
+    zeros = array_module(xq).zeros(F, dtype)
     acc, _ = conv_forward(
         xq.astype(dtype, copy=False), Wq.astype(dtype), zeros, stride, pad, groups
     )
@@ -78,7 +80,7 @@ def rescale_factors(x_scale, w_scale, acc_dtype, dtype=np.float32):
     accumulator's type and the output's ``dtype``: what each output channel's integer sum is
     multiplied by (in that wider type) before the bias is added."""
     wider = np.result_type(acc_dtype, dtype)
-    return (np.float64(x_scale) * w_scale.astype(np.float64)).astype(wider)
+    return (float(x_scale) * w_scale.astype(np.float64)).astype(wider)  # x_scale: 0-d, anywhere
 
 
 def _rescale(acc, x_scale, w_scale, b, channel_shape, dtype):

@@ -12,8 +12,8 @@ own signatures:
 ``caches`` is the executor's own record of the pass, for its backward alone. ``PLAIN`` is
 the walk itself: the whole batch, on the calling thread. ``THREADS`` (model/shards.py)
 runs it on shards of the batch, one thread each, and is the default of model/forward.py
-(``set_executor`` chooses another). Another way to run the walk (a GPU) is one more
-module that builds an ``Executor``.
+(``set_executor`` chooses another). ``GPU`` (model/gpu.py) runs the plain walk on a GPU,
+with CuPy arrays. Another way to run the walk is one more module that builds an ``Executor``.
 """
 
 from collections.abc import Callable

@@ -11,12 +11,15 @@ is the plain loop ``walk_forward`` of model/walk.py:
 Who runs it is an executor (model/executor.py), given to ``forward`` or else the
 current one, ``get_executor()``: by default ``THREADS``, threads over shards of the
 batch (model/shards.py), which gives the plain walk's numbers, bit for bit on one thread.
+A batch that is on the GPU already (a CuPy array) is walked there by ``GPU`` (model/gpu.py).
 """
 
 from typing import Any, NamedTuple
 
+from layers.arraylib import on_gpu
 from model.blueprints import validate_blueprint
 from model.executor import Executor
+from model.gpu import GPU
 from model.shapes import trace_shapes
 from model.shards import THREADS
 from model.walk import walk_forward
@@ -29,11 +32,13 @@ def forward(params, x, blueprint, train=False, rng=None, keep_caches=True, execu
     x: (N, C, H, W) images or (N, D) vectors, float32 (or float64 for checks).
     train: batch statistics for batch norm, random masks for dropout (needs ``rng``).
     keep_caches: False for inference, to free each layer's cache as soon as it is used.
-    executor: who runs the walk (model/executor.py); None: get_executor().
+    executor: who runs the walk (model/executor.py); None: get_executor(), or GPU for a
+    batch on the GPU.
     Returns scores (N, K) and ForwardCaches(executor, walk_caches, running_stats).
     Nothing is modified in place: the training loop merges ``running_stats`` into its params.
     """
-    executor = _executor if executor is None else executor
+    if executor is None:
+        executor = GPU if on_gpu(x) else _executor
     specs = validate_blueprint(blueprint)
     scores, walk_caches, running_stats = executor.forward(params, x, specs, train, rng, keep_caches)
     return scores, ForwardCaches(executor, walk_caches, running_stats)

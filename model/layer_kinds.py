@@ -82,6 +82,7 @@ from layers import (
     tanh_backward,
     tanh_forward,
 )
+from layers.arraylib import array_module
 from layers.conv import conv_output_size
 from layers.pool import pool_output_size
 
@@ -107,7 +108,8 @@ class Param:
     updated by the forward pass instead.
     dtype: "float" (any floating type in a file, float32 in memory) or "int8" (a
     quantized layer's weights, exactly int8 in [-127, 127]); positive: every value must be
-    > 0 (a quantization scale). model/params_io.py checks both when it loads a file.
+    > 0 (a quantization scale); non_negative: every value must be >= 0 (a running
+    variance). model/params_io.py checks them when it loads a file.
     """
 
     shape: tuple
@@ -115,6 +117,7 @@ class Param:
     trainable: bool = True
     dtype: str = "float"
     positive: bool = False
+    non_negative: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -353,7 +356,7 @@ def _bn_params(spec, in_shape):
         "gamma": Param(shape=c, init="ones"),
         "beta": Param(shape=c, init="zeros"),
         "running_mean": Param(shape=c, init="zeros", trainable=False),
-        "running_var": Param(shape=c, init="ones", trainable=False),
+        "running_var": Param(shape=c, init="ones", trainable=False, non_negative=True),
     }
 
 
@@ -402,7 +405,7 @@ def _bn_eval_affine(spec, p):
     gamma, beta, mean, var = (
         p[k].astype(np.float64) for k in ("gamma", "beta", "running_mean", "running_var")
     )
-    return mean, gamma / np.sqrt(var + spec["eps"]), beta
+    return mean, gamma / array_module(var).sqrt(var + spec["eps"]), beta
 
 
 BATCHNORM = LayerKind(

@@ -66,8 +66,10 @@ from data.errors import UserError
 from data.files import atomic_write
 from data.json_text import parse_json
 from data.normalization import Normalization
+from layers.arraylib import to_numpy
 from model.blueprints import validate_blueprint
 from model.layer_kinds import Param
+from model.meta_checks import check_meta_records
 from model.shapes import trace_shapes
 from model.trained import Model
 from model.walk import quantized_layers
@@ -83,6 +85,9 @@ MAX_MEMBERS = 10_000  # arrays in one file (a deep network with Adam state has a
 MAX_MEMBER_BYTES = 512 * 2**20  # one array's data
 MAX_TOTAL_BYTES = 2 * 2**30  # all arrays together: a model with its optimizer state
 MAX_JSON_BYTES = 1_000_000  # the blueprint, meta and generator state, each, in characters
+# The largest |value| of a float parameter: trained weights and batch-norm statistics stay
+# far below it, and a forward pass through a few layers of weights of 3e38 overflows to NaN.
+MAX_PARAM = 1e6
 _MAX_ENTRY_BYTES = 1024  # one zip directory entry: 46 bytes, a name and extra fields
 _CHUNK_BYTES = 16 * 2**20  # reading granularity
 _PLAIN_KINDS = "biufcU"  # bool, integers, floats, complex, unicode text
@@ -116,7 +121,8 @@ def save_model(path, params, blueprint, meta):
 
     path:      str or Path ending in ``.npz``; its folder must exist.
     params:    {"<layer name>.<param>": floating array}, exactly the blueprint's keys and
-               shapes for ``meta["input_shape"]``; saved as float32.
+               shapes for ``meta["input_shape"]``; saved as float32 NumPy arrays (a run on
+               the GPU saves the same file as one on the CPU).
     blueprint: list of layer specs (validated; saved with defaults filled in).
     meta:      dict with the keys listed in the module docstring (JSON-serialisable).
     Returns the Path written. Raises UserError, writing nothing, if anything is inconsistent.
@@ -136,7 +142,7 @@ def save_checkpoint(path, params, opt_state, blueprint, meta):
     """
     source = os.fspath(path)
     arrays, path = _model_arrays(path, params, blueprint, meta)
-    opt_state = _check_opt_state(opt_state, arrays, source)
+    opt_state = _check_opt_state({key: to_numpy(a) for key, a in opt_state.items()}, arrays, source)
     arrays.update({OPT_PREFIX + key: value for key, value in opt_state.items()})
     arrays[CHECKPOINT_KEY] = np.array(json.dumps(sorted(opt_state)))
     return _write_npz(path, arrays)
@@ -217,7 +223,7 @@ def load_checkpoint(path):
         records = _opt_records(opt_members, params, source)
         _check_headers(opt_members, records, where)
         opt_state = {key: _read_member(archive, m, source) for key, m in opt_members.items()}
-    opt_state = _checked_arrays(opt_state, records, where)
+    opt_state = _checked_arrays(opt_state, records, where, bounded=False)
     return Checkpoint(params, opt_state, blueprint, meta)
 
 
@@ -260,11 +266,12 @@ def _check_keys(names, expected, source):
         )
 
 
-def _checked_arrays(arrays, records, source):
+def _checked_arrays(arrays, records, source, bounded=True):
     """``arrays`` after checking shapes and dtypes (``records[key]``, a Param) and values.
 
-    Floating arrays come back as float32 (finite; positive where the record says so), int8
-    ones unchanged (in [-127, 127]).
+    Floating arrays come back as float32 (finite; within ±MAX_PARAM if ``bounded``, which
+    optimizer state is not; positive or non-negative where the record says so), int8 ones
+    unchanged (in [-127, 127]).
     """
     arrays = {key: np.asarray(a) for key, a in arrays.items()}
     _check_shapes_and_dtypes(
@@ -291,6 +298,19 @@ def _checked_arrays(arrays, records, source):
             else "the training diverged: lower the learning rate"
         )
         raise UserError(f"{source}: {'; '.join(bad)}; {advice}")
+    if bad := [
+        f"{key} holds {int((np.abs(a) > MAX_PARAM).sum())} value(s) beyond ±{MAX_PARAM:g} "
+        f"(largest {float(np.abs(a).max()):.3g})"
+        for key, a in arrays.items()
+        if bounded and records[key].dtype != "int8" and a.size and np.abs(a).max() > MAX_PARAM
+    ]:
+        raise UserError(f"{source}: {'; '.join(bad)}; no trained parameter is that large")
+    if bad := [
+        f"{key} holds {int((a < 0).sum())} negative value(s)"
+        for key, a in arrays.items()
+        if records[key].non_negative and (a < 0).any()
+    ]:
+        raise UserError(f"{source}: {'; '.join(bad)}; a variance is never negative")
     if bad := [
         f"{key} holds {int((a <= 0).sum())} value(s) <= 0"
         for key, a in arrays.items()
@@ -339,6 +359,7 @@ def _model_arrays(path, params, blueprint, meta):
     meta.setdefault("created", datetime.now(UTC).isoformat(timespec="seconds"))
     meta = json.loads(_to_json(meta, source, META_KEY))  # what load_model will see
     blueprint = [row.spec for row in _trace(blueprint, meta, source) if row.depth == 0]
+    params = {key: to_numpy(a) for key, a in params.items()}  # from the GPU, if there
     arrays = check_params(params, blueprint, meta["input_shape"], source)
     arrays[BLUEPRINT_KEY] = np.array(json.dumps(blueprint))
     arrays[META_KEY] = np.array(json.dumps(meta))
@@ -406,19 +427,20 @@ def _trace(blueprint, meta, source):
             f'{source}: {META_KEY} normalization must be {{"mean": [numbers], "std": [numbers]}}'
             f", got {norm!r:.120}"
         )
-    Normalization.from_arrays(norm["mean"], norm["std"], source=source)
+    Normalization.from_arrays(norm["mean"], norm["std"], source=f"{source}: {META_KEY}")
     if len(norm["mean"]) != shape[0]:
         raise UserError(
             f"{source}: {META_KEY} normalization has {len(norm['mean'])} channel(s) but the "
             f"input shape {tuple(shape)} has {shape[0]}; re-fit it on the training set"
         )
+    check_meta_records(meta, source)
     return rows
 
 
 def _check_opt_state(opt_state, params, source):
     """Check optimizer state against the (checked) params; return it as float32."""
     records = _opt_records(opt_state, params, source)
-    return _checked_arrays(opt_state, records, f"{source}: optimizer state")
+    return _checked_arrays(opt_state, records, f"{source}: optimizer state", bounded=False)
 
 
 def _opt_records(opt_state, params, source):

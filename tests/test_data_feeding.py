@@ -73,7 +73,8 @@ def test_normalization_round_trips_through_npz(tmp_path):
 
 @pytest.mark.parametrize(
     "mean, std, expected",
-    [([0.1, 0.2], [0.3], "shape"), ([0.1], [0.0], "positive stds"), ([np.nan], [1.0], "finite")],
+    [([0.1, 0.2], [0.3], "shape"), ([0.1], [0.0], "stds between"), ([0.1], [1e-40], "stds between"),
+     ([np.nan], [1.0], "means within")],
 )
 def test_bad_stored_normalization(mean, std, expected):
     with pytest.raises(UserError, match=f"ckpt.npz: .*{expected}"):

@@ -11,6 +11,7 @@ The hostile files are built here, small on disk (a few MB at most) however much 
 import gzip
 import hashlib
 import io
+import json
 import os
 import resource
 import shutil
@@ -345,6 +346,135 @@ def test_a_summary_of_an_absurd_input_shape_allocates_nothing(work):
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     assert done.returncode == 0 or len(done.stderr.splitlines()) == 1, done.stderr[-3000:]
     assert _hashes(work) == before
+
+
+# ---- what a model file says: every field checked at load --------------------------------
+
+
+def _meta_of(shipped_members):
+    return json.loads(str(np.load(io.BytesIO(shipped_members["__meta__.npy"]))))
+
+
+def _with_meta(work, shipped_members, change, name="model.npz"):
+    """The shipped model whose meta is ``change(meta)`` (a dict changed in place)."""
+    meta = _meta_of(shipped_members)
+    change(meta)
+    members = {**shipped_members, "__meta__.npy": _npy(np.array(json.dumps(meta)))}
+    return _write_zip(work / name, members)
+
+
+def _set(path, value):
+    """A change of the meta: the field at ``path`` ("config.batch_size") set to ``value``."""
+
+    def change(meta):
+        *parents, last = path.split(".")
+        for key in parents:
+            meta = meta[key]
+        meta[last] = value
+
+    return change
+
+
+def _scaled(key, factor):
+    """A change of the members: the array ``key`` multiplied by ``factor``."""
+
+    def scale(members):
+        name = key + ".npy"
+        members[name] = _npy(np.load(io.BytesIO(members[name])) * np.float32(factor))
+
+    return scale
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (_set("config.adversarial", "fgsm"), "adv"),  # with adv_eps null below
+        (_set("config.batch_size", 0), "batch_size"),
+        (_set("config.lr", "fast"), "lr"),
+        (_set("config.no_such_setting", 1), "no_such_setting"),
+        (_set("config.optimizer", "rmsprop-ish"), "optimizer"),
+        (_set("pruned", "half"), "pruned"),
+        (_set("pruned", {"sparsity": 2.0, "zero_weights": 1, "prunable_weights": 2}), "sparsity"),
+        (_set("class_names", ["x" * 90_000] + [str(d) for d in range(1, 10)]), "class_names[0]"),
+        (_set("class_names", [" "] + [str(d) for d in range(1, 10)]), "class_names[0]"),
+        (_set("dataset", "digits"), "dataset"),  # digits are 8x8, the input 28x28
+        (_set("epoch", -3), "epoch"),
+        (_set("val_acc", "best"), "val_acc"),
+        (_set("normalization.std", [1e-40]), "normalization"),
+        (_set("normalization.mean", [1e300]), "normalization"),
+        (_set("run_state", "halfway"), "run_state"),
+        (_set("ood", {"energy_threshold": "low"}), "ood"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_a_meta_field_that_would_misuse_the_program(work, shipped_members, change, field):
+    if field == "adv":
+        adversarial = change
+        change = lambda meta: (adversarial(meta), meta["config"].update(adv_eps=None))  # noqa: E731
+    model = _with_meta(work, shipped_members, change)
+    line = _refused(work, "evaluate", "--params", model, "--out", work / "out",
+                    fragments=[str(model)])  # fmt: skip
+    assert field in line
+    assert len(line) < 600  # a 90,000-character class name is cut in the message too
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("change", "what"),
+    [
+        (_scaled("conv1.W", 1e37), "conv1.W"),  # finite, and the forward pass overflows to NaN
+        (_scaled("bn1.running_var", -1.0), "bn1.running_var"),  # a negative variance
+    ],
+    ids=["weights of 1e37", "a negative running variance"],
+)
+def test_values_that_pass_the_finite_check_and_would_make_nan(work, shipped_members, change, what):
+    members = dict(shipped_members)
+    change(members)
+    model = _write_zip(work / "model.npz", members)
+    for argv in (["predict", "--params", model, ROOT / "docs" / "digit.png"],
+                 ["evaluate", "--params", model, "--out", work / "out"]):  # fmt: skip
+        assert what in _refused(work, *argv, fragments=[str(model)])
+
+
+def _checkpoint(work, with_state):
+    """A real run's checkpoint (1 epoch of the spiral toy set), its meta changed."""
+    run = work / "run"
+    subprocess.run([sys.executable, str(MAIN), "train", "--dataset", "spiral", "--arch", "mlp",
+                    "--epochs", "1", "--out", run], check=True, capture_output=True, env=ENV,
+                   timeout=TIMEOUT_S)  # fmt: skip
+    path = run / "checkpoint.npz"
+    with zipfile.ZipFile(path) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    meta = _meta_of(members)
+    with_state(meta)
+    _write_zip(path, {**members, "__meta__.npy": _npy(np.array(json.dumps(meta)))})
+    return run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda meta: meta.pop("run_state"), "run_state"),
+        (lambda meta: meta["run_state"].update(epoch="one"), "run_state.epoch"),
+        (lambda meta: meta["run_state"].update(log_rows=[{"epoch": 1}]), "log_rows"),
+        (lambda meta: meta["config"].update(batch_size=0), "batch_size"),
+    ],
+    ids=["no run state", "an epoch in words", "a log row missing its columns", "batch size 0"],
+)
+def test_a_checkpoint_that_cannot_be_resumed(work, change, field):
+    run = _checkpoint(work, change)
+    line = _refused(work, "train", "--resume", "--out", run, fragments=["checkpoint.npz"])
+    assert field in line
+
+
+def test_class_names_are_plain_text_in_figures_and_cut():
+    from core.plots import plain
+
+    assert plain("$\\frac{1}{0}$") == "\\$\\frac{1}{0}\\$"  # no mathtext: drawn as typed
+    assert len(plain("y" * 90_000)) <= 24
+    assert "\n" not in plain("two\nlines")
 
 
 # ---- images ----------------------------------------------------------------------------

@@ -283,7 +283,7 @@ def test_meta_missing_a_key(saved, key):
     ("changes", "fragment"),
     [
         ({"normalization": {"mean": [0.5], "std": [1.0]}}, "1 channel(s) but the input shape (2,)"),
-        ({"normalization": {"mean": [0.5, 0.5], "std": [1.0, 0.0]}}, "positive stds"),
+        ({"normalization": {"mean": [0.5, 0.5], "std": [1.0, 0.0]}}, "stds between"),
         ({"normalization": {"mean": [0.5, 0.5]}}, "normalization must be"),
         ({"class_names": ["a", "b"]}, "the network gives (3,), class_names has 2"),
         ({"input_shape": [3, 4]}, "cannot take input"),

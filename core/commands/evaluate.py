@@ -2,7 +2,7 @@
 model, or of the ensemble of several; a regression model's MSE, R^2 and fitted curve."""
 
 from core.commands.command import Command
-from core.commands.options import add_data_dir, add_out, add_params
+from core.commands.options import add_data_dir, add_device, add_out, add_params
 
 
 def add_arguments(parser):
@@ -16,6 +16,7 @@ def add_arguments(parser):
         default="test",
         help="the test set, or all the training images (default: %(default)s)",
     )
+    add_device(parser)
     add_out(parser, "where the figure goes (default: runs/evaluate/<model file name>-<hash of "
             "its path>, one folder per model file)")  # fmt: skip
 
@@ -25,9 +26,9 @@ def run(args):
         return run_ensemble(args)
     args.params = args.params[0]
     from core.learn.eval import format_table
+    from core.learn.model_file import load_model
     from core.plots import plot_confusion_matrix, save_figure
     from core.report import evaluate, evaluation_dir, is_regression, load_test_set, model_caption
-    from model.params_io import load_model
 
     model = load_model(args.params)
     out = args.out if args.out is not None else evaluation_dir(args.params)

@@ -1,6 +1,6 @@
 """What the commands share: the parsers of numbers for argparse's ``type=``, and the options
-that many commands take (--params, --data-dir, --out, --overwrite, --seed, --limit), each
-declared here once.
+that many commands take (--params, --data-dir, --out, --overwrite, --seed, --limit, --device),
+each declared here once.
 
 A number's range is a ``Number`` of core/learn/config.py, so that a training option, its
 ``sweep --set`` value and every other command refuse a bad number in the same words. A text
@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from core.learn.config import (
+    DEVICES,
     NON_NEGATIVE_INT,
     POSITIVE_FLOAT,
     POSITIVE_INT,
@@ -83,10 +84,19 @@ def add_limit(parser, help):
     parser.add_argument("--limit", type=positive_int, default=None, help=help)
 
 
+def add_device(parser):
+    """--device cpu|gpu, where the command computes (main.py makes the choice before it runs)."""
+    parser.add_argument("--device", choices=DEVICES, default="cpu",
+                        help="where to compute: cpu (NumPy) or gpu (CuPy on a CUDA GPU; "
+                        'pip install -e ".[gpu]") (default: %(default)s)')  # fmt: skip
+
+
 def add_model_options(parser, command):
-    """--params, --data-dir and --out, as every command that looks inside a model takes them."""
+    """--params, --data-dir, --out and --device, as every command that looks inside a model
+    takes them."""
     add_params(parser, "the model file (default: the shipped best_params.npz)")
     add_data_dir(parser)
+    add_device(parser)
     add_out(parser, f"folder for the files (default: <model folder>/<model name>-{command}; a "
             "folder that holds files already is never written into: -2, -3, ... is used "
             "instead)")  # fmt: skip

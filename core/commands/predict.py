@@ -4,7 +4,7 @@ model or by the ensemble of several."""
 from pathlib import Path
 
 from core.commands.command import Command
-from core.commands.options import SHIPPED_PARAMS, add_params
+from core.commands.options import SHIPPED_PARAMS, add_device, add_params
 
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -17,6 +17,7 @@ def add_arguments(parser):
     parser.add_argument(
         "--show", action="store_true", help="save each prepared 28x28 image beside its picture"
     )
+    add_device(parser)
 
 
 def pictures(args):
@@ -53,24 +54,29 @@ def run(args):
     if len(args.params) > 1:
         return run_ensemble(args)
     args.params = args.params[0]
-    from core.learn.eval import predict_proba, top_k
+    from core.learn.eval import predict_scores, softmax, top_k
+    from core.learn.model_file import load_model
+    from core.learn.ood import verdict
     from core.report import check_digit_model, model_inputs
     from data.digit_image import load_digit_image, prepared_path, to_png
-    from model.params_io import load_model
 
     model = load_model(args.params)
     check_digit_model(model.meta, args.params, "predict")
     names = model.meta["class_names"]
     for path in args.images:
         image = load_digit_image(path)
-        probs = predict_proba(
+        logits = predict_scores(
             model.params, model.blueprint, model_inputs(image[None, None], model.meta, args.params)
         )
+        probs = softmax(logits)
         classes, p = top_k(probs, 3)
         ranked = ", ".join(
             f"{names[c]} ({100 * q:.1f}%)" for c, q in zip(classes[0], p[0], strict=True)
         )
-        print(f"{path}: {names[classes[0, 0]]}   top 3: {ranked}")
+        if words := verdict(model, logits[0], image, args.params):
+            print(f"{path}: {words}   its top 3 all the same: {ranked}")
+        else:
+            print(f"{path}: {names[classes[0, 0]]}   top 3: {ranked}")
         if args.show:
             print(f"  prepared image: {to_png(image, prepared_path(path))}")
 

@@ -1,7 +1,7 @@
 """``python main.py serve``: a live page to draw a digit on and watch every layer respond."""
 
 from core.commands.command import Command
-from core.commands.options import add_params, port_number
+from core.commands.options import add_device, add_params, port_number
 
 
 def add_arguments(parser):
@@ -14,6 +14,7 @@ def add_arguments(parser):
         default="127.0.0.1",
         help="address to listen on (default: 127.0.0.1, this machine only)",
     )
+    add_device(parser)
 
 
 def run(args):

@@ -32,9 +32,9 @@ def add_arguments(parser):
 
 
 def run(args):
+    from core.learn.model_file import load_model
     from data.errors import UserError
     from model.blueprints import load_blueprint
-    from model.params_io import load_model
     from model.summary import format_summary
 
     try:

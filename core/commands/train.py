@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from core.commands.command import Command
-from core.commands.options import number_parser
+from core.commands.options import add_device, number_parser
 from core.learn.config import RECIPES, TrainConfig, value_type, with_settings
 
 
@@ -53,6 +53,7 @@ def add_arguments(parser):
     )
     for field in dataclasses.fields(TrainConfig):
         add_config_option(parser, field)
+    add_device(parser)  # where the run computes, not what it computes: not a TrainConfig field
     parser.add_argument(
         "--out",
         type=Path,
@@ -146,13 +147,14 @@ def run(args):
     started = time.perf_counter()
     if args.resume:  # the checkpoint's settings, with the options given checked against them
         report = Progress(notes=[folder_note] if folder_note else [])
-        model, log = train(None, out, resume=True, changes=given_options(args), report=report)
+        model, log = train(None, out, resume=True, changes=given_options(args), report=report,
+                           device=args.device)  # fmt: skip
     else:
         config = train_config(args)
         notes = [note for note in (folder_note, warmup_note(args, config)) if note]
         writes = [AUGMENTATION_FIGURE, *(f"figures/{name}" for name in FIGURE_FILES)]
         model, log = train(config, out, overwrite=args.overwrite, report=Progress(notes=notes),
-                           writes=writes)  # fmt: skip
+                           writes=writes, device=args.device)  # fmt: skip
     data_dir = model.meta["config"]["data_dir"] if args.data_dir is None else args.data_dir
     x_test, y_test, raw = load_test_set(model.meta, data_dir)
     regression = is_regression(model.meta)

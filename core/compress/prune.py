@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from core.learn.config import TrainConfig
+from core.learn.model_file import load_float_model
 from core.learn.prepare import prepare_data
 from core.learn.runs import RunState, make_run
 from core.learn.train import epoch_batches, validate
@@ -26,7 +27,7 @@ from core.report import evaluate, load_test_set
 from data.checks import is_real
 from data.errors import UserError
 from data.files import atomic_write_text, refuse_to_write_over
-from model.params_io import load_float_model, save_model
+from model.params_io import save_model
 from model.walk import KINDS, iter_layers
 
 FINETUNE_LR_FACTOR = 0.1  # fine-tuning starts at this fraction of the model's own learning rate
@@ -71,12 +72,7 @@ def apply_masks(params, masks):
 
 def finetune_config(meta, epochs, lr, data_dir):
     """The model's own TrainConfig, changed for fine-tuning: ``epochs``, ``lr``, cosine, no warm-up."""
-    try:
-        config = TrainConfig(**meta["config"])
-    except TypeError as err:
-        raise UserError(
-            f"the model's config holds settings this program does not know: {err}"
-        ) from None
+    config = TrainConfig(**meta["config"])  # checked when the file was loaded
     lr = FINETUNE_LR_FACTOR * config.lr if lr is None else lr
     changes = {"epochs": epochs, "lr": lr, "schedule": "cosine", "warmup_epochs": 0.0}
     if data_dir is not None:

@@ -4,11 +4,12 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
+from core.learn.model_file import load_model
 from core.report import model_inputs
 from data import load_dataset
 from data.errors import UserError
 from data.files import refuse_to_write_over
-from model.params_io import load_model, save_model
+from model.params_io import save_model
 from model.quantize import quantize_model
 from model.walk import KINDS, iter_layers, quantized_layers
 

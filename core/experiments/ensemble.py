@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from core.learn.eval import accuracy, predict_proba
+from core.learn.model_file import load_model
 from core.report import is_regression, model_inputs
 from data.errors import UserError
-from model.params_io import load_model
 
 SHARED = ("dataset", "class_names", "input_shape")  # what every member must agree on
 

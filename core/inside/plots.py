@@ -9,7 +9,7 @@ a perturbation of 0.1 looks like one.
 import matplotlib.pyplot as plt
 import numpy as np
 
-from core.plots import _check_fractions
+from core.plots import _check_fractions, plain
 
 MAP_COLOURS = "inferno"  # saliency and occlusion maps: dark = no effect, bright = strong
 SIGNED_COLOURS = "RdBu_r"  # perturbations: red brighter, blue darker
@@ -85,14 +85,14 @@ def plot_adversarial_examples(clean, examples, labels, predict, class_names, cap
         adv_pred = predict(adversarial)
         for i in range(n):
             top, middle, bottom = axes[3 * b, i], axes[3 * b + 1, i], axes[3 * b + 2, i]
-            show_pixels(top, clean[i], f"true {class_names[labels[i]]}, "
-                                       f"pred {class_names[clean_pred[i]]}")  # fmt: skip
+            show_pixels(top, clean[i], f"true {plain(class_names[labels[i]])}, "
+                                       f"pred {plain(class_names[clean_pred[i]])}")  # fmt: skip
             delta = (adversarial[i] - clean[i]).astype(np.float64)
             middle.imshow(delta.reshape(-1, *delta.shape[-2:]).mean(axis=0),
                           cmap=SIGNED_COLOURS, vmin=-eps, vmax=eps)  # fmt: skip
             _no_ticks(middle, f"perturbation ±{eps:g}")
             wrong = adv_pred[i] != labels[i]
-            show_pixels(bottom, adversarial[i], f"adversarial: {class_names[adv_pred[i]]}")
+            show_pixels(bottom, adversarial[i], f"adversarial: {plain(class_names[adv_pred[i]])}")
             if wrong:
                 bottom.title.set_color("tab:red")
     fig.suptitle("Adversarial examples (red: the attack changed the prediction to a wrong class)"
@@ -168,7 +168,7 @@ def plot_top_activations(pictures, top, label, class_names, labels, max_channels
         for r in range(k):
             i = top.indices[c, r]
             show_pixels(
-                axes[c, r], pictures[i], f"{class_names[labels[i]]}: {top.values[c, r]:.1f}"
+                axes[c, r], pictures[i], f"{plain(class_names[labels[i]])}: {top.values[c, r]:.1f}"
             )
         axes[c, 0].set_ylabel(f"ch {c}", fontsize=8)
     fig.suptitle(f"Test pictures that most activate each channel of {label}\n(title: true "

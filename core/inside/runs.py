@@ -24,15 +24,16 @@ from core.inside.plots import (
     plot_top_activations,
 )
 from core.inside.visualize import check_map_layer, class_models, conv_layers, top_activations
-from core.learn.eval import predict_proba, top_k
-from core.plots import plot_filters, save_figure
+from core.learn.eval import predict_proba, predict_scores, softmax, top_k
+from core.learn.model_file import load_float_model
+from core.learn.ood import verdict
+from core.plots import plain, plot_filters, save_figure
 from core.report import check_digit_model, is_regression, model_caption
 from data import load_dataset
 from data.digit_image import load_digit_image
 from data.errors import UserError
 from data.files import atomic_write_text, new_folder
 from data.normalization import to_unit
-from model.params_io import load_float_model
 from model.walk import KINDS
 
 
@@ -138,7 +139,7 @@ def run_explain(params_path, images, methods, layer=None, seed=0, limit=None, da
     """
     model, test_pixels, test_labels = load_with_test_pictures(params_path, "explain", data_dir,
                                                               limit)  # fmt: skip
-    names_of = model.meta["class_names"]
+    names_of = [plain(name) for name in model.meta["class_names"]]  # one line each, plain text
     if layer is not None:
         check_map_layer(model.blueprint, test_pixels.shape[1:], layer)
     if images:
@@ -152,8 +153,10 @@ def run_explain(params_path, images, methods, layer=None, seed=0, limit=None, da
     if layer is None and "gradcam" in methods:
         layer = gradcam_layer(model.blueprint, pixels.shape[1:])
     folder = output_folder(params_path, "explain", out)
-    probs = predict_proba(model.params, model.blueprint, model.inputs(pixels))
-    classes, top = top_k(probs, 3)
+    logits = predict_scores(model.params, model.blueprint, model.inputs(pixels))
+    foreign = [verdict(model, s, np.round(p[0] * 255).astype(np.uint8), os.fspath(params_path))
+               for s, p in zip(logits, pixels, strict=True)]  # fmt: skip
+    classes, top = top_k(softmax(logits), 3)
     predicted = classes[:, 0]
     maps = explain(model, pixels, predicted, methods, np.random.default_rng(seed), layer)
     ranked = [", ".join(f"{names_of[c]} {100 * q:.1f}%" for c, q in zip(cs, ps, strict=True))
@@ -171,7 +174,7 @@ def run_explain(params_path, images, methods, layer=None, seed=0, limit=None, da
         title = f"{row['picture']}\ntop 3: {row['top3']}"
         save_figure(plot_explanations(pixels[i : i + 1], one, [title], caption=caption,
                                       layer=layer), folder / f"explain_{i + 1}.png")  # fmt: skip
-        echo(f"{row['picture']}: {row['predicted']}   top 3: {row['top3']}"
+        echo(f"{row['picture']}: {foreign[i] or row['predicted']}   top 3: {row['top3']}"
              + (f"   (true {row['true']})" if row["true"] else ""))  # fmt: skip
     echo(f"files in {folder}: explain.csv, explain.png, explain_1.png .. explain_{len(table)}.png"
          + (f" (Grad-CAM of layer {layer})" if "gradcam" in methods else ""))  # fmt: skip

@@ -22,6 +22,8 @@ from data.registry import DATASETS, MIRRORABLE
 from model.blueprints import PRESETS
 
 ADVERSARIAL = ("fgsm",)  # the ways of adversarial training (core/learn/adversarial.py)
+DEVICES = ("cpu", "gpu")  # where a command computes (core/learn/device.py)
+PRECISIONS = ("float32", "mixed")  # how a run computes (core/learn/precision.py)
 TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")  # a bool as text
 
 
@@ -144,6 +146,9 @@ class TrainConfig:
                                      "2020)", choices=ADVERSARIAL)  # fmt: skip
     adv_eps: float = option(0.1, "the L-infinity budget of --adversarial, pixels in [0, 1]",
                             POSITIVE_FLOAT, metavar="EPS")  # fmt: skip
+    precision: str = option("float32", "mixed: float16 products on a GPU's tensor cores, "
+                            "float32 master weights, batch-norm statistics and loss, dynamic "
+                            "loss scaling (needs --device gpu)", choices=PRECISIONS)  # fmt: skip
 
 
 FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
@@ -184,6 +189,43 @@ def setting_value(name, text):
     if choices is not None and text not in choices:
         raise UserError(f"{name} must be one of {', '.join(choices)}, got {text}")
     return text
+
+
+def checked_config(config, source):
+    """The TrainConfig a model file's ``meta["config"]`` holds, each value checked as its
+    option checks it (the same Number and choices), a missing key taking its default (files
+    older than the option).
+
+    config: the dict read from the file; source: the file, for messages.
+    Raises a one-line UserError "<source>: __meta__ config <key> must be ..., got ..." for a
+    key no option has, a value of the wrong type or out of range.
+    """
+    if unknown := sorted(set(config) - FIELDS.keys()):
+        raise UserError(f"{source}: __meta__ config has unknown setting(s) {unknown!s:.120}; "
+                        f"the settings are {', '.join(FIELDS)}")  # fmt: skip
+    for name, value in config.items():
+        field, kind = FIELDS[name], value_type(FIELDS[name])
+        if value is None and may_be_none(field):
+            continue
+        number, choices = field.metadata["number"], field.metadata["choices"]
+        typed = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            typed = True
+        try:
+            if not typed:
+                raise UserError(f"must be a {kind.__name__}")
+            if number is not None:
+                number.read(value)
+            if choices is not None and value not in choices:
+                raise UserError(f"must be one of {', '.join(choices)}")
+        except UserError as err:
+            raise UserError(f"{source}: __meta__ config {name} "
+                            f"{str(err).split(', got')[0]}, got {value!r:.60}") from None  # fmt: skip
+    checked = TrainConfig(**config)
+    if checked.adversarial is not None and not checked.adv_eps:
+        raise UserError(f"{source}: __meta__ config adversarial {checked.adversarial!r:.40} "
+                        f"needs its adv_eps, a number in (0, 1], got {checked.adv_eps!r}")  # fmt: skip
+    return checked
 
 
 def with_settings(recipe, settings):

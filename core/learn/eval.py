@@ -12,6 +12,7 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from core.learn.loss import LOSSES
 from data.errors import UserError
+from layers.arraylib import array_module, to_numpy
 from model.blueprints import validate_blueprint
 from model.fold import fold_batchnorm
 from model.forward import forward
@@ -22,7 +23,8 @@ from model.forward import forward
 def predict_scores(params, blueprint, x, batch_size=500):
     """Class scores of ``x`` (N, ...) in inference mode, ``batch_size`` examples at a time.
 
-    Returns scores (N, K) in the params' dtype. Each batch norm that follows a conv or fc
+    Returns scores (N, K) in the params' dtype, where x is (on the GPU for a CuPy x; a NumPy x
+    gives NumPy scores whatever the executor). Each batch norm that follows a conv or fc
     is folded into it first (model/fold.py): the same scores up to float rounding, with
     one pass over the activations fewer per batch norm. Layer caches are dropped as soon
     as they are made, so memory stays small for any N.
@@ -32,7 +34,7 @@ def predict_scores(params, blueprint, x, batch_size=500):
         forward(params, x[i : i + batch_size], blueprint, keep_caches=False)[0]
         for i in range(0, len(x), batch_size)
     ]
-    return np.concatenate(batches)
+    return array_module(*batches).concatenate(batches)
 
 
 def predict_proba(params, blueprint, x, batch_size=500):
@@ -49,9 +51,9 @@ def loss_and_score(params, blueprint, x, y, loss="cross_entropy", batch_size=500
 
     loss: a key of core.learn.loss.LOSSES. The score is the accuracy for "cross_entropy" and
     R² for "mse" (``r_squared``: the lower the MSE, the higher R²).
-    Returns (loss, score), two floats.
+    Returns (loss, score), two floats. Scores and labels on the GPU are brought to NumPy first.
     """
-    scores = predict_scores(params, blueprint, x, batch_size)
+    scores, y = to_numpy(predict_scores(params, blueprint, x, batch_size)), to_numpy(y)
     value, _ = LOSSES[loss](scores, y)
     if loss == "mse":
         return value, r_squared(value, y)

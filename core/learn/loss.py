@@ -3,6 +3,7 @@
 import numpy as np
 
 from data.errors import UserError
+from layers.arraylib import array_module
 
 
 def softmax_cross_entropy(scores, y):
@@ -15,7 +16,8 @@ def softmax_cross_entropy(scores, y):
     log-softmax is taken via log-sum-exp with the row maximum subtracted, so logits of
     any finite size (e.g. +-1e4) give a finite loss and gradient.
     """
-    y = np.asarray(y)
+    xp = array_module(scores)
+    y = xp.asarray(y)
     if scores.ndim != 2 or y.ndim != 1 or y.shape[0] != scores.shape[0] or scores.size == 0:
         raise ValueError(
             f"softmax_cross_entropy: scores {scores.shape} and labels {y.shape} do not fit; "
@@ -31,10 +33,10 @@ def softmax_cross_entropy(scores, y):
         )
     shifted = scores - scores.max(axis=1, keepdims=True)  # <= 0: exp cannot overflow
     with np.errstate(under="ignore"):  # exp of very negative logits -> 0 is exact enough
-        exp = np.exp(shifted)
+        exp = xp.exp(shifted)
     sum_exp = exp.sum(axis=1, keepdims=True)  # >= 1: the row maximum contributes exp(0)
-    rows = np.arange(n)
-    log_prob_true = shifted[rows, y] - np.log(sum_exp[:, 0])
+    rows = xp.arange(n)
+    log_prob_true = shifted[rows, y] - xp.log(sum_exp[:, 0])
     loss = float(-log_prob_true.mean())
     dscores = exp
     dscores /= sum_exp  # softmax probabilities, in place
@@ -54,8 +56,9 @@ def mse(pred, target):
         raise ValueError(
             f"mse: pred {pred.shape} and target {target.shape} must have the same, non-empty shape"
         )
-    diff = pred - np.asarray(target, dtype=pred.dtype)
-    loss = float(np.mean(np.square(diff)))
+    xp = array_module(pred)
+    diff = pred - xp.asarray(target, dtype=pred.dtype)
+    loss = float(xp.mean(xp.square(diff)))
     diff *= 2.0 / diff.size
     return loss, diff
 

@@ -30,6 +30,8 @@ Conventions shared by every optimizer:
   param``), decoupled from the adaptive step.
 - The kernels compute in place into fresh temporaries: about 3.7 times faster
   than the plain expressions for Adam (2.3 ms against 8.5 ms per step on minivgg).
+- Arrays: NumPy, or CuPy on the GPU (``--device gpu``): each kernel computes with the array
+  library of its parameter (layers/arraylib.py), its state on the same device.
 """
 
 import math
@@ -40,6 +42,7 @@ import numpy as np
 
 from data.checks import check_real, is_real
 from data.errors import UserError
+from layers.arraylib import array_module
 
 
 class Optimizer(NamedTuple):
@@ -68,7 +71,11 @@ def is_weight(key):
 
 def _zero_slots(params, slots):
     """State with one zero array per (slot, parameter), shaped and typed like it."""
-    return {f"{slot}.{key}": np.zeros_like(p) for slot in slots for key, p in params.items()}
+    return {
+        f"{slot}.{key}": array_module(p).zeros_like(p)
+        for slot in slots
+        for key, p in params.items()
+    }
 
 
 def _apply(params, grads, state, slots, kernel, weight_decay, decay_if):
@@ -110,7 +117,7 @@ def _with_l2(g, p, wd):
     """``g + wd * p`` as a new array, or ``g`` itself (not to be written) when wd is 0."""
     if not wd:
         return g
-    out = np.multiply(p, wd)
+    out = array_module(p).multiply(p, wd)
     out += g
     return out
 
@@ -118,8 +125,9 @@ def _with_l2(g, p, wd):
 def _descend(p, direction, lr, out=None):
     """``p - lr * direction``, written into ``out`` (pass ``out=direction`` when that
     array is a fresh temporary: one allocation fewer) or into a new array."""
-    out = np.multiply(direction, lr, out=out)
-    return np.subtract(p, out, out=out)
+    xp = array_module(p)
+    out = xp.multiply(direction, lr, out=out)
+    return xp.subtract(p, out, out=out)
 
 
 # ---- hyper-parameter checks (the user's settings: UserError) -------------------------
@@ -213,7 +221,8 @@ def momentum(momentum=0.9, weight_decay=0.0, decay_if=is_weight):
         lr = float(lr)
 
         def kernel(p, g, wd, v_old):
-            v = np.multiply(v_old, mu)
+            xp = array_module(p)
+            v = xp.multiply(v_old, mu)
             v += _with_l2(g, p, wd)
             return _descend(p, v, lr), v
 
@@ -235,10 +244,11 @@ def nesterov(momentum=0.9, weight_decay=0.0, decay_if=is_weight):
         lr = float(lr)
 
         def kernel(p, g, wd, v_old):
+            xp = array_module(p)
             g = _with_l2(g, p, wd)
-            v = np.multiply(v_old, mu)
+            v = xp.multiply(v_old, mu)
             v += g
-            direction = np.multiply(v, mu)
+            direction = xp.multiply(v, mu)
             direction += g
             return _descend(p, direction, lr, out=direction), v
 
@@ -259,14 +269,15 @@ def rmsprop(decay=0.99, eps=1e-8, weight_decay=0.0, decay_if=is_weight):
         lr = float(lr)
 
         def kernel(p, g, wd, sq_old):
+            xp = array_module(p)
             g = _with_l2(g, p, wd)
-            sq = np.multiply(sq_old, rho)
-            scratch = np.multiply(g, g)
+            sq = xp.multiply(sq_old, rho)
+            scratch = xp.multiply(g, g)
             scratch *= 1.0 - rho
             sq += scratch
-            np.sqrt(sq, out=scratch)
+            xp.sqrt(sq, out=scratch)
             scratch += eps
-            np.divide(g, scratch, out=scratch)
+            xp.divide(g, scratch, out=scratch)
             return _descend(p, scratch, lr, out=scratch), sq
 
         return _apply(params, grads, state, ("sq",), kernel, weight_decay, decay_if)
@@ -286,12 +297,13 @@ def adagrad(eps=1e-8, weight_decay=0.0, decay_if=is_weight):
         lr = float(lr)
 
         def kernel(p, g, wd, sum_sq_old):
+            xp = array_module(p)
             g = _with_l2(g, p, wd)
-            sum_sq = np.multiply(g, g)
+            sum_sq = xp.multiply(g, g)
             sum_sq += sum_sq_old
-            scratch = np.sqrt(sum_sq)
+            scratch = xp.sqrt(sum_sq)
             scratch += eps
-            np.divide(g, scratch, out=scratch)
+            xp.divide(g, scratch, out=scratch)
             return _descend(p, scratch, lr, out=scratch), sum_sq
 
         return _apply(params, grads, state, ("sum_sq",), kernel, weight_decay, decay_if)
@@ -318,24 +330,25 @@ def _adam(name, beta1, beta2, eps, weight_decay, decay_if, decoupled):
         eps_hat = eps * root_bc2
 
         def kernel(p, g, wd, m_old, v_old):
+            xp = array_module(p)
             if not decoupled:
                 g = _with_l2(g, p, wd)
-            m = np.multiply(m_old, b1)
-            scratch = np.multiply(g, 1.0 - b1)
+            m = xp.multiply(m_old, b1)
+            scratch = xp.multiply(g, 1.0 - b1)
             m += scratch
-            v = np.multiply(v_old, b2)
-            np.multiply(g, g, out=scratch)
+            v = xp.multiply(v_old, b2)
+            xp.multiply(g, g, out=scratch)
             scratch *= 1.0 - b2
             v += scratch
-            np.sqrt(v, out=scratch)
+            xp.sqrt(v, out=scratch)
             scratch += eps_hat
-            np.divide(m, scratch, out=scratch)
+            xp.divide(m, scratch, out=scratch)
             scratch *= step_size
             if decoupled and wd:
-                new_p = np.multiply(p, 1.0 - lr * wd)  # decay from the old weights
+                new_p = xp.multiply(p, 1.0 - lr * wd)  # decay from the old weights
                 new_p -= scratch
             else:
-                new_p = np.subtract(p, scratch, out=scratch)
+                new_p = xp.subtract(p, scratch, out=scratch)
             return new_p, m, v
 
         return _apply(params, grads, state, ("m", "v"), kernel, weight_decay, decay_if)
@@ -451,7 +464,7 @@ def clip_by_global_norm(grads, max_norm):
     # Summed in float64: float32 squares of large gradients could overflow.
     norm = math.sqrt(
         sum(
-            float(np.dot(f, f))
+            float(array_module(f).dot(f, f))
             for f in (g.astype(np.float64, copy=False).ravel() for g in grads.values())
         )
     )

@@ -23,7 +23,7 @@ from model.walk import quantized_layers
 
 
 class TrainData(NamedTuple):
-    x_train: np.ndarray  # float32 (N, C, H, W), normalized
+    x_train: np.ndarray  # float32 (N, C, H, W), normalized (on the run's device: on_device)
     y_train: np.ndarray  # int64 (N,); float32 (N,) targets for a regression set
     x_val: np.ndarray
     y_val: np.ndarray
@@ -65,6 +65,13 @@ def prepare_data(config):
         fill=fill,
         dataset=ds,
     )
+
+
+def on_device(data, xp):
+    """The TrainData with its four arrays in the library ``xp``: on the GPU for cupy, placed
+    once for the whole run (for numpy: the very same arrays)."""
+    arrays = ("x_train", "y_train", "x_val", "y_val")
+    return data._replace(**{name: xp.asarray(getattr(data, name)) for name in arrays})
 
 
 def check_loss(config, ds):

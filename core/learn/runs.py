@@ -13,13 +13,15 @@ import fcntl
 import math
 import os
 import sys
+from numbers import Real
 from typing import NamedTuple
 
 import pandas as pd
 
-from core.learn.config import TrainConfig
+from core.learn.config import TrainConfig, checked_config
 from core.learn.eval import SCORE_OF_LOSS
 from core.learn.optim import Optimizer, freezing, make_optimizer, masking
+from core.learn.precision import Scaling
 from data.errors import UserError
 from data.files import MAX_NUMBERED, atomic_write_text, numbered, remove_leftover_temporaries
 from model.params_io import load_checkpoint, save_checkpoint, save_model
@@ -65,6 +67,10 @@ class RunState(NamedTuple):
     best_val_acc: float = -1.0  # the best validation score: accuracy, or R² for an MSE run
     best_epoch: int = 0
     log_rows: list = []  # one dict per finished epoch, keyed by log_columns (never mutated)
+    # mixed precision's loss scaling (core/learn/precision.py Scaling), untouched in float32
+    loss_scale: float = Scaling().loss_scale
+    scale_streak: int = 0
+    skipped: int = 0  # steps skipped in the epoch so far
 
 
 def make_run(config, data, blueprint, out_dir=None, frozen=frozenset(), masks=None):
@@ -90,14 +96,16 @@ def make_run(config, data, blueprint, out_dir=None, frozen=frozenset(), masks=No
     )
 
 
-def log_columns(loss):
-    """The log's columns for a run with ``loss``: LOG_COLUMNS, with "r2" for "acc" for MSE."""
-    return [column.replace("acc", SCORE_OF_LOSS[loss]) for column in LOG_COLUMNS]
+def log_columns(config):
+    """The log's columns for a run of ``config``: LOG_COLUMNS, with "r2" for "acc" for MSE,
+    and "skipped_steps" (the steps mixed precision skipped) for ``--precision mixed``."""
+    columns = [column.replace("acc", SCORE_OF_LOSS[config.loss]) for column in LOG_COLUMNS]
+    return [*columns, "skipped_steps"] if config.precision == "mixed" else columns
 
 
-def write_log(path, rows, loss):
-    """The log rows (dicts keyed by ``log_columns(loss)``) as CSV, written atomically."""
-    atomic_write_text(path, pd.DataFrame(rows, columns=log_columns(loss)).to_csv(index=False))
+def write_log(path, rows, config):
+    """The log rows (dicts keyed by ``log_columns(config)``) as CSV, written atomically."""
+    atomic_write_text(path, pd.DataFrame(rows, columns=log_columns(config)).to_csv(index=False))
 
 
 def run_meta(run, **extra):
@@ -128,7 +136,7 @@ def save_epoch(run, params, opt_state, state, improved):
     """
     # The files first, then the state: a Ctrl-C while they are written checkpoints the epoch as
     # not yet finished, and the resumed run validates it and writes them again.
-    write_log(run.paths["log"], state.log_rows, run.config.loss)
+    write_log(run.paths["log"], state.log_rows, run.config)
     if improved:
         score = f"val_{SCORE_OF_LOSS[run.config.loss]}"
         meta = run_meta(run, epoch=state.epoch, **{score: state.log_rows[-1][score]})
@@ -142,12 +150,24 @@ def load_run(path):
         raise UserError(f"{path.parent} holds no run to resume (no {path.name}); start one "
                         "without --resume")  # fmt: skip
     ckpt = load_checkpoint(path)
-    saved = ckpt.meta["run_state"]
+    source = os.fspath(path)
+    config = checked_config(ckpt.meta["config"], source)
+    saved = ckpt.meta.get("run_state")
+    if saved is None:
+        raise UserError(f"{source}: __meta__ has no run_state, so there is no place in a run "
+                        "to resume from; start a new run without --resume")  # fmt: skip
+    if unknown := sorted(set(saved) - set(RunState._fields)):
+        raise UserError(f"{source}: __meta__ run_state has unknown field(s) {unknown!s:.120}")
     # checkpoints written before the log rows were dicts hold them as lists in LOG_COLUMNS order
-    rows = [row if isinstance(row, dict) else dict(zip(LOG_COLUMNS, row, strict=True))
-            for row in saved["log_rows"]]  # fmt: skip
+    rows = [row if isinstance(row, dict) else dict(zip(LOG_COLUMNS, row, strict=False)) for row in
+            saved.get("log_rows", [])]  # fmt: skip
+    columns = log_columns(config)
+    if bad := [i for i, row in enumerate(rows) if not set(columns) <= set(row)
+               or not all(isinstance(v, Real) and not isinstance(v, bool) for v in row.values())]:  # fmt: skip
+        raise UserError(f"{source}: __meta__ run_state log_rows[{bad[0]}] must hold the "
+                        f"numbers {', '.join(columns)}")  # fmt: skip
     state = RunState(**{**saved, "log_rows": rows})
-    return TrainConfig(**ckpt.meta["config"]), ckpt.params, ckpt.opt_state, state
+    return config, ckpt.params, ckpt.opt_state, state
 
 
 def plural(count, word, words=None):
@@ -246,8 +266,10 @@ def lock(path):
             text = handle.read(HOLDER_CHARACTERS)
             handle.close()
             holder = "".join(c if c.isprintable() else "?" for c in text).strip() or "a process"
-            raise UserError(f"{path.parent} is in use by another run ({holder}); wait for it to "
-                            "end, or choose another --out") from None
+            raise UserError(
+                f"{path.parent} is in use by another run ({holder}); wait for it to "
+                "end, or choose another --out"
+            ) from None
         if os.path.exists(path) and os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
             handle.seek(0)
             handle.truncate()

@@ -6,6 +6,12 @@ epoch e's shuffle of ``(seed, 2, e)`` and batch b's augmentation and dropout
 of ``(seed, 3, e, b)``. So a run interrupted anywhere and resumed from its
 checkpoint reaches exactly the parameters of an uninterrupted run.
 
+On the GPU (``device="gpu"``, core/learn/device.py) the parameters, the optimizer state and
+the data are placed there once, when the run starts, and the loop is the same: every array it
+makes is made where its inputs are, and the random numbers are drawn on the CPU from the same
+generators, then moved. ``--precision mixed`` (core/learn/precision.py) computes each step in
+float16 with dynamic loss scaling (``mixed_step``).
+
 The run's folder, checkpoint and resume are core/learn/runs.py's; what the run prints is the
 caller's: it passes a Report (core/progress.py prints one for the train command).
 """
@@ -15,11 +21,13 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from core.learn import runs
+from core.learn import precision, runs
 from core.learn.adversarial import fast_fgsm_inputs
 from core.learn.config import check_warmup
+from core.learn.device import array_library, check_on_device, placed
 from core.learn.eval import SCORE_OF_LOSS, loss_and_score, r_squared
 from core.learn.loss import LOSSES
 from core.learn.optim import clip_by_global_norm
@@ -28,6 +36,7 @@ from core.learn.prepare import (
     check_not_quantized,
     check_outputs,
     make_rng,
+    on_device,
     prepare_data,
 )
 from core.learn.schedules import lr_at
@@ -41,6 +50,7 @@ from data import (
 )
 from data.errors import UserError
 from data.files import refuse_to_write_over
+from layers.arraylib import array_module, to_numpy
 from model.backward import backward
 from model.blueprints import load_blueprint
 from model.forward import forward
@@ -80,16 +90,17 @@ def augmented(config, fill, xb, rng):
     """A training batch with the config's random augmentations, drawn from ``rng``.
 
     fill: (C,) the normalized value of a black pixel, for what a warp, crop or
-    erasing uncovers.
+    erasing uncovers. A batch on the GPU is augmented there (the draws are the same).
     """
+    xp = array_module(xb)
     if config.augment:
-        xb = random_affine(xb, rng, fill=fill)
+        xb = random_affine(xb, rng, fill=fill, xp=xp)
     if config.crop:
-        xb = random_crop(xb, rng, pad=config.crop, fill=fill)
+        xb = random_crop(xb, rng, pad=config.crop, fill=fill, xp=xp)
     if config.flip:
-        xb = random_flip(xb, rng)
+        xb = random_flip(xb, rng, xp=xp)
     if config.erase:
-        xb = random_erasing(xb, rng, p=config.erase, fill=fill)
+        xb = random_erasing(xb, rng, p=config.erase, fill=fill, xp=xp)
     return xb
 
 
@@ -99,27 +110,73 @@ def train_step(params, opt_state, xb, yb, run, step, lr, rng):
     The run's frozen parameter keys (--freeze) stay as they are: its optimizer skips them
     (core/learn/optim.py ``freezing``) and batch norm's new running statistics are dropped for them.
     """
-    blueprint, config = run.blueprint, run.config
     # A diverging run overflows (inf, then inf - inf = NaN) before its loss stops being finite:
     # the loss check reports that once, as Diverged, instead of NumPy warnings from every layer.
     with warnings.catch_warnings():  # the filter is global: it covers the shards' threads too
         warnings.filterwarnings("ignore", "(overflow|invalid value) encountered", RuntimeWarning)
-        if config.adversarial:
-            xb = fast_fgsm_inputs(params, blueprint, run.data.norm, xb, yb, config.adv_eps, rng)
-        scores, caches = forward(params, xb, blueprint, train=True, rng=rng)
+        scores, caches, loss, grads = gradients(params, xb, yb, run, step, lr, rng)
+        params, opt_state = updated(params, opt_state, grads, run, step, lr)
+    return with_stats(params, caches, run), opt_state, loss, n_correct(run, scores, yb)
+
+
+def mixed_step(params, opt_state, xb, yb, run, step, lr, rng, scaling):
+    """train_step in mixed precision (core/learn/precision.py), the loss scaled as ``scaling``
+    (a Scaling) says: the batch and float16 copies of the weights compute the scores, the loss
+    is taken in float32 and its gradient scaled; the gradients, unscaled in float32, update the
+    float32 ``params`` if they are all finite, else the update is skipped.
+    Returns (params, opt_state, loss, n_correct, the next Scaling).
+    """
+    with warnings.catch_warnings():  # as in train_step; float16 overflows skip the step
+        warnings.filterwarnings("ignore", "(overflow|invalid value) encountered", RuntimeWarning)
+        half = precision.half_copies(params, precision.half_keys(run.blueprint))
+        xb = xb.astype(precision.HALF)
+        scale = scaling.loss_scale
+        scores, caches, loss, grads = gradients(half, xb, yb, run, step, lr, rng, scale)
+        grads, finite = precision.unscaled(grads, scale)
+        if finite:
+            params, opt_state = updated(params, opt_state, grads, run, step, lr)
+    correct, scaling = n_correct(run, scores, yb), precision.next_scaling(scaling, finite)
+    return with_stats(params, caches, run), opt_state, loss, correct, scaling
+
+
+def gradients(params, xb, yb, run, step, lr, rng, loss_scale=None):
+    """(scores, caches, loss, grads) of a training batch; Diverged if the loss is not finite.
+
+    loss_scale: mixed precision's (the loss is then taken on the scores in float32 and the
+    gradients come back multiplied by it); None for float32.
+    """
+    blueprint, config = run.blueprint, run.config
+    if config.adversarial:
+        xb = fast_fgsm_inputs(params, blueprint, run.data.norm, xb, yb, config.adv_eps, rng)
+    scores, caches = forward(params, xb, blueprint, train=True, rng=rng)
+    if loss_scale is None:
         loss, dscores = LOSSES[config.loss](scores, yb)
-        if not math.isfinite(loss):
-            raise Diverged(
-                f"the training loss became {loss} at step {step + 1} (learning rate {lr:.3g})"
-            )
-        grads = backward(dscores, caches, blueprint)
-        if config.clip_norm:
-            grads, _ = clip_by_global_norm(grads, config.clip_norm)
-        params, opt_state = run.optimizer.update(params, grads, opt_state, step + 1, lr)
+    else:
+        loss, dscores = LOSSES[config.loss](scores.astype(np.float32), yb)
+        dscores = precision.scaled(dscores, loss_scale)
+    if not math.isfinite(loss):
+        raise Diverged(
+            f"the training loss became {loss} at step {step + 1} (learning rate {lr:.3g})"
+        )
+    return scores, caches, loss, backward(dscores, caches, blueprint)
+
+
+def updated(params, opt_state, grads, run, step, lr):
+    """(params, opt_state) after the optimizer's update with ``grads`` (clipped by --clip-norm)."""
+    if run.config.clip_norm:
+        grads, _ = clip_by_global_norm(grads, run.config.clip_norm)
+    return run.optimizer.update(params, grads, opt_state, step + 1, lr)
+
+
+def with_stats(params, caches, run):
+    """``params`` with batch norm's new running statistics, but those of frozen layers."""
     stats = {k: v for k, v in caches.running_stats.items() if k not in run.frozen}
-    params = {**params, **stats}  # batch norm's new running statistics
-    correct = 0 if config.loss == "mse" else int((scores.argmax(axis=1) == yb).sum())
-    return params, opt_state, loss, correct
+    return {**params, **stats}
+
+
+def n_correct(run, scores, yb):
+    """The batch's correct predictions (0 for regression)."""
+    return 0 if run.config.loss == "mse" else int((scores.argmax(axis=1) == yb).sum())
 
 
 def lr_of(run, step):
@@ -146,7 +203,15 @@ def epoch_batches(run, params, opt_state, state):
         lr = lr_of(run, step)
         rng = make_rng(config.seed, 3, epoch, b)
         xb = augmented(config, data.fill, xb, rng)
-        params, opt_state, loss, correct = train_step(params, opt_state, xb, yb, run, step, lr, rng)
+        if config.precision == "mixed":
+            params, opt_state, loss, correct, scaling = mixed_step(
+                params, opt_state, xb, yb, run, step, lr, rng, precision.scaling_of(state)
+            )
+            state = state._replace(**scaling._asdict())
+        else:
+            params, opt_state, loss, correct = train_step(
+                params, opt_state, xb, yb, run, step, lr, rng
+            )
         state = state._replace(
             batch=b + 1,
             loss_sum=state.loss_sum + loss * len(yb),
@@ -174,7 +239,7 @@ def validate(run, params, epoch):
 def train_score(run, state):
     """The epoch's training score: the accuracy, or for an MSE run R² of its mean loss."""
     if run.config.loss == "mse":
-        return r_squared(state.loss_sum / state.seen, run.data.y_train)
+        return r_squared(state.loss_sum / state.seen, to_numpy(run.data.y_train))
     return state.correct / state.seen
 
 
@@ -192,6 +257,8 @@ def end_epoch(run, params, opt_state, state, report):
         "seconds": state.seconds,
         "images_per_s": state.seen / state.seconds,
     }
+    if run.config.precision == "mixed":
+        row["skipped_steps"] = state.skipped
     report.epoch(run, row)
     # A higher R² is a lower MSE. The first epoch always counts: R² can be below -1.
     improved = state.best_epoch == 0 or val_score > state.best_val_acc
@@ -200,6 +267,8 @@ def end_epoch(run, params, opt_state, state, report):
         best_val_acc=val_score if improved else state.best_val_acc,
         best_epoch=epoch + 1 if improved else state.best_epoch,
         log_rows=[*state.log_rows, row],
+        loss_scale=state.loss_scale,  # the loss scaling goes on; its count of skips is the epoch's
+        scale_streak=state.scale_streak,
     )
     runs.save_epoch(run, params, opt_state, done, improved)
     return done
@@ -210,17 +279,20 @@ def stopped_early(config, state):
     return bool(config.patience) and state.epoch - state.best_epoch >= config.patience
 
 
-def start(config, out_dir, resume, changes, overwrite, say, writes=()):
-    """Everything a run needs before its first batch: (run, params, opt_state, state).
+def start(config, out_dir, resume, changes, overwrite, say, writes=(), device="cpu"):
+    """Everything a run needs before its first batch: (run, params, opt_state, state), the
+    arrays on ``device``.
 
     Every option is checked before the folder is: a mistyped option is the error shown.
     """
+    xp = array_library(device)
     if resume:
         saved, params, opt_state, state = runs.load_run(out_dir / runs.RUN_FILES["ckpt"])
         config = runs.resumed_config(saved, changes, out_dir / runs.RUN_FILES["ckpt"])
     check_warmup(config)
     check_freeze(config)
-    data = prepare_data(config)
+    check_on_device(config, xp)
+    data = on_device(prepare_data(config), xp)
     _, blueprint = load_blueprint(config.arch, data.dataset.n_classes)
     check_not_quantized(blueprint, config.arch)
     check_outputs(blueprint, data)
@@ -240,8 +312,10 @@ def start(config, out_dir, resume, changes, overwrite, say, writes=()):
         if config.init_from:
             params = start_from(params, blueprint, in_shape, config.init_from, frozen_names, say)
     runs.prepare_folder(out_dir, [] if resume else found, say)
+    params = placed(params, xp)
     if not resume:
         return run, params, run.optimizer.init(params), runs.RunState()
+    opt_state = placed(opt_state, xp)
     if config.epochs != saved.epochs:
         step = state.epoch * run.per_epoch + state.batch
         replanned = "" if config.schedule == "constant" else (
@@ -264,7 +338,16 @@ def nothing_to_train(run, state, out_dir):
     return ""
 
 
-def train(config, out_dir, resume=False, changes=None, overwrite=False, report=QUIET, writes=()):
+def train(
+    config,
+    out_dir,
+    resume=False,
+    changes=None,
+    overwrite=False,
+    report=QUIET,
+    writes=(),
+    device="cpu",
+):
     """Train a model as ``config`` says, writing its files to ``out_dir``.
 
     resume: continue from ``out_dir/checkpoint.npz`` with its config (``config`` is not read),
@@ -275,6 +358,8 @@ def train(config, out_dir, resume=False, changes=None, overwrite=False, report=Q
             prints the train command's lines and progress bar).
     writes: the paths in ``out_dir`` that the caller writes too (figures/...): a new run
             refuses a folder where one of them exists (it is not a run's), unless ``overwrite``.
+    device: "cpu", or "gpu" (core/learn/device.py): where the run computes. Its files are the
+            same NumPy files either way, and a checkpoint resumes on either device.
     The run holds ``out_dir`` (core/learn/runs.py ``owning``): a second process is refused.
     Returns (model, log): the best model as saved (``best_params.npz``, read back as a Model)
     and the log, a DataFrame of one row per epoch. Raises Diverged on a NaN/infinite loss (the files of the
@@ -282,13 +367,13 @@ def train(config, out_dir, resume=False, changes=None, overwrite=False, report=Q
     """
     out_dir = Path(out_dir)
     with runs.owning(out_dir):
-        return train_owned(config, out_dir, resume, changes, overwrite, report, writes)
+        return train_owned(config, out_dir, resume, changes, overwrite, report, writes, device)
 
 
-def train_owned(config, out_dir, resume, changes, overwrite, report, writes):
+def train_owned(config, out_dir, resume, changes, overwrite, report, writes, device):
     """``train``, once it holds the run folder."""
     run, params, opt_state, state = start(
-        config, out_dir, resume, changes, overwrite, report.say, writes
+        config, out_dir, resume, changes, overwrite, report.say, writes, device
     )
     config = run.config
     report.started(run, out_dir)
@@ -317,5 +402,5 @@ def train_owned(config, out_dir, resume, changes, overwrite, report, writes):
             else "no epoch finished, so no parameters were kept"
         )
         raise Diverged(f"{e}: training stopped; try a smaller --lr; {kept}") from None
-    log = pd.DataFrame(state.log_rows, columns=runs.log_columns(config.loss))
+    log = pd.DataFrame(state.log_rows, columns=runs.log_columns(config))
     return load_model(run.paths["best"]), log

@@ -10,8 +10,8 @@ statistics.
 
 import fnmatch
 
+from core.learn.model_file import load_float_model
 from data.errors import UserError
-from model.params_io import load_float_model
 from model.shapes import trace_shapes
 
 

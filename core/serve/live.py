@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from core.inside.explain import saliency
-from core.learn.eval import predict_proba
+from core.learn.eval import predict_scores, softmax
+from core.learn.model_file import load_float_model
+from core.learn.ood import verdict
 from core.report import DIGIT_SHAPE, check_digit_model, model_inputs
 from core.serve.figures import FIGURES, run_figures
 from core.serve.pictures import INFERNO, VIRIDIS, levels, mosaic, png_data_url
 from data.digit_image import digit_image_from_bytes
 from model.forward import forward_activations
-from model.params_io import load_float_model
 from model.shapes import trace_shapes
 from model.summary import format_summary
 
@@ -73,6 +74,8 @@ class LivePage:
 
         picture: the bytes of a PNG or JPEG file.
         Returns a JSON-ready dict: "class" (name) and "index" of the prediction,
+        "not_a_digit" (None, or the words saying the picture does not look like the
+        model's training images: core/learn/ood.py),
         "classes", "probabilities" (K floats), "input" (the prepared 28x28 image as
         "pixels", uint8 rows, and "png"), "layers" (per top-level layer: "name" as in
         ``summary``, "type", "shape", "png" of its maps, "tiles" (rows, columns), "range"
@@ -83,7 +86,9 @@ class LivePage:
             started = time.perf_counter()
             image = digit_image_from_bytes(picture, PICTURE_NAME)
             x = model_inputs(image[None, None], self.model.meta, self.source)
-            probs = predict_proba(self.model.params, self.model.blueprint, x)[0]
+            logits = predict_scores(self.model.params, self.model.blueprint, x)[0]
+            words = verdict(self.model, logits, image, self.source)
+            probs = softmax(logits)
             best = int(np.argmax(probs))
             activations = forward_activations(self.model.params, x, self.model.blueprint)
             pixels = (image[None, None] / np.float32(255)).astype(np.float32)
@@ -91,6 +96,7 @@ class LivePage:
             names = self.model.meta["class_names"]
             answer = {
                 "class": names[best],
+                "not_a_digit": words,  # None, or "this does not look like a digit"
                 "index": best,
                 "classes": names,
                 "probabilities": [float(p) for p in probs],

@@ -162,6 +162,8 @@ function element(tag, className, text) {
 
 function show(answer) {
   document.getElementById("prediction").textContent = answer.class;
+  // Beside the bars, never instead: the server says when the picture is far from the digits.
+  document.getElementById("not-a-digit").textContent = answer.not_a_digit || "";
   document.getElementById("input").src = answer.input.png;
   document.getElementById("saliency").src = answer.saliency.png;
   document.getElementById("bars").replaceChildren(

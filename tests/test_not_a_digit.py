@@ -1,0 +1,90 @@
+"""The not-a-digit check (core/learn/ood.py): its scores, its verdict on real digits and on
+pictures that are none, and its record's checks at load."""
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.learn import ood
+from core.learn.eval import predict_scores
+from core.learn.model_file import load_model
+from data.digit_image import digit_image_from_bytes, load_digit_image
+from data.errors import UserError
+from model.meta_checks import check_meta_records
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "best_params.npz"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model(SHIPPED)
+
+
+def _verdict(model, image):
+    logits = predict_scores(
+        model.params, model.blueprint, model.inputs(image[None, None] / np.float32(255))
+    )
+    return ood.verdict(model, logits[0], image, "x")
+
+
+def _prepared(array):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return digit_image_from_bytes(buffer.getvalue(), "a picture")
+
+
+def test_the_energy_score_is_minus_logsumexp():
+    logits = np.array([[1.0, 2.0, 3.0], [1000.0, 0.0, -5.0]])
+    expected = [
+        -np.log(np.exp(logits[0]).sum()),
+        -1000.0 - np.log(1 + np.exp(-1000) + np.exp(-1005)),
+    ]
+    np.testing.assert_allclose(ood.energy(logits), expected)
+
+
+def test_the_statistics_are_independent_so_their_covariance_inverts():
+    rng = np.random.default_rng(0)
+    pictures = (rng.random((500, 28, 28)) ** rng.uniform(1, 8, (500, 1, 1)) * 255).astype(np.uint8)
+    assert np.linalg.cond(np.cov(ood.picture_stats(pictures).T)) < 1e8
+
+
+def test_the_shipped_model_carries_a_record_with_its_thresholds(model):
+    record = model.meta["ood"]
+    assert record["looks_like"] == "digit" and record["false_alarm_rate"] <= 0.01
+    assert np.all(np.linalg.eigvalsh(np.asarray(record["precision"])) > 0)
+
+
+def test_a_real_digit_is_a_digit(model):
+    assert _verdict(model, load_digit_image(ROOT / "docs" / "digit.png")) is None
+
+
+@pytest.mark.parametrize("kind", ["noise", "one dark pixel"])
+def test_pictures_that_are_no_digit_are_said_so(model, kind):
+    rng = np.random.default_rng(3)
+    if kind == "noise":
+        array = rng.integers(0, 256, (280, 280)).astype(np.uint8)
+    else:
+        array = np.full((100, 100), 255, np.uint8)
+        array[40, 60] = 0
+    assert _verdict(model, _prepared(array)) == "this does not look like a digit"
+
+
+def test_a_model_without_a_record_gets_no_verdict_and_no_other_models_threshold(model):
+    bare = model._replace(meta={k: v for k, v in model.meta.items() if k != "ood"})
+    noise = _prepared(np.random.default_rng(4).integers(0, 256, (200, 200)).astype(np.uint8))
+    assert _verdict(bare, noise) is None
+
+
+def test_outputs_that_are_not_finite_are_refused_never_printed(model):
+    with pytest.raises(UserError, match="not finite"):
+        ood.verdict(model, np.array([np.nan] * 10), np.zeros((28, 28), np.uint8), "m.npz")
+
+
+def test_a_malformed_record_is_refused_at_load(model):
+    meta = {**model.meta, "ood": {**model.meta["ood"], "precision": [[1.0, 2.0]]}}
+    with pytest.raises(UserError, match="ood"):
+        check_meta_records(meta, "m.npz")
