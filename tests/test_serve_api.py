@@ -33,6 +33,7 @@ from data.errors import UserError
 from model.params_io import load_model
 from model.shapes import trace_shapes
 from model.summary import format_summary
+from tests.hostile_pictures import HOSTILE
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "best_params.npz"
@@ -213,6 +214,16 @@ def picture_url(array, fmt="PNG"):
 def test_a_picture_predict_would_refuse_gets_predicts_message(served, image, problem):
     status, _, answer = post_json(served[0], {"image": image})
     assert status == 400 and problem in answer["error"] and "'the picture'" in answer["error"]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_a_hostile_picture_gets_400_and_its_one_line_refusal(served, name):
+    data, problem = HOSTILE[name]
+    url = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+    status, _, answer = post_json(served[0], {"image": url})
+    assert status == 400, answer
+    assert re.search(f"'the picture': .*{problem}", answer["error"]), answer["error"]
+    assert answer["error"].isprintable()
 
 
 def raw_request(server, head, body=b""):
