@@ -8,6 +8,7 @@ bytes of one (a picture drawn on the live page, ``serve``); ``to_png`` and
 ``prepared_path`` save the result beside the input for ``predict --show``.
 """
 
+import contextlib
 import io
 import warnings
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from data.errors import UserError
+from data.errors import UserError, printable
 from data.files import atomic_write
 
 CANVAS_SIDE = 28  # MNIST field
@@ -26,6 +27,16 @@ WORK_SIDE = 1024  # decode/shrink to about this long side; the digit ends up 20 
 MIN_CONTRAST = 0.1  # ink must differ from the background by 10% of full scale
 INK_FRACTION = 0.2  # ink fainter than 20% of the strongest ink is background noise
 MERGE_GAP = 0.3  # ink this far from the digit (relative to its size) is a separate speck
+REASON_CHARS = 200  # Pillow's own words in a message are cut to this many characters
+
+# PILLOW_REFUSALS: Pillow's plugins report a corrupt or hostile file with almost any
+# exception type: ValueError (a PNG text or ICC chunk that inflates past
+# PngImagePlugin.MAX_TEXT_CHUNK, a PPM maxval of 0), TypeError and struct.error (TIFF
+# tags), NotImplementedError (DDS), EOFError, SyntaxError, OSError (truncated data).
+# Around Pillow's calls, and only there, any Exception is the file's fault, not a bug.
+
+# Modes with an alpha channel ("a": premultiplied) once "La" is made "LA".
+ALPHA_MODES = ("LA", "PA", "RGBA", "RGBa")
 
 # ITU-R 601 luma, the weights Pillow's own "L" conversion uses.
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
@@ -38,7 +49,31 @@ _SHRINK_ADVICE = (
 
 def _fail(path, problem, advice=_ADVICE):
     """Build the one-line UserError for the picture ``path`` (a path, or a name for messages)."""
-    return UserError(f"digit image '{path}': {problem}; {advice}")
+    return UserError(f"digit image '{printable(str(path))}': {problem}; {advice}")
+
+
+def _too_large(path, err):
+    """The refusal of a picture over Pillow's own size limit (its bomb error or warning)."""
+    return _fail(path, f"picture too large ({_reason(err).rstrip('.')})", _SHRINK_ADVICE)
+
+
+def _reason(err):
+    """Pillow's words for what went wrong, as a short line (the type's name when it gives none)."""
+    return printable(str(err) or type(err).__name__, REASON_CHARS)
+
+
+@contextlib.contextmanager
+def _pillow_quiet():
+    """Inside: Pillow's size warning raises, and its other warnings are dropped.
+
+    Pillow warns (a DecompressionBombWarning) for pictures above its own limit: that
+    means "huge picture" here. Its other warnings (corrupt EXIF, odd chunks) would add
+    lines to what must be one line; a file that still decodes is judged by its pixels.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
 
 
 def _open_checked(source, path):
@@ -51,19 +86,18 @@ def _open_checked(source, path):
         An opened, not yet decoded ``PIL.Image.Image`` (JPEGs set to decode at a reduced scale).
     """
     try:
-        # Pillow warns (a RuntimeWarning) or raises for pictures above its own
-        # limit; both mean "huge picture" here.
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with _pillow_quiet():
             image = Image.open(source)
+            # JPEG only: decode directly at 1/2, 1/4 or 1/8 scale, cheaply and with little memory.
+            image.draft(None, (WORK_SIDE, WORK_SIDE))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise _fail(path, f"picture too large ({str(err).rstrip('.')})", _SHRINK_ADVICE) from err
+        raise _too_large(path, err) from err
     except UnidentifiedImageError as err:
         raise _fail(path, "not an image Pillow can read (unknown or corrupt format)") from err
     except OSError as err:
-        raise _fail(path, f"cannot read the file ({err})") from err
-    # JPEG only: decode directly at 1/2, 1/4 or 1/8 scale, cheaply and with little memory.
-    image.draft(None, (WORK_SIDE, WORK_SIDE))
+        raise _fail(path, f"cannot read the file ({_reason(err)})") from err
+    except Exception as err:  # see PILLOW_REFUSALS
+        raise _fail(path, f"a corrupt or hostile file, Pillow refused it ({_reason(err)})") from err
     width, height = image.size
     if width * height > MAX_PIXELS:
         image.close()
@@ -93,12 +127,16 @@ def _decode_small(image):
     """
     image.load()
     image = ImageOps.exif_transpose(image)
+    if image.mode == "La":  # premultiplied alpha (a TIFF): Pillow converts it only to LA
+        image = image.convert("LA")
     if image.mode.startswith("I;16"):
         image = image.convert("I")
     elif image.mode == "1":
         image = image.convert("L")
-    elif image.mode not in ("I", "F") and ("transparency" in image.info or "A" in image.mode):
-        image = image.convert("RGBA")  # LA, PA, or P/L/RGB with a transparent colour
+    elif image.mode in ALPHA_MODES or (
+        image.mode not in ("I", "F") and "transparency" in image.info
+    ):
+        image = image.convert("RGBA")  # or P/L/RGB with a transparent colour
     elif image.mode not in ("L", "RGB", "I", "F"):
         image = image.convert("RGB")  # P, CMYK, YCbCr, LAB, HSV
     factor = -(-max(image.size) // WORK_SIDE)
@@ -303,11 +341,22 @@ def _prepare(source, path):
     """
     image = _open_checked(source, path)
     try:
-        with image:
+        with image, _pillow_quiet():
             small = _decode_small(image)
-    except (OSError, SyntaxError, ValueError, EOFError) as err:
-        # Pillow reports truncated or corrupt pixel data with any of these.
-        raise _fail(path, f"cannot decode the picture, truncated or corrupt ({err})") from err
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        # A later frame or tile can be larger than the header said.
+        raise _too_large(path, err) from err
+    except Exception as err:  # see PILLOW_REFUSALS
+        raise _fail(
+            path, f"cannot decode the picture, truncated or corrupt ({_reason(err)})"
+        ) from err
+    # NaN compares false with everything and infinity survives the clipping to [0, 1]:
+    # either would slip through to a prediction. (Averaging values beyond float32's
+    # range in _decode_small's reduction also makes infinity, refused here too.)
+    if small.mode == "F" and not np.isfinite(np.asarray(small)).all():
+        raise _fail(
+            path, "some pixels are not numbers (NaN or infinity in a floating-point picture)"
+        )
     gray = _gray_levels(small)
     ink = None if gray is None else _ink(gray)
     if ink is None or ink.max() < MIN_CONTRAST:

@@ -1,16 +1,24 @@
 """Tests for data/digit_image.py: user pictures become MNIST-like 28x28 images."""
 
 import gzip
+import re
 import struct
+import subprocess
+import sys
+import warnings
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
+from data import digit_image
 from data.digit_image import digit_image_from_bytes, load_digit_image, prepared_path, to_png
 from data.errors import UserError
+from tests.hostile_pictures import HOSTILE, encoded, tiff_with_rational_strip_offsets
+
+ROOT = Path(__file__).resolve().parent.parent
 
 MNIST_TEST_IMAGES = [
     Path("/work/main/data/mnist/t10k-images-idx3-ubyte.gz"),
@@ -163,6 +171,26 @@ def variants(digit):
         Image.fromarray(paper).convert("CMYK").save(path, quality=95)
         return path
 
+    def la_premultiplied_tiff(path):
+        # Gray with associated (premultiplied) alpha: Pillow opens it as mode "La".
+        opaque = np.dstack([paper, np.full_like(paper, 255)])
+        data = encoded(Image.fromarray(opaque, mode="LA"), "TIFF")
+        unassociated = struct.pack("<HHIH", 338, 3, 1, 2)  # ExtraSamples: 2, unassociated
+        path.write_bytes(data.replace(unassociated, struct.pack("<HHIH", 338, 3, 1, 1)))
+        return path
+
+    def animated(path):
+        # Many frames (alternating, so none is merged): only the first is decoded.
+        first, rest = Image.fromarray(paper), Image.fromarray(255 - paper)
+        first.save(path, save_all=True, append_images=[rest, first] * 50)
+        return path
+
+    def exif_bad_orientation_jpeg(path):
+        exif = Image.Exif()
+        exif[0x0112] = 99  # no such orientation: the picture is shown as stored
+        Image.fromarray(paper).save(path, quality=95, exif=exif)
+        return path
+
     def exif_rotated_jpeg(path):
         # Pixels stored rotated; orientation 6 says "rotate 90 degrees clockwise to show".
         exif = Image.Exif()
@@ -181,10 +209,21 @@ def variants(digit):
         "bilevel.png": bilevel,
         "cmyk.jpg": cmyk_jpeg,
         "exif_rotated.jpg": exif_rotated_jpeg,
+        "la_premultiplied.tif": la_premultiplied_tiff,
+        "animated.gif": animated,
+        "animated.png": animated,
+        "exif_bad_orientation.jpg": exif_bad_orientation_jpeg,
     }
 
 
-LOSSLESS_VARIANTS = {"rgba_dark_ink.png", "rgba_light_ink.png", "palette.png", "gray16.png"}
+LOSSLESS_VARIANTS = {
+    "rgba_dark_ink.png",
+    "rgba_light_ink.png",
+    "palette.png",
+    "gray16.png",
+    "la_premultiplied.tif",
+    "animated.png",
+}
 
 
 @pytest.mark.parametrize("name", sorted(variants(np.zeros((28, 28), dtype=np.uint8))))
@@ -192,8 +231,15 @@ def test_pixel_formats_give_the_same_digit(digit, dark_on_light, tmp_path, name)
     reference = load_digit_image(dark_on_light)
     path = variants(digit)[name](tmp_path / name)
     with Image.open(path) as opened:  # the file really is in the format under test
-        expected_mode = {"palette.png": "P", "palette_transparent.png": "P", "bilevel.png": "1"}
+        expected_mode = {
+            "palette.png": "P",
+            "palette_transparent.png": "P",
+            "bilevel.png": "1",
+            "la_premultiplied.tif": "La",
+        }
         assert opened.mode == expected_mode.get(name, opened.mode)
+        if name.startswith("animated"):
+            assert opened.n_frames == 101
         if name == "gray16.png":
             assert opened.mode.startswith("I")
     prepared = load_digit_image(path)
@@ -293,6 +339,94 @@ def test_huge_picture_refused_before_decoding(tmp_path, width, height):
     assert path.stat().st_size < 10_000
     with pytest.raises(UserError, match="huge.png.*too large"):
         load_digit_image(path)
+
+
+def one_line_refusal(call):
+    """The message of the UserError that ``call()`` raises, checked to be one printable line."""
+    with pytest.raises(UserError) as refused:
+        call()
+    message = str(refused.value)
+    assert message.isprintable(), repr(message)  # no line break, no terminal escape
+    return message
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_a_hostile_file_is_one_line_naming_the_file_and_the_problem(tmp_path, name):
+    data, problem = HOSTILE[name]
+    path = tmp_path / name
+    path.write_bytes(data)
+    message = one_line_refusal(lambda: load_digit_image(path))
+    assert re.search(f"'{re.escape(str(path))}': .*{problem}", message), message
+    from_bytes = one_line_refusal(lambda: digit_image_from_bytes(data, "the upload"))
+    assert from_bytes == message.replace(str(path), "the upload")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        struct.error("unpack requires a buffer of 4 bytes"),
+        EOFError(),
+        SyntaxError("not a TIFF file"),
+        KeyError("PhotometricInterpretation"),
+        IndexError("list index out of range"),
+        ZeroDivisionError("division by zero"),
+        OSError("image file is truncated"),
+        Image.DecompressionBombError("Image size exceeds limit"),
+    ],
+    ids=lambda error: f"{type(error).__module__}.{type(error).__qualname__}",
+)
+@pytest.mark.parametrize("step", ["open", "decode"])
+def test_any_exception_pillow_raises_is_a_one_line_refusal(dark_on_light, monkeypatch, error, step):
+    def fail(*args, **kwargs):
+        raise error
+
+    if step == "open":
+        monkeypatch.setattr(digit_image.Image, "open", fail)
+    else:
+        monkeypatch.setattr(ImageFile.ImageFile, "load", fail)
+    message = one_line_refusal(lambda: load_digit_image(dark_on_light))
+    assert "seven.png" in message and (str(error) or type(error).__name__) in message
+
+
+def test_pillows_warnings_stay_out_of_the_output(tmp_path):
+    # A TIFF cut inside its tags: Pillow warns "Corrupt EXIF data" before refusing it.
+    path = tmp_path / "cut.tif"
+    path.write_bytes(tiff_with_rational_strip_offsets()[:100])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        one_line_refusal(lambda: load_digit_image(path))
+    assert caught == []
+
+
+def test_a_file_name_with_control_characters_stays_one_line(tmp_path):
+    path = tmp_path / "seven\n\x1b[2J.png"  # a line break, then "clear the screen"
+    path.write_bytes(b"not a picture")
+    message = one_line_refusal(lambda: load_digit_image(path))
+    assert "seven\\x0a\\x1b[2J.png" in message
+
+
+def test_a_huge_reason_from_pillow_is_cut_short(dark_on_light, monkeypatch):
+    def fail(*args, **kwargs):
+        raise ValueError("x" * 100_000)
+
+    monkeypatch.setattr(digit_image.Image, "open", fail)
+    message = one_line_refusal(lambda: load_digit_image(dark_on_light))
+    assert len(message) < 500 and "xxx..." in message
+
+
+def test_predict_on_a_hostile_picture_is_one_line_on_stderr(tmp_path):
+    path = tmp_path / "hostile.png"
+    path.write_bytes(HOSTILE["ztxt_bomb.png"][0])
+    done = subprocess.run(
+        [sys.executable, "main.py", "predict", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert str(path) in done.stderr and "MAX_TEXT_CHUNK" in done.stderr
 
 
 def test_directory_is_not_a_file(tmp_path):

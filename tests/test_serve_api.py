@@ -10,6 +10,7 @@ import io
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +34,7 @@ from data.errors import UserError
 from model.params_io import load_model
 from model.shapes import trace_shapes
 from model.summary import format_summary
+from tests.hostile_pictures import HOSTILE
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "best_params.npz"
@@ -215,6 +217,16 @@ def test_a_picture_predict_would_refuse_gets_predicts_message(served, image, pro
     assert status == 400 and problem in answer["error"] and "'the picture'" in answer["error"]
 
 
+@pytest.mark.parametrize("name", HOSTILE)
+def test_a_hostile_picture_gets_400_and_its_one_line_refusal(served, name):
+    data, problem = HOSTILE[name]
+    url = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+    status, _, answer = post_json(served[0], {"image": url})
+    assert status == 400, answer
+    assert re.search(f"'the picture': .*{problem}", answer["error"]), answer["error"]
+    assert answer["error"].isprintable()
+
+
 def raw_request(server, head, body=b""):
     """Send ``head`` (request line and headers, without the blank line) and ``body``."""
     host, port = server.server_address[:2]
@@ -368,3 +380,125 @@ def test_serve_help_names_its_options(capsys):
     assert exited.value.code == 0
     shown = capsys.readouterr().out
     assert all(option in shown for option in ("--params", "--port", "--host"))
+
+
+def raw_exchange(served, data):
+    """(status, headers {lower-case name: value}, parsed JSON body, new log lines) of ``data``.
+
+    ``served`` is the fixture's (server, log lines). ``data`` is sent as it is over a fresh
+    socket and the answer read until the server closes the connection: an answer without
+    a status line fails here.
+    """
+    server, lines = served
+    before = len(lines)
+    with socket.create_connection(server.server_address[:2], timeout=60) as connection:
+        connection.sendall(data)
+        answer = b"".join(iter(lambda: connection.recv(65536), b""))
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("iso-8859-1").split("\r\n")
+    found = re.fullmatch(r"HTTP/1\.[01] (\d{3}) .+", status_line)
+    assert found, answer[:200]
+    headers = dict(line.lower().split(": ", 1) for line in header_lines)
+    return int(found.group(1)), headers, json.loads(body), lines[before:]
+
+
+FRAMING = {
+    "garbage": (b"GARBAGE\r\n\r\n", 400, "Bad request syntax"),
+    "HTTP/0.9": (b"GET /\r\n", 505, "HTTP/0.9 is not supported"),
+    "HTTP/0.9 POST": (b"POST /api/predict\r\n\r\n", 505, "HTTP/0.9 is not supported"),
+    "a 64 KiB line": (b"GET /" + b"a" * 65536 + b" HTTP/1.1\r\n\r\n", 414, "Too Long"),
+    "HTTP/9.9": (b"GET / HTTP/9.9\r\n\r\n", 505, "Invalid HTTP version"),
+    "HTTP/1.x": (b"GET / HTTP/1.x\r\n\r\n", 400, "Bad request version"),
+    "unknown method": (b"BREW /pot HTTP/1.1\r\n\r\n", 501, "Unsupported method"),
+    "two lengths": (
+        b"POST /api/predict HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 30\r\n\r\n{}",
+        400,
+        "2 Content-Length headers",
+    ),
+    "the same length twice": (
+        b"POST /api/predict HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+        400,
+        "2 Content-Length headers",
+    ),
+    "a negative length": (
+        b"GET / HTTP/1.1\r\nContent-Length: -2\r\n\r\n{}",
+        400,
+        "bad Content-Length",
+    ),
+    "a length list": (
+        b"POST /api/predict HTTP/1.1\r\nContent-Length: 2, 2\r\n\r\n{}",
+        400,
+        "bad Content-Length",
+    ),
+    "chunked": (
+        b"POST /api/predict HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        501,
+        "Transfer-Encoding .* not implemented \\(501\\)",
+    ),
+    "chunked and a length": (
+        b"POST /api/predict HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n{}",
+        400,
+        "both Transfer-Encoding and Content-Length",
+    ),
+    "a length hidden after a bad line": (
+        b"POST /api/predict HTTP/1.1\r\nNo colon here\r\nContent-Length: 2\r\n\r\n{}",
+        400,
+        "header line is malformed",
+    ),
+    "a space before the colon": (
+        b"POST /api/predict HTTP/1.1\r\nContent-Length : 2\r\n\r\n{}",
+        400,
+        "header line is malformed",
+    ),
+    "a 64 KiB header line": (
+        b"GET / HTTP/1.1\r\nX-Long: " + b"a" * 65536 + b"\r\n\r\n",
+        431,
+        "Line too long",
+    ),
+    "101 headers": (
+        b"GET / HTTP/1.1\r\n" + b"X-A: b\r\n" * 101 + b"\r\n",
+        431,
+        "Too many headers",
+    ),
+    "over the limit, body sent": (
+        b"POST /api/predict HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % (MAX_BODY + 1) + b"x" * 65536,
+        413,
+        "the limit is",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", FRAMING)
+def test_bad_framing_gets_a_status_line_a_json_error_and_a_closed_connection(served, name):
+    data, status, problem = FRAMING[name]
+    got, headers, answer, lines = raw_exchange(served, data)
+    assert got == status and re.search(problem, answer["error"]), answer
+    assert headers["connection"] == "close" and headers["content-type"] == "application/json"
+    assert len(lines) == 1 and lines[0].isprintable(), lines
+
+
+def test_a_good_raw_request_still_gets_its_answer(served):
+    status, headers, answer, _ = raw_exchange(served, b"GET /api/model HTTP/1.0\r\n\r\n")
+    assert status == 200 and answer["model"] == "best_params.npz" and "connection" not in headers
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"GET /\x1b]0;owned\x07\x1b[2J\x9b31m\x7f\xa0 HTTP/1.1",  # terminal escapes in the path
+        b'GET /a\r127.0.0.1 "GET /admin HTTP/1.1" 200 - HTTP/1.1',  # a carriage return
+        b"G\x1bET / HTTP/1.1",  # in the method
+        b"\x00\x01\x02 / HTTP/1.1",
+    ],
+    ids=["path", "fake line", "method", "nul"],
+)
+def test_control_characters_from_a_request_are_escaped_in_the_log(served, line):
+    status, _, answer, lines = raw_exchange(served, line + b"\r\n\r\n")
+    assert 400 <= status < 600 and answer["error"]
+    assert len(lines) == 1 and lines[0].isprintable(), lines
+    assert "\\x" in lines[0]  # escaped, not dropped
+
+
+def test_a_64_kib_request_line_is_cut_in_the_log(served):
+    _, _, _, lines = raw_exchange(served, b"GET /" + b"a" * 60_000 + b" HTTP/1.1\r\n\r\n")
+    assert len(lines) == 1 and len(lines[0]) <= 1000 and lines[0].endswith("...")
