@@ -20,16 +20,12 @@ from tests.hostile_pictures import HOSTILE, encoded, tiff_with_rational_strip_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
-MNIST_TEST_IMAGES = [
-    Path("/work/main/data/mnist/t10k-images-idx3-ubyte.gz"),
-    Path("/work/shared/datasets/mnist/t10k-images-idx3-ubyte.gz"),
-]
+MNIST_TEST_IMAGES = ROOT / "data" / "mnist" / "t10k-images-idx3-ubyte.gz"  # committed
 
 
 def mnist_digits(count):
     """The first ``count`` MNIST test images, (count, 28, 28) uint8, read straight from IDX."""
-    source = next(p for p in MNIST_TEST_IMAGES if p.exists())
-    with gzip.open(source, "rb") as handle:
+    with gzip.open(MNIST_TEST_IMAGES, "rb") as handle:
         raw = handle.read(16 + count * 28 * 28)
     return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(count, 28, 28)
 
