@@ -7,13 +7,11 @@ The runs are tiny: an MLP on 200 of the 8x8 digits for one epoch, four per sweep
 
 import os
 import signal
-import threading
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from dask.distributed import Client, LocalCluster
+from dask.distributed import Client, LocalCluster, WorkerPlugin
 
 import main
 
@@ -23,7 +21,6 @@ ROOT = Path(main.__file__).resolve().parent
 MLP = str(ROOT / "plot" / "sweep_digits" / "mlp_digits.json")
 SWEEP = ["sweep", "--dataset", "digits", "--arch", MLP, "--limit", "200", "--epochs", "1",
          "--seeds", "2", "--set", "optimizer=sgd,adam"]  # fmt: skip
-WAIT_S = 120  # the longest wait for a run to finish on a busy 2-core machine
 
 
 @pytest.fixture(scope="module")
@@ -54,36 +51,38 @@ def test_the_cluster_gives_exactly_the_table_of_local_processes(
     assert len(list(tmp_path.glob("*/result.json"))) == 4
 
 
-def kill_a_busy_worker(scheduler, killed):
-    """As soon as a worker process holds a run, SIGKILL it; records the worker's address and
-    the tasks it held in ``killed``.
+class KillOnFirstRun(WorkerPlugin):
+    """SIGKILLs the worker process that starts the sweep's first run, once: ``marker`` (a file
+    it creates first) tells the workers the nanny starts again that it is done.
 
-    It does not wait for a first run to finish: the four runs take about a second each, and
-    the last ones could end between two polls (a CI run once found no worker busy then).
+    In the worker, not in a thread of the test that polls the scheduler: the runs are so short
+    once the workers are warm that a poll could miss them all (a CI run did).
     """
-    with Client(scheduler) as client:
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            busy = {w: tasks for w, tasks in client.processing().items() if tasks}
-            if busy:
-                worker, tasks = next(iter(busy.items()))
-                pid = client.run(os.getpid, workers=[worker])[worker]
-                os.kill(pid, signal.SIGKILL)
-                killed.update(worker=worker, tasks=tasks)
+
+    name = "kill-on-first-run"
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def transition(self, key, start, finish, **kwargs):
+        if finish == "executing":
+            try:
+                Path(self.marker).touch(exist_ok=False)
+            except FileExistsError:
                 return
-            time.sleep(0.01)  # a poll, not a wait for something to happen in time
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def test_a_killed_worker_costs_a_rerun_not_a_row(cluster, local_runs, tmp_path):
-    killed = {}
-    killer = threading.Thread(
-        target=kill_a_busy_worker, args=(cluster.scheduler_address, killed)
-    )
-    killer.start()
-    argv = [*SWEEP, "--scheduler", cluster.scheduler_address, "--out", str(tmp_path)]
-    assert main.main(argv) == 0
-    killer.join(WAIT_S)
-    assert killed, "no worker was ever seen holding a run"
+    marker = tmp_path.parent / f"{tmp_path.name}-killed"
+    with Client(cluster.scheduler_address) as client:
+        client.register_plugin(KillOnFirstRun(marker))
+        try:
+            argv = [*SWEEP, "--scheduler", cluster.scheduler_address, "--out", str(tmp_path)]
+            assert main.main(argv) == 0
+        finally:
+            client.unregister_worker_plugin(KillOnFirstRun.name)
+    assert marker.exists(), "no worker was killed"
     runs = pd.read_csv(tmp_path / "runs.csv")
     pd.testing.assert_frame_equal(runs, local_runs, check_exact=True)
     assert len(list(tmp_path.glob("*/result.json"))) == 4
