@@ -88,3 +88,30 @@ def test_a_malformed_record_is_refused_at_load(model):
     meta = {**model.meta, "ood": {**model.meta["ood"], "precision": [[1.0, 2.0]]}}
     with pytest.raises(UserError, match="ood"):
         check_meta_records(meta, "m.npz")
+
+
+@pytest.mark.slow  # two training runs
+def test_train_saves_a_record_in_a_digit_model_and_says_when_it_cannot(tmp_path, capsys):
+    import main
+
+    argv = ["train", "--arch", "lenet5", "--epochs", "1", "--seed", "3"]
+    assert main.main([*argv, "--limit", "2000", "--out", str(tmp_path / "run")]) == 0
+    said = capsys.readouterr().out
+    trained = load_model(tmp_path / "run" / "best_params.npz")
+    record = trained.meta["ood"]
+    assert f"thresholds set on {record['validation_images']} validation pictures" in said
+    assert record["validation_images"] >= ood.MIN_PICTURES and record["looks_like"] == "digit"
+    check_meta_records(trained.meta, "the run's model")  # what loading checks: it loads again
+    noise = _prepared(np.random.default_rng(4).integers(0, 256, (200, 200)).astype(np.uint8))
+    assert _verdict(trained, noise) == "this does not look like a digit"
+
+    assert main.main([*argv, "--limit", "300", "--out", str(tmp_path / "tiny")]) == 0
+    assert "too few validation images (30)" in capsys.readouterr().out
+    assert "ood" not in load_model(tmp_path / "tiny" / "best_params.npz").meta
+
+
+def test_no_record_is_made_for_other_pictures_or_regression():
+    assert ood.needs_record((1, 28, 28), "cross_entropy")
+    assert not ood.needs_record((1, 28, 28), "mse")
+    assert not ood.needs_record((1, 8, 8), "cross_entropy")
+    assert not ood.needs_record((3, 28, 28), "cross_entropy")

@@ -13,9 +13,10 @@ A picture is "not a digit" when either score is above its threshold. Each thresh
 ``1 - FALSE_ALARMS / 2`` quantile of the scores of the validation images, prepared as a
 user's picture is (``drawn``: dark on white, 10 times larger, and as the image's own PNG
 file, each then through data/digit_image.py), so at most FALSE_ALARMS of real digits are
-flagged; the pixel statistics are fitted on training images prepared the same two ways. The record (``calibrate``) is saved in the
-model file's meta under "ood"; a model file without one gets no verdict, never another
-model's threshold.
+flagged; the pixel statistics are fitted on training images prepared the same two ways.
+The record (``calibrate``) is saved in the model file's meta under "ood": ``train`` saves one
+in every 1x28x28 classifier it makes (``save_record``); a model file without one gets no
+verdict, never another model's threshold.
 """
 
 import io
@@ -23,9 +24,12 @@ import io
 import numpy as np
 from PIL import Image
 
+from core.learn.eval import predict_scores
+from core.learn.model_file import load_model
 from core.learn.prepare import prepare_data
-from data.digit_image import digit_image_from_bytes
+from data.digit_image import CANVAS_SIDE, digit_image_from_bytes
 from data.errors import UserError
+from model.params_io import save_model
 from model.trained import inputs_to_pixels
 
 # Of real validation digits flagged, both scores together: half the 1% allowed on real
@@ -33,6 +37,9 @@ from model.trained import inputs_to_pixels
 FALSE_ALARMS = 0.005
 STATS_IMAGES = 5_000  # training images the statistics are fitted on, each in two ways
 DRAWN_SCALE = 10  # a validation digit is drawn this much larger, as on the live page
+# Fewer validation pictures than this set no threshold worth the name (a tiny --limit run):
+# the 99.75% quantile of 200 scores is their maximum.
+MIN_PICTURES = 400
 
 
 def picture_stats(images):
@@ -110,9 +117,12 @@ def calibrate(model, config, logits_of):
     config: its TrainConfig (its dataset, seed and validation split, as training made it).
     logits_of: function (N, C, H, W) uint8 pictures -> (N, K) logits of the model.
     Returns a JSON-ready dict: thresholds, the statistics' mean (6,) and precision (6, 6),
-    the false-alarm rate aimed at, the validation images used.
+    the false-alarm rate aimed at, the validation images used; None when the validation
+    split, prepared both ways, holds fewer than MIN_PICTURES pictures.
     """
     data = prepare_data(config)
+    if 2 * len(data.x_val) < MIN_PICTURES:
+        return None
     pixels = lambda x: np.round(inputs_to_pixels(x, data.norm) * 255).astype(np.uint8)  # noqa: E731
     # fitted on training images drawn as a user's are, so that a drawn digit is typical
     train = pixels(data.x_train[:STATS_IMAGES])
@@ -126,4 +136,27 @@ def calibrate(model, config, logits_of):
     record["false_alarm_rate"] = FALSE_ALARMS
     record["validation_images"] = len(val)
     record["looks_like"] = "digit" if config.dataset == "mnist" else f"{config.dataset} image"
+    return record
+
+
+def needs_record(input_shape, loss):
+    """True for a classifier of 1x28x28 pictures (its input shape, its loss): the pictures
+    that predict, explain and serve prepare from a user's file."""
+    return tuple(input_shape) == (1, CANVAS_SIDE, CANVAS_SIDE) and loss != "mse"
+
+
+def save_record(path, config):
+    """Calibrate the model file ``path`` on its own training data (``config``, its TrainConfig)
+    and save the record in it, atomically; returns the record, or None (nothing saved) when
+    the run had fewer than MIN_PICTURES validation pictures."""
+    model = load_model(path)
+
+    def logits_of(pictures):
+        return predict_scores(model.params, model.blueprint, model.inputs(pictures / np.float32(255)))
+
+    record = calibrate(model, config, logits_of)
+    if record is None:
+        return None
+    meta = {key: value for key, value in model.meta.items() if key != "format_version"}
+    save_model(path, model.params, model.blueprint, {**meta, "ood": record})
     return record

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.learn import precision, runs
+from core.learn import ood, precision, runs
 from core.learn.adversarial import fast_fgsm_inputs
 from core.learn.config import check_warmup
 from core.learn.device import array_library, check_on_device, placed
@@ -379,6 +379,7 @@ def train_owned(config, out_dir, resume, changes, overwrite, report, writes, dev
     report.started(run, out_dir)
     if why := nothing_to_train(run, state, out_dir):
         report.say(why)
+    trained_now = not why
     try:
         while state.epoch < config.epochs and not stopped_early(config, state):
             batches = report.batches(run, state, epoch_batches(run, params, opt_state, state))
@@ -402,5 +403,15 @@ def train_owned(config, out_dir, resume, changes, overwrite, report, writes, dev
             else "no epoch finished, so no parameters were kept"
         )
         raise Diverged(f"{e}: training stopped; try a smaller --lr; {kept}") from None
+    if trained_now and ood.needs_record(run.data.x_train.shape[1:], config.loss):
+        started = time.perf_counter()
+        record = ood.save_record(run.paths["best"], config)
+        report.say(
+            f"not-a-digit check: too few validation images ({len(run.data.x_val)}) to set its "
+            "thresholds; predict will give no verdict with this model"
+            if record is None
+            else f"not-a-digit check: thresholds set on {record['validation_images']} validation "
+            f"pictures in {time.perf_counter() - started:.0f} s, saved in {run.paths['best']}"
+        )
     log = pd.DataFrame(state.log_rows, columns=runs.log_columns(config))
     return load_model(run.paths["best"]), log
