@@ -19,6 +19,8 @@ training options.
 import math
 import unicodedata
 
+import numpy as np
+
 from data.errors import UserError
 from data.registry import INPUT_SHAPES
 
@@ -30,6 +32,8 @@ _PRUNED = {"sparsity": float, "zero_weights": int, "prunable_weights": int}
 _RUN_NUMBERS = ("epoch", "batch", "loss_sum", "correct", "seen", "seconds", "best_val_acc",
                 "best_epoch")  # fmt: skip
 OOD_STATS = 6  # the pixel statistics of core/learn/ood.py picture_stats
+OOD_STAT_MAX = 2  # each is at most 1, but the edges, a sum of two means of up to 1
+OOD_PRECISION_MAX = 1e12  # the shipped record's largest is about 2e5
 _OOD = {"energy_threshold": float, "distance_threshold": float, "mean": list, "precision": list}
 
 
@@ -87,8 +91,31 @@ def check_meta_records(meta, source):
         if len(ood["mean"]) != OOD_STATS or len(ood["precision"]) != OOD_STATS or not square:
             _refuse(source, "ood", f"must hold a mean of {OOD_STATS} statistics and their "
                     f"{OOD_STATS}x{OOD_STATS} precision matrix")  # fmt: skip
-        if not isinstance(ood.get("looks_like"), str):
-            _refuse(source, "ood.looks_like", "must be text (what the model's pictures are)")
+        _check_ood_numbers(ood, source)
+        looks_like = ood.get("looks_like")
+        if (
+            not isinstance(looks_like, str)
+            or not looks_like.strip()
+            or len(looks_like) > MAX_NAME_CHARS
+        ):
+            _refuse(source, "ood.looks_like", f"must be 1 to {MAX_NAME_CHARS} characters of text "
+                    f"(what the model's pictures are), got {label(looks_like)!r}")  # fmt: skip
+
+
+def _check_ood_numbers(ood, source):
+    """The statistics' mean within what picture_stats can give, the precision matrix symmetric,
+    positive definite and of a size whose distances cannot overflow, the distance threshold
+    >= 0: otherwise every picture, or none, would be 'not a digit'."""
+    mean, precision = np.asarray(ood["mean"], float), np.asarray(ood["precision"], float)
+    if not ((mean >= 0) & (mean <= OOD_STAT_MAX)).all():
+        _refuse(source, "ood.mean", f"must hold numbers in [0, {OOD_STAT_MAX}] (pixel statistics)")
+    if np.abs(precision).max() > OOD_PRECISION_MAX or not np.allclose(precision, precision.T):
+        _refuse(source, "ood.precision", f"must be a symmetric matrix of numbers at most "
+                f"{OOD_PRECISION_MAX:.0e} in size")  # fmt: skip
+    if np.linalg.eigvalsh(precision).min() <= 0:
+        _refuse(source, "ood.precision", "must be positive definite (an inverse covariance)")
+    if ood["distance_threshold"] < 0:
+        _refuse(source, "ood.distance_threshold", f"must be >= 0, got {ood['distance_threshold']}")
 
 
 def _check_run_state(state, source):

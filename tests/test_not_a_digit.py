@@ -2,6 +2,7 @@
 pictures that are none, and its record's checks at load."""
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -84,10 +85,38 @@ def test_outputs_that_are_not_finite_are_refused_never_printed(model):
         ood.verdict(model, np.array([np.nan] * 10), np.zeros((28, 28), np.uint8), "m.npz")
 
 
-def test_a_malformed_record_is_refused_at_load(model):
-    meta = {**model.meta, "ood": {**model.meta["ood"], "precision": [[1.0, 2.0]]}}
-    with pytest.raises(UserError, match="ood"):
+SIX = np.eye(6).tolist()
+MALFORMED = {  # {case: (fields changed, the field the refusal names)}
+    "a precision of one row": ({"precision": [[1.0, 2.0]]}, "ood"),
+    "a NaN threshold": ({"energy_threshold": float("nan")}, "ood.energy_threshold"),
+    "a negative distance threshold": ({"distance_threshold": -1.0}, "ood.distance_threshold"),
+    "a mean no picture gives": ({"mean": [0.1, 0.2, 0.1, 0.2, 0.1, 50.0]}, "ood.mean"),
+    "a precision that overflows": ({"precision": (np.eye(6) * 1e300).tolist()}, "ood.precision"),
+    "a precision not symmetric": (
+        {"precision": np.triu(np.ones((6, 6))).tolist()},
+        "ood.precision",
+    ),
+    "a precision not positive": ({"precision": (-np.eye(6)).tolist()}, "ood.precision"),
+    "a looks_like of 5000 characters": ({"looks_like": "a" * 5000}, "ood.looks_like"),
+    "an empty looks_like": ({"looks_like": " "}, "ood.looks_like"),
+    "a looks_like that is a number": ({"looks_like": 7}, "ood.looks_like"),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_a_malformed_record_is_refused_at_load(model, case):
+    changed, field = MALFORMED[case]
+    meta = {**model.meta, "ood": {**model.meta["ood"], **changed}}
+    with pytest.raises(UserError, match=rf"^m\.npz: __meta__ {re.escape(field)} "):
         check_meta_records(meta, "m.npz")
+
+
+def test_a_looks_like_with_terminal_escapes_is_printed_escaped(model):
+    record = {**model.meta["ood"], "looks_like": "digit\x1b[2J\n"}
+    check_meta_records({**model.meta, "ood": record}, "m.npz")  # text: taken, and shown escaped
+    noise = _prepared(np.random.default_rng(4).integers(0, 256, (200, 200)).astype(np.uint8))
+    said = _verdict(model._replace(meta={**model.meta, "ood": record}), noise)
+    assert said == "this does not look like a digit\\x1b[2J\\x0a" and said.isprintable()
 
 
 @pytest.mark.slow  # two training runs

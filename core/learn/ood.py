@@ -29,6 +29,7 @@ from core.learn.model_file import load_model
 from core.learn.prepare import prepare_data
 from data.digit_image import CANVAS_SIDE, digit_image_from_bytes
 from data.errors import UserError
+from model.meta_checks import label
 from model.params_io import save_model
 from model.trained import inputs_to_pixels
 
@@ -88,7 +89,7 @@ def verdict(model, logits, image, source):
     record = model.meta.get("ood")
     if record is None or not foreign(record, logits[None], image[None])[0]:
         return None
-    return f"this does not look like a {record['looks_like']}"
+    return f"this does not look like a {label(record['looks_like'])}"
 
 
 def drawn(images, scale=DRAWN_SCALE):
@@ -152,7 +153,9 @@ def save_record(path, config):
     model = load_model(path)
 
     def logits_of(pictures):
-        return predict_scores(model.params, model.blueprint, model.inputs(pictures / np.float32(255)))
+        return predict_scores(
+            model.params, model.blueprint, model.inputs(pictures / np.float32(255))
+        )
 
     record = calibrate(model, config, logits_of)
     if record is None:
