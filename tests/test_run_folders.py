@@ -211,6 +211,27 @@ def test_a_sweep_with_more_jobs_than_cores_is_refused(tmp_path):
     assert not (tmp_path / "sweep").exists()
 
 
+@pytest.mark.parametrize(
+    "setting, said",
+    [
+        ("arch=minivgg,no_such_arch", "unknown architecture 'no_such_arch'"),
+        ("arch=blueprint.json", "blueprint.json is not valid JSON"),
+        ("init_from=minivgg.npz", "minivgg.npz: no such file"),
+        ("freeze=conv1", "--freeze conv1 needs --init-from"),
+        ("val_size=100,5000", "--val-size must be between 1 and 299"),
+    ],
+)
+def test_a_configuration_train_would_refuse_stops_the_sweep_before_any_run(
+    tmp_path, setting, said
+):
+    """Its last configuration included: the first ones are not trained for hours first."""
+    (tmp_path / "blueprint.json").write_text("[{\"type\": ")
+    done = python_main("sweep", *QUICK, "--set", setting, "--out", "sweep", cwd=tmp_path)
+    key, values = setting.split("=")
+    assert refused(done, f"sweep configuration {key}={values.split(',')[-1]}", said), done.stderr
+    assert not (tmp_path / "sweep").exists()
+
+
 @pytest.mark.parametrize("setting, option", [("clip_norm=0", "--clip-norm"),
                                              ("batch_size=0", "--batch-size"),
                                              ("epochs=0", "--epochs")])  # fmt: skip

@@ -230,7 +230,7 @@ def test_patience_stops_the_run_when_validation_accuracy_stops_improving(tmp_pat
     model, log = train(config, tmp_path, report=Progress(progress=False, echo=lines.append))
     assert list(log["epoch"]) == [1, 2, 3]  # epochs 2 and 3 did not improve on epoch 1
     assert list(pd.read_csv(tmp_path / "log.csv")["epoch"]) == [1, 2, 3]
-    assert "early stop" in lines[-1]
+    assert any("early stop: no better validation accuracy for 2 epochs" in line for line in lines)
     assert model.meta["epoch"] == 1
     assert load_checkpoint(tmp_path / "checkpoint.npz").meta["run_state"]["epoch"] == 3
 

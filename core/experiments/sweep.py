@@ -375,6 +375,21 @@ def check_jobs(jobs):
     return jobs or cores
 
 
+def check_configurations(planned):
+    """Each configuration's checks of a new run (core/learn/train.py ``check_new_run``: its
+    blueprint, data sizes, schedule, --init-from), before any run starts; an error names the
+    configuration."""
+    from core.learn.train import check_new_run
+
+    for run in planned:
+        if run.config.seed == 0:  # the other seeds make the same checks
+            try:
+                check_new_run(run.config)
+            except UserError as err:
+                where = f"sweep configuration {run.label}" if run.label else "sweep"
+                raise UserError(f"{where}: {err}") from None
+
+
 def run_sweep(args, echo=print):
     """The ``sweep`` command: run what is not finished, tabulate, plot. Returns (runs, summary)."""
     from core.plots import plot_sweep, save_figure
@@ -382,6 +397,7 @@ def run_sweep(args, echo=print):
     base = sweep_base(args)
     planned = plan_runs(sweep_axes(args), args.seeds, base)
     jobs = None if args.scheduler else check_jobs(args.jobs)
+    check_configurations(planned)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = [finished_row(run, out / run.folder, echo) for run in planned]

@@ -279,6 +279,32 @@ def stopped_early(config, state):
     return bool(config.patience) and state.epoch - state.best_epoch >= config.patience
 
 
+def checked_plan(config, xp=np):
+    """The checks of ``config`` that need its data and blueprint, and what they give: (data
+    on the CPU, blueprint, the names of the frozen layers). UserError for a mistake."""
+    check_warmup(config)
+    check_freeze(config)
+    check_on_device(config, xp)
+    data = prepare_data(config)
+    _, blueprint = load_blueprint(config.arch, data.dataset.n_classes)
+    check_not_quantized(blueprint, config.arch)
+    check_outputs(blueprint, data)
+    frozen_names = frozen_layers(blueprint, data.x_train.shape[1:], config.freeze)
+    return data, blueprint, frozen_names
+
+
+def check_new_run(config):
+    """Every check a new run of ``config`` makes before it writes a file (its --init-from
+    model included), without a folder: a sweep makes them for each configuration before its
+    first run, so a mistake in the last one is not found hours later."""
+    data, blueprint, frozen_names = checked_plan(config)
+    in_shape = data.x_train.shape[1:]
+    lr_of(runs.make_run(config, data, blueprint), 0)  # the schedule and warm-up
+    if config.init_from:
+        params = initialize_parameters(blueprint, in_shape, make_rng(config.seed, 0))
+        start_from(params, blueprint, in_shape, config.init_from, frozen_names, lambda line: None)
+
+
 def start(config, out_dir, resume, changes, overwrite, say, writes=(), device="cpu"):
     """Everything a run needs before its first batch: (run, params, opt_state, state), the
     arrays on ``device``.
@@ -289,15 +315,9 @@ def start(config, out_dir, resume, changes, overwrite, say, writes=(), device="c
     if resume:
         saved, params, opt_state, state = runs.load_run(out_dir / runs.RUN_FILES["ckpt"])
         config = runs.resumed_config(saved, changes, out_dir / runs.RUN_FILES["ckpt"])
-    check_warmup(config)
-    check_freeze(config)
-    check_on_device(config, xp)
-    data = on_device(prepare_data(config), xp)
-    _, blueprint = load_blueprint(config.arch, data.dataset.n_classes)
-    check_not_quantized(blueprint, config.arch)
-    check_outputs(blueprint, data)
+    data, blueprint, frozen_names = checked_plan(config, xp)
+    data = on_device(data, xp)
     in_shape = data.x_train.shape[1:]
-    frozen_names = frozen_layers(blueprint, in_shape, config.freeze)
     frozen = frozen_keys(blueprint, in_shape, frozen_names)
     run = runs.make_run(config, data, blueprint, out_dir, frozen)
     lr_of(run, 0)  # checks the schedule and warm-up now, before anything is written
