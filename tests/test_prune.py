@@ -171,10 +171,12 @@ def test_prune_writes_the_table_figure_and_exactly_pruned_model_files(model_file
                          "--finetune-epochs", "0", "--out", out)  # fmt: skip
     assert status == 2 and "--overwrite" in err and err.count("\n") == 1
     assert (out / "prune.csv").read_bytes() == before
-    status, _, err = cli(capsys, "prune", "--params", model_file, "--sparsity", "0.5",
-                         "--finetune-epochs", "0", "--out", out, "--overwrite")  # fmt: skip
+    status, text, err = cli(capsys, "prune", "--params", model_file, "--sparsity", "0.5",
+                            "--finetune-epochs", "0", "--out", out, "--overwrite")  # fmt: skip
     assert status == 0, err
     assert pd.read_csv(out / "prune.csv")["accuracy_after"].isna().all()  # no fine-tuning
+    # said in words: no "nan%" as an accuracy, no NaN in the table shown
+    assert "sparsity 0.5: not fine-tuned" in text and "nan" not in text.lower()
 
 
 @pytest.mark.parametrize("bad", ["1", "1.0", "-0.1", "0.5,2", "nan", "abc", "0.5,"])

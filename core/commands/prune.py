@@ -72,7 +72,8 @@ def run(args):
     )
     shown = table.assign(**{col: 100 * table[col] for col in table.columns[1:]})
     print(f"\ntest accuracy (%), unpruned {100 * baseline:.2f}:")
-    print(shown.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    # no fine-tuning (--finetune-epochs 0): no accuracy after it, shown as "-", never NaN
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-"))
     minutes = (time.perf_counter() - started) / 60
     print(f"{minutes:.1f} min in all; files in {out}: prune.csv, prune.png, "
           f"{', '.join(f'sparsity_{s:g}.npz' for s in table['sparsity'])}")  # fmt: skip

@@ -179,8 +179,9 @@ def prune(path, sparsities, epochs, out_dir, lr=None, data_dir=None, overwrite=F
             meta["val_acc"] = val_acc
         save_model(paths[sparsity], params, model.blueprint, meta)
         seconds = time.perf_counter() - started
-        echo(f"sparsity {sparsity:g}: test accuracy {100 * after:.2f}% after fine-tuning "
-             f"({zeros:,} of {n:,} weights zero; {seconds:.0f} s) -> {paths[sparsity]}")  # fmt: skip
+        result = f"test accuracy {100 * after:.2f}% after fine-tuning" if epochs else "not fine-tuned"
+        echo(f"sparsity {sparsity:g}: {result} ({zeros:,} of {n:,} weights zero; "
+             f"{seconds:.0f} s) -> {paths[sparsity]}")  # fmt: skip
         rows.append({"sparsity": sparsity, "accuracy_before": before, "accuracy_after": after})
     table = pd.DataFrame(rows, columns=["sparsity", "accuracy_before", "accuracy_after"])
     atomic_write_text(paths["table"], table.to_csv(index=False))
