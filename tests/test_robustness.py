@@ -20,7 +20,7 @@ import pytest
 
 import main
 from core.learn.config import RECIPES
-from core.learn.train import train
+from core.learn.train import Interrupted, Report, train
 from data.errors import UserError
 from model.blueprints import load_blueprint
 from model.initialize_parameters import initialize_parameters
@@ -292,3 +292,35 @@ def test_ctrl_c_writes_a_checkpoint_and_resume_finishes_the_run_exactly(referenc
 
     train(RECIPES["default"], tmp_path, resume=True)  # the checkpoint says which run
     assert_same_final_state(tmp_path, reference)
+
+
+class RaisesSigintInAFinalizer:
+    """An object whose ``__del__`` sends this process SIGINT: Python runs the handler inside
+    the finalizer, where a KeyboardInterrupt is printed as "Exception ignored" and lost."""
+
+    def __del__(self):
+        signal.raise_signal(signal.SIGINT)
+        sum(range(10))  # bytecode after the signal: where its handler runs
+
+
+class StopAtSecondBatch(Report):
+    """Tells nothing; during the second batch, a SIGINT arrives inside a finalizer."""
+
+    def batches(self, run, state, batches):
+        for b, item in enumerate(batches):
+            if b == 1:
+                RaisesSigintInAFinalizer()  # made and finalized at once
+            yield item
+
+
+def test_a_ctrl_c_that_lands_in_a_finalizer_still_stops_the_run_after_its_batch(tmp_path):
+    config = dataclasses.replace(RUN_CONFIG, epochs=1, limit=600)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(Interrupted, match="interrupted: checkpoint written to"):
+            train(config, tmp_path, report=StopAtSecondBatch())
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    state = load_checkpoint(tmp_path / "checkpoint.npz").meta["run_state"]
+    assert (state["epoch"], state["batch"]) == (0, 2)  # the second batch done, no more
+    assert signal.getsignal(signal.SIGINT) is previous  # the handler given back

@@ -29,6 +29,7 @@ from core.learn.adversarial import fast_fgsm_inputs
 from core.learn.config import check_warmup
 from core.learn.device import array_library, check_on_device, placed
 from core.learn.eval import SCORE_OF_LOSS, loss_and_score, r_squared
+from core.learn.interrupts import BetweenBatches
 from core.learn.loss import LOSSES
 from core.learn.optim import clip_by_global_norm
 from core.learn.prepare import (
@@ -401,15 +402,19 @@ def train_owned(config, out_dir, resume, changes, overwrite, report, writes, dev
         report.say(why)
     trained_now = not why
     try:
-        while state.epoch < config.epochs and not stopped_early(config, state):
-            batches = report.batches(run, state, epoch_batches(run, params, opt_state, state))
-            for params, opt_state, state in batches:  # noqa: B007 (read after the loop)
-                pass
-            state = end_epoch(run, params, opt_state, state, report)
-            if stopped_early(config, state):
-                mse = config.loss == "mse"
-                better = "lower validation MSE" if mse else "better validation accuracy"
-                report.say(f"early stop: no {better} for {runs.plural(config.patience, 'epoch')}")
+        with BetweenBatches() as stops:  # a Ctrl-C waits for the batch's end: never lost
+            while state.epoch < config.epochs and not stopped_early(config, state):
+                batches = report.batches(run, state, epoch_batches(run, params, opt_state, state))
+                for params, opt_state, state in batches:  # noqa: B007 (read after the loop)
+                    stops.check()
+                state = end_epoch(run, params, opt_state, state, report)
+                stops.check()
+                if stopped_early(config, state):
+                    mse = config.loss == "mse"
+                    better = "lower validation MSE" if mse else "better validation accuracy"
+                    report.say(
+                        f"early stop: no {better} for {runs.plural(config.patience, 'epoch')}"
+                    )
     except KeyboardInterrupt:
         runs.save_run(run, params, opt_state, state)
         raise Interrupted(
