@@ -88,6 +88,11 @@ def check_loss(config, ds):
             f"--loss mse fits float targets, but {ds.name} is a classification dataset "
             "(class labels); use --loss cross_entropy, or a regression dataset such as polynomial"
         )
+    if config.label_smoothing and config.loss != "cross_entropy":
+        raise UserError(
+            f"--label-smoothing {config.label_smoothing:g} smooths the class labels of "
+            f"--loss cross_entropy; --loss {config.loss} has no classes to smooth"
+        )
 
 
 def check_adversarial(config, ds):

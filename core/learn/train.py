@@ -29,7 +29,7 @@ from core.learn.adversarial import fast_fgsm_inputs
 from core.learn.config import check_warmup
 from core.learn.device import array_library, check_on_device, placed
 from core.learn.eval import SCORE_OF_LOSS, loss_and_score, r_squared
-from core.learn.loss import LOSSES
+from core.learn.loss import training_loss
 from core.learn.optim import clip_by_global_norm
 from core.learn.prepare import (
     check_freeze,
@@ -149,10 +149,11 @@ def gradients(params, xb, yb, run, step, lr, rng, loss_scale=None):
     if config.adversarial:
         xb = fast_fgsm_inputs(params, blueprint, run.data.norm, xb, yb, config.adv_eps, rng)
     scores, caches = forward(params, xb, blueprint, train=True, rng=rng)
+    loss_of = training_loss(config.loss, config.label_smoothing)
     if loss_scale is None:
-        loss, dscores = LOSSES[config.loss](scores, yb)
+        loss, dscores = loss_of(scores, yb)
     else:
-        loss, dscores = LOSSES[config.loss](scores.astype(np.float32), yb)
+        loss, dscores = loss_of(scores.astype(np.float32), yb)
         dscores = precision.scaled(dscores, loss_scale)
     if not math.isfinite(loss):
         raise Diverged(
