@@ -1,16 +1,24 @@
-"""The recipe tricks of issue 32 in a training run: --label-smoothing, recorded and resumed
-exactly. Each run is a tiny one (200 spiral points, an MLP, a second or less)."""
+"""The recipe tricks of issue 32 in a training run: --label-smoothing and --ema, each
+recorded and resumed exactly. Each run is a tiny one (200 spiral points, an MLP, a second or
+less)."""
 
 import dataclasses
+import json
 
+import numpy as np
 import pytest
 from test_train import assert_same_final_state, cli, interrupt_at
 
+import core.learn.train
 import main
 from core.commands.train import train_config
+from core.learn import ema
 from core.learn.config import RECIPES
+from core.learn.eval import loss_and_score
+from core.learn.prepare import prepare_data
 from core.learn.train import train
-from model.params_io import load_checkpoint, load_model
+from data.errors import UserError
+from model.params_io import load_checkpoint, load_model, save_checkpoint
 
 # 200 points: 180 to train (12 batches of 16 per epoch), 20 to validate.
 TINY = dataclasses.replace(RECIPES["default"], dataset="spiral", arch="mlp", limit=200, epochs=2)
@@ -69,3 +77,114 @@ def test_resume_refuses_another_label_smoothing(tmp_path, capsys):
         "1", "--label-smoothing", "0.1", "--out", tmp_path)  # fmt: skip
     status, _, err = cli(capsys, "train", "--resume", "--label-smoothing", "0.2", "--out", tmp_path)
     assert status == 2 and "(--label-smoothing 0.1), not --label-smoothing 0.2" in err
+
+
+# ------------------------------------------------------------------------------ --ema
+
+# fc, batch norm (its running statistics are averaged too), relu, fc: 3 spiral classes
+BN_MLP = [{"type": "fc", "name": "fc1", "units": 16}, {"type": "batchnorm", "name": "bn1"},
+          {"type": "relu"}, {"type": "fc", "name": "fc2", "units": 3}]  # fmt: skip
+DECAY = 0.9  # 12 steps an epoch: an average well away from the last weights
+
+
+@pytest.fixture
+def averaged(tmp_path):
+    """TINY with a batch-norm MLP and --ema DECAY."""
+    path = tmp_path / "bn_mlp.json"
+    path.write_text(json.dumps(BN_MLP))
+    return dataclasses.replace(TINY, arch=str(path), ema=DECAY)
+
+
+def test_ema_is_parsed_and_0_or_1_is_refused_in_one_line(capsys):
+    parse = main.build_parser().parse_args
+    assert train_config(parse(["train", "--ema", "0.999"])).ema == 0.999
+    assert train_config(parse(["train"])).ema is None
+    for value in ("0", "1", "inf"):
+        with pytest.raises(SystemExit) as stop:
+            parse(["train", "--ema", value])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert stop.value.code == 2 and len(err) == 1 and "--ema" in err[0]
+        assert value == "inf" or f"must be a number in (0, 1), got {value}" in err[0]
+
+
+def test_the_average_after_k_steps_is_that_of_a_plain_loop_over_the_steps(
+    averaged, tmp_path, monkeypatch
+):
+    """Every step's weights, recorded as the run makes them, averaged by hand."""
+    real, steps = core.learn.train.train_step, []
+
+    def recording(params, *args):
+        if not steps:
+            steps.append({k: p.copy() for k, p in params.items()})  # the initial weights
+        result = real(params, *args)
+        steps.append(result[0])
+        return result
+
+    monkeypatch.setattr(core.learn.train, "train_step", recording)
+    train(averaged, tmp_path / "run")
+    assert len(steps) == 1 + 2 * BATCHES_PER_EPOCH
+    expected = dict(steps[0])
+    for weights in steps[1:]:
+        expected = {k: DECAY * expected[k] + (1 - DECAY) * weights[k] for k in expected}
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.npz").opt_state
+    assert sorted(k for k in state if k.startswith("ema.")) == sorted(f"ema.{k}" for k in expected)
+    assert "ema.bn1.running_mean" in state and "ema.bn1.running_var" in state
+    for key, value in expected.items():
+        np.testing.assert_array_equal(state[f"ema.{key}"], value, err_msg=key)
+
+
+def test_the_average_of_float64_steps_matches_the_closed_form():
+    rng = np.random.default_rng(7)
+    steps = [{"w": rng.standard_normal(5)} for _ in range(6)]
+    state = ema.initial_average(steps[0])
+    for weights in steps[1:]:
+        state = ema.updated_average(state, weights, 0.8)
+    k = len(steps) - 1
+    later = sum(0.2 * 0.8 ** (k - t) * steps[t]["w"] for t in range(1, k + 1))
+    np.testing.assert_allclose(state["ema.w"], 0.8**k * steps[0]["w"] + later, rtol=1e-12)
+    model = ema.averaged_params({"w": steps[-1]["w"], "b": np.ones(2)}, state)
+    assert model["w"] is state["ema.w"] and np.array_equal(model["b"], np.ones(2))  # no average
+
+
+def test_validation_selection_and_the_saved_model_use_the_averaged_weights(averaged, tmp_path):
+    config = dataclasses.replace(averaged, epochs=1)
+    model, log = train(config, tmp_path)
+    ckpt = load_checkpoint(tmp_path / "checkpoint.npz")
+    average = ema.averaged_params(ckpt.params, ckpt.opt_state)
+    assert sorted(model.params) == sorted(ckpt.params)
+    for key in ckpt.params:
+        np.testing.assert_array_equal(model.params[key], average[key], err_msg=key)
+        assert not np.array_equal(average[key], ckpt.params[key]), key  # really averaged
+    data = prepare_data(config)
+    val_loss, val_acc = loss_and_score(average, model.blueprint, data.x_val, data.y_val)
+    raw_loss, _ = loss_and_score(ckpt.params, model.blueprint, data.x_val, data.y_val)
+    assert (log["val_loss"][0], log["val_acc"][0]) == (val_loss, val_acc) and raw_loss != val_loss
+    assert model.meta["config"]["ema"] == DECAY == ckpt.meta["config"]["ema"]
+
+
+def test_an_averaged_run_interrupted_mid_epoch_resumes_bit_for_bit(averaged, tmp_path, monkeypatch):
+    train(averaged, tmp_path / "whole")
+    interrupted_and_resumed(monkeypatch, averaged, tmp_path / "cut", BATCHES_PER_EPOCH + 5)
+    assert_same_final_state(tmp_path / "cut", tmp_path / "whole")  # raw, averaged, best model
+
+
+def test_a_run_without_ema_keeps_no_average_and_saves_its_own_weights(averaged, tmp_path):
+    config = dataclasses.replace(averaged, ema=None, epochs=1)
+    model, _ = train(config, tmp_path)
+    ckpt = load_checkpoint(tmp_path / "checkpoint.npz")
+    assert not [key for key in ckpt.opt_state if key.startswith("ema.")]
+    for key in ckpt.params:
+        np.testing.assert_array_equal(model.params[key], ckpt.params[key], err_msg=key)
+
+
+def test_resuming_an_averaged_run_whose_checkpoint_lost_its_average_is_one_error(
+    averaged, tmp_path
+):
+    train(dataclasses.replace(averaged, epochs=1), tmp_path)
+    path = tmp_path / "checkpoint.npz"
+    ckpt = load_checkpoint(path)
+    kept = {k: v for k, v in ckpt.opt_state.items() if k != "ema.fc1.W"}
+    save_checkpoint(path, ckpt.params, kept, ckpt.blueprint, ckpt.meta)
+    with pytest.raises(UserError, match=r"trains with --ema, but its checkpoint holds no average "
+                       "of fc1.W; it is damaged"):  # fmt: skip
+        train(None, tmp_path, resume=True, changes={"epochs": 2})

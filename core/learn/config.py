@@ -81,6 +81,7 @@ POSITIVE_FLOAT = Number("positive_float", float, low=0.0, low_open=True)  # a le
 NON_NEGATIVE_FLOAT = Number("non_negative_float", float, low=0.0)  # weight decay
 PROBABILITY = Number("probability", float, low=0.0, high=1.0)
 SMOOTHING = Number("smoothing", float, low=0.0, high=1.0, high_open=True)  # [0, 1)
+DECAY = Number("decay", float, low=0.0, high=1.0, low_open=True, high_open=True)  # (0, 1)
 
 
 def option(default, help, number=None, *, choices=None, metavar=None):
@@ -139,6 +140,10 @@ class TrainConfig:
                                POSITIVE_INT)  # fmt: skip
     clip_norm: float | None = option(None, "clip the gradients' global norm to this value",
                                      POSITIVE_FLOAT)  # fmt: skip
+    ema: float | None = option(None, "validate, select and save an exponential moving average "
+                               "of the weights (batch-norm statistics averaged too), updated "
+                               "after every step: ema = DECAY * ema + (1 - DECAY) * weights",
+                               DECAY, metavar="DECAY")  # fmt: skip
     patience: int | None = option(None, "stop after N epochs without a better validation "
                                   "accuracy", POSITIVE_INT)  # fmt: skip
     data_dir: str | None = option(None, "folder holding the dataset's files, if not the default")
