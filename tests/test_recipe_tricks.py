@@ -1,9 +1,10 @@
-"""The recipe tricks of issue 32 in a training run: --label-smoothing and --ema, each
-recorded and resumed exactly. Each run is a tiny one (200 spiral points, an MLP, a second or
-less)."""
+"""The recipe tricks of issue 32: --label-smoothing and --ema in a training run, each recorded
+and resumed exactly, and evaluate's and predict's test-time augmentation (--tta). Each run is
+a tiny one (200 spiral points and an MLP, or 300 8x8 digits and one conv, a second or less)."""
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -14,9 +15,11 @@ import main
 from core.commands.train import train_config
 from core.learn import ema
 from core.learn.config import RECIPES
-from core.learn.eval import loss_and_score
+from core.learn.eval import accuracy, loss_and_score, predict_proba
 from core.learn.prepare import prepare_data
 from core.learn.train import train
+from core.report import load_test_set, model_inputs, model_proba
+from data import tta_views
 from data.errors import UserError
 from model.params_io import load_checkpoint, load_model, save_checkpoint
 
@@ -188,3 +191,132 @@ def test_resuming_an_averaged_run_whose_checkpoint_lost_its_average_is_one_error
     with pytest.raises(UserError, match=r"trains with --ema, but its checkpoint holds no average "
                        "of fc1.W; it is damaged"):  # fmt: skip
         train(None, tmp_path, resume=True, changes={"epochs": 2})
+
+
+# ------------------------------------------------------------------------------ --tta
+
+
+def moved(images, dy, dx, fill):
+    """The oracle of a shift, pixel by pixel: out[..., i, j] = images[..., i - dy, j - dx],
+    ``fill[c]`` where that falls outside."""
+    n, c, h, w = images.shape
+    out = np.empty_like(images)
+    for i in range(h):
+        for j in range(w):
+            inside = 0 <= i - dy < h and 0 <= j - dx < w
+            out[:, :, i, j] = images[:, :, i - dy, j - dx] if inside else fill
+    return out
+
+
+def explicit_copies(images, mode, fill):
+    """The views of ``--tta mode``, each made by hand: mirrored with [..., ::-1], moved by
+    ``moved`` one pixel down, up, right, left."""
+    shifts = [(1, 0), (-1, 0), (0, 1), (0, -1)]
+    bases = [images, images[..., ::-1]] if "flip" in mode else [images]
+    if "shift" not in mode:
+        return bases
+    return [view for base in bases for view in (base, *(moved(base, *s, fill) for s in shifts))]
+
+
+@pytest.mark.parametrize("mode", ["flip", "shift", "flip+shift"])
+def test_the_views_of_each_mode_are_the_explicit_copies(mode):
+    images = np.random.default_rng(8).standard_normal((3, 2, 5, 4)).astype(np.float32)
+    fill = np.array([-7.0, 9.0], np.float32)
+    views = tta_views(images, mode, fill)
+    expected = explicit_copies(images, mode, fill)
+    assert len(views) == len(expected) == {"flip": 2, "shift": 5, "flip+shift": 10}[mode]
+    for view, copy in zip(views, expected, strict=True):
+        assert view.dtype == np.float32 and view.shape == images.shape
+        np.testing.assert_array_equal(view, copy)
+
+
+DIGITS_NET = [{"type": "conv", "name": "conv1", "filters": 4, "kernel": 3, "pad": 1},
+              {"type": "relu"}, {"type": "flatten"}, {"type": "fc", "name": "fc1", "units": 10}]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def digits_model(tmp_path_factory):
+    """best_params.npz of one epoch on 300 of the 8x8 digits (a conv and an fc)."""
+    out = tmp_path_factory.mktemp("digits")
+    (out / "net.json").write_text(json.dumps(DIGITS_NET))
+    config = dataclasses.replace(RECIPES["default"], dataset="digits", arch=str(out / "net.json"),
+                                 limit=300, val_size=50, epochs=1)  # fmt: skip
+    train(config, out / "run")
+    return out / "run" / "best_params.npz"
+
+
+@pytest.mark.parametrize("mode", ["flip", "shift", "flip+shift"])
+def test_tta_scores_are_the_mean_scores_of_the_transformed_copies(digits_model, mode):
+    model = load_model(digits_model)
+    _, _, raw = load_test_set(model.meta)
+    raw = raw[:40]
+    # raw pixels moved with black (0) at the edge, then normalized: the model's own inputs
+    copies = explicit_copies(raw, mode, 0)
+    expected = np.mean([predict_proba(model.params, model.blueprint, model_inputs(c, model.meta))
+                        for c in copies], axis=0)  # fmt: skip
+    if "flip" in mode:  # digits are never mirrored: the same model, said to be of clothes
+        model = model._replace(meta={**model.meta, "dataset": "fashion-mnist"})
+    probs = model_proba(model, model_inputs(raw, model.meta), mode)
+    np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-7)
+    plain = model_proba(model, model_inputs(raw, model.meta))
+    assert not np.allclose(probs, plain)  # the views changed something
+
+
+def test_evaluate_with_tta_shift_prints_the_accuracy_of_the_averaged_copies(
+    digits_model, tmp_path, capsys
+):
+    status, out, _ = cli(capsys, "evaluate", "--params", digits_model, "--tta", "shift",
+                         "--out", tmp_path)  # fmt: skip
+    assert status == 0
+    model = load_model(digits_model)
+    _, y, raw = load_test_set(model.meta)
+    copies = explicit_copies(raw, "shift", 0)
+    probs = np.mean([predict_proba(model.params, model.blueprint, model_inputs(c, model.meta))
+                     for c in copies], axis=0)  # fmt: skip
+    line = re.search(r"test accuracy ([0-9.]+)% \((\d+) errors in 360 images\), --tta shift: "
+                     r"the mean of 5 views", out)  # fmt: skip
+    assert line, out
+    assert int(line[2]) == int((probs.argmax(axis=1) != y).sum())
+    assert float(line[1]) == round(100 * accuracy(y, probs.argmax(axis=1)), 2)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["evaluate", "--tta", "flip"],  # the shipped MNIST model
+        ["evaluate", "--tta", "flip+shift", "--params", "best_params.npz", "best_params.npz"],
+        ["predict", "--tta", "flip", "docs/digit.png"],
+    ],
+)
+def test_a_flip_of_digits_is_refused_in_one_line_with_exit_2(argv, capsys):
+    status, out, err = cli(capsys, *argv)
+    mode = argv[argv.index("--tta") + 1]
+    assert status == 2 and out == ""
+    assert err == (f"error: --tta {mode} mirrors the pictures, but a mirrored mnist picture "
+                   "means something else; flip only fashion-mnist, cifar10\n")  # fmt: skip
+
+
+def test_a_flip_of_digits_in_training_says_the_same_from_the_same_check(tmp_path, capsys):
+    status, _, err = cli(capsys, "train", "--dataset", "digits", "--flip", "--out", tmp_path / "r")
+    assert status == 2
+    assert err == ("error: --flip mirrors the pictures, but a mirrored digits picture means "
+                   "something else; flip only fashion-mnist, cifar10\n")  # fmt: skip
+
+
+def test_tta_is_parsed_and_an_unknown_mode_is_refused(capsys):
+    parse = main.build_parser().parse_args
+    assert parse(["evaluate", "--tta", "shift"]).tta == "shift"
+    assert parse(["predict", "x.png", "--tta", "flip+shift"]).tta == "flip+shift"
+    assert parse(["evaluate"]).tta is None
+    with pytest.raises(SystemExit) as stop:
+        parse(["evaluate", "--tta", "rotate"])
+    assert stop.value.code == 2 and "--tta: invalid choice: 'rotate'" in capsys.readouterr().err
+
+
+def test_tta_of_a_model_of_points_is_one_clear_error(tmp_path, capsys):
+    train(TINY, tmp_path)
+    status, _, err = cli(capsys, "evaluate", "--params", tmp_path / "best_params.npz",
+                         "--tta", "shift", "--out", tmp_path / "e")  # fmt: skip
+    assert status == 2
+    assert err == (f"error: {tmp_path / 'best_params.npz'}: --tta shift moves the pixels of "
+                   "pictures (C, H, W); this model takes [2] inputs\n")  # fmt: skip

@@ -17,7 +17,7 @@ from data import fit_normalization, load_dataset, normalize, stratified_split
 from data.checks import check_real, check_whole
 from data.errors import UserError
 from data.normalization import Normalization
-from data.registry import MIRRORABLE
+from data.registry import check_mirrorable
 from model.shapes import trace_shapes
 from model.walk import quantized_layers
 
@@ -115,11 +115,8 @@ def check_augmentation(config):
     """UserError unless the augmentation settings are valid for the dataset."""
     check_whole("--crop", config.crop, 0)
     check_real("--erase", config.erase, 0, 1)
-    if config.flip and config.dataset not in MIRRORABLE:
-        raise UserError(
-            f"--flip mirrors the pictures, but a mirrored {config.dataset} picture means "
-            f"something else; flip only {', '.join(MIRRORABLE)}"
-        )
+    if config.flip:
+        check_mirrorable(config.dataset, "--flip")
 
 
 def check_limit(limit, n):
