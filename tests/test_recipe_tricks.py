@@ -40,16 +40,31 @@ def interrupted_and_resumed(monkeypatch, config, out, call):
 # ------------------------------------------------------------------ --label-smoothing
 
 
-def test_label_smoothing_is_parsed_and_out_of_range_is_refused_in_one_line(capsys):
+@pytest.mark.parametrize(
+    ("option", "field", "given", "value", "default"),
+    [
+        ("--label-smoothing", "label_smoothing", "0.1", 0.1, 0.0),
+        ("--ema", "ema", "0.999", 0.999, None),
+    ],
+)
+def test_the_options_are_parsed_with_their_defaults(option, field, given, value, default):
     parse = main.build_parser().parse_args
-    assert train_config(parse(["train", "--label-smoothing", "0.1"])).label_smoothing == 0.1
-    assert train_config(parse(["train"])).label_smoothing == 0.0
-    for value in ("1", "-0.1", "nan"):
-        with pytest.raises(SystemExit) as stop:
-            parse(["train", "--label-smoothing", value])
-        err = capsys.readouterr().err.strip().splitlines()
-        assert stop.value.code == 2 and len(err) == 1 and "--label-smoothing" in err[0]
-        assert value == "nan" or f"must be a number in [0, 1), got {value}" in err[0]
+    assert getattr(train_config(parse(["train", option, given])), field) == value
+    assert getattr(train_config(parse(["train"])), field) == default
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "wanted"),
+    [("--label-smoothing", "1", "[0, 1)"), ("--label-smoothing", "-0.1", "[0, 1)"),
+     ("--label-smoothing", "nan", None), ("--ema", "0", "(0, 1)"), ("--ema", "1", "(0, 1)"),
+     ("--ema", "inf", None)],
+)  # fmt: skip
+def test_a_value_out_of_range_is_refused_by_the_parser_in_one_line(option, value, wanted, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main.build_parser().parse_args(["train", option, value])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and f"argument {option}:" in err[0]
+    assert wanted is None or f"must be a number in {wanted}, got {value}" in err[0]
 
 
 def test_label_smoothing_of_a_regression_is_one_clear_error(tmp_path, capsys):
@@ -96,18 +111,6 @@ def averaged(tmp_path):
     path = tmp_path / "bn_mlp.json"
     path.write_text(json.dumps(BN_MLP))
     return dataclasses.replace(TINY, arch=str(path), ema=DECAY)
-
-
-def test_ema_is_parsed_and_0_or_1_is_refused_in_one_line(capsys):
-    parse = main.build_parser().parse_args
-    assert train_config(parse(["train", "--ema", "0.999"])).ema == 0.999
-    assert train_config(parse(["train"])).ema is None
-    for value in ("0", "1", "inf"):
-        with pytest.raises(SystemExit) as stop:
-            parse(["train", "--ema", value])
-        err = capsys.readouterr().err.strip().splitlines()
-        assert stop.value.code == 2 and len(err) == 1 and "--ema" in err[0]
-        assert value == "inf" or f"must be a number in (0, 1), got {value}" in err[0]
 
 
 def test_the_average_after_k_steps_is_that_of_a_plain_loop_over_the_steps(

@@ -3,8 +3,8 @@
 A run folder holds ``best_params.npz`` (the parameters with the best validation accuracy so
 far; for a regression run, the lowest validation MSE; with --ema, the averaged parameters),
 ``checkpoint.npz`` (what resume reads: the parameters, the optimizer state with the --ema
-average in it, the config and the RunState) and ``log.csv`` (one row
-per epoch), all written atomically.
+average in it, the config and the RunState) and ``log.csv`` (one row per epoch), all written
+atomically.
 """
 
 import contextlib
