@@ -1,7 +1,8 @@
 """An exponential moving average of the weights (``train --ema DECAY``).
 
-After every update the average moves toward the weights: ``ema = DECAY * ema + (1 - DECAY) *
-w``, starting from the initial weights (no bias correction, as PyTorch's ``AveragedModel``
+After every batch's update the average moves toward the weights: ``ema = DECAY * ema + (1 -
+DECAY) * w`` (a mixed-precision step skipped for an overflow too: toward the unchanged
+weights), starting from the initial weights (no bias correction, as PyTorch's ``AveragedModel``
 with an EMA function and timm's ``ModelEmaV2``). Validation, the choice of the best epoch and
 the saved model use the averaged weights; training goes on with the raw ones.
 
