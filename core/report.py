@@ -23,6 +23,7 @@ from core.learn.loss import regression_mse
 from data import load_dataset, normalize
 from data.errors import UserError
 from data.normalization import Normalization
+from data.registry import check_mirrorable
 from model.forward import forward_activations
 from model.walk import KINDS, quantized_layers
 
@@ -101,10 +102,43 @@ def load_test_set(meta, data_dir=None, split="test"):
     return model_inputs(images, meta), labels, images
 
 
-def evaluate(model, x, y):
-    """Accuracy, probabilities, per-class table and confusion matrix of ``model`` on (x, y)."""
-    probs = predict_proba(model.params, model.blueprint, x)
-    return evaluation_of(probs, y, model.meta["class_names"])
+def evaluate(model, x, y, tta=None):
+    """Accuracy, probabilities, per-class table and confusion matrix of ``model`` on (x, y).
+
+    tta: None, or the test-time augmentation whose views' probabilities are averaged
+         (``model_proba``).
+    """
+    return evaluation_of(model_proba(model, x, tta), y, model.meta["class_names"])
+
+
+def model_proba(model, x, tta=None, source="the model file"):
+    """Class probabilities (N, K) of ``model`` on its normalized inputs ``x``; with ``tta``
+    ("flip", "shift", "flip+shift") the mean over its views of x, a shift filling the edge
+    it uncovers with black. UserError if the model cannot take that ``tta``."""
+    if tta is not None:
+        check_tta(model.meta, tta, source)
+    fill = black_pixel(model.meta, source) if tta is not None else 0.0
+    return predict_proba(model.params, model.blueprint, x, tta=tta, fill=fill)
+
+
+def check_tta(meta, tta, source):
+    """UserError unless the model of ``meta`` classifies pictures that ``--tta tta`` may
+    mirror and shift: a regression has no probabilities to average, vectors no pixels to
+    shift, and a mirrored digit is no digit (the check of training's --flip)."""
+    if is_regression(meta):
+        raise UserError(f"{source}: --tta {tta} averages class probabilities; a regression "
+                        f"model ({meta['dataset']}) has none")  # fmt: skip
+    if len(meta["input_shape"]) != 3:
+        raise UserError(f"{source}: --tta {tta} moves the pixels of pictures (C, H, W); this "
+                        f"model takes {meta['input_shape']} inputs")  # fmt: skip
+    if "flip" in tta:
+        check_mirrorable(meta["dataset"], f"--tta {tta}")
+
+
+def black_pixel(meta, source="the model file"):
+    """(C,) float32: the model's input for a black pixel (0), after its normalization."""
+    channels = meta["input_shape"][0]
+    return model_inputs(np.zeros((1, channels, 1, 1), np.uint8), meta, source).reshape(channels)
 
 
 def evaluation_of(probs, y, names):

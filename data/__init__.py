@@ -38,6 +38,7 @@ _EXPORTS = {
     "read_cifar10_archive": "data.cifar10",
     "read_idx": "data.mnist_loader",
     "stratified_split": "data.split",
+    "tta_views": "data.augment",
 }
 __all__ = sorted(_EXPORTS)
 

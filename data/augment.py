@@ -10,6 +10,9 @@ map), with bilinear interpolation; positions outside the image read ``fill``. Al
 images of a batch are warped at once: coordinates are (N, H, W) arrays and the
 four neighbours are gathered with one fancy index each.
 
+Test-time augmentation (``evaluate`` and ``predict --tta``): ``tta_views``, the fixed copies of a
+batch whose predictions are averaged: the batch itself, mirrored and/or shifted by one pixel.
+
 Coordinates: x is the column (to the right), y the row (downwards); the centre of
 rotation and scaling is the image centre ((W - 1) / 2, (H - 1) / 2).
 
@@ -191,6 +194,52 @@ def random_flip(images, rng, p=0.5, xp=np):
     n = _check_images(images, xp)
     flip = xp.asarray(rng.random(n) < p)
     return xp.where(flip[:, None, None, None], images[..., ::-1], images)
+
+
+# --tta: the views of each mode, as (mirrored, (dy, dx)) pairs; the first is the batch itself.
+# A shift moves the picture one pixel down, up, right or left, black filling the edge it leaves.
+SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+TTA_VIEWS = {
+    "flip": ((False, (0, 0)), (True, (0, 0))),
+    "shift": tuple((False, shift) for shift in SHIFTS),
+    "flip+shift": tuple((mirrored, shift) for mirrored in (False, True) for shift in SHIFTS),
+}
+
+
+def tta_views(images, mode, fill=0.0, xp=np):
+    """The test-time copies of a batch that ``--tta mode`` averages over, one array each.
+
+    images: float (N, C, H, W).
+    mode:   a key of TTA_VIEWS: "flip" (the batch and its mirror image, 2 views), "shift"
+            (the batch and its four one-pixel shifts, 5 views) or "flip+shift" (both, and
+            the shifts of the mirror image: 10 views).
+    fill:   float or (C,) array, what a shift uncovers (pass the normalized value of a
+            black pixel, as for random_crop).
+    xp:     the array library of ``images``.
+    Returns a list of arrays shaped and typed like ``images``, the batch itself first; each
+    view is made for the whole batch at once (slices, no loop over images).
+    """
+    if mode not in TTA_VIEWS:
+        raise UserError(f"--tta must be one of {', '.join(TTA_VIEWS)}, got {mode!r}")
+    _check_images(images, xp)
+    fill = xp.asarray(_fill_values(fill, images.shape[1], images.dtype))
+    views = []
+    for mirrored, (dy, dx) in TTA_VIEWS[mode]:
+        view = images[..., ::-1] if mirrored else images
+        views.append(shifted(view, dy, dx, fill, xp) if dy or dx else view)
+    return views
+
+
+def shifted(images, dy, dx, fill, xp=np):
+    """``images`` (N, C, H, W) moved ``dy`` rows down and ``dx`` columns right (negative:
+    up, left), what is uncovered set to ``fill`` (1 or C values). |dy| < H, |dx| < W."""
+    _, c, h, w = images.shape
+    out = xp.empty_like(images)
+    out[...] = xp.asarray(fill, dtype=images.dtype).reshape(-1, 1, 1)
+    out[:, :, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = images[
+        :, :, max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)
+    ]
+    return out
 
 
 def random_erasing(images, rng, p=0.5, scale=(0.02, 0.2), ratio=(0.3, 3.3), fill=0.0, xp=np):

@@ -41,6 +41,16 @@ INPUT_SHAPES = {
 MIRRORABLE = ("fashion-mnist", "cifar10")
 
 
+def check_mirrorable(name, option):
+    """UserError unless the pictures of dataset ``name`` may be mirrored, as ``option`` (the
+    option that asks to: ``--flip``, ``--tta flip``) would."""
+    if name not in MIRRORABLE:
+        raise UserError(
+            f"{option} mirrors the pictures, but a mirrored {name} picture means "
+            f"something else; flip only {', '.join(MIRRORABLE)}"
+        )
+
+
 def load_dataset(name, data_dir=None, cache_dir=None):
     """Load a dataset by name.
 

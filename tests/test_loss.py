@@ -1,12 +1,14 @@
-"""Softmax cross-entropy and mean squared error: values, gradients, stability, errors."""
+"""Softmax cross-entropy (plain and label-smoothed) and mean squared error: values,
+gradients, stability, errors."""
 
+import math
 import warnings
 
 import numpy as np
 import pytest
 
 from core.learn.gradcheck import numerical_gradient, rel_error
-from core.learn.loss import mse, softmax_cross_entropy
+from core.learn.loss import mse, smoothed_cross_entropy, softmax_cross_entropy, training_loss
 
 
 def numerical_loss_gradient(loss_fn, x, *args):
@@ -73,6 +75,59 @@ def test_cross_entropy_float32_stays_float32():
 def test_cross_entropy_bad_labels_raise_value_error(scores_shape, y, match):
     with pytest.raises(ValueError, match=match):
         softmax_cross_entropy(np.zeros(scores_shape), np.array(y))
+
+
+# ------------------------------------------------------- label-smoothed cross-entropy
+
+
+def smoothed_by_the_formula(scores, y, eps):
+    """PyTorch's definition, one class at a time in plain Python floats: the mean over the
+    batch of (1 - eps) * -log p[y] + eps * mean over k of -log p[k]."""
+    total = 0.0
+    for row, label in zip(scores.tolist(), y.tolist(), strict=True):
+        top = max(row)
+        log_z = top + math.log(sum(math.exp(s - top) for s in row))
+        nll = [log_z - s for s in row]  # -log p[k], class by class
+        total += (1 - eps) * nll[label] + eps * sum(nll) / len(row)
+    return total / len(scores)
+
+
+@pytest.mark.parametrize("eps", [0.05, 0.1, 0.5, 0.9])
+def test_smoothed_cross_entropy_matches_the_formula(eps):
+    rng = np.random.default_rng(4)
+    scores, y = 3 * rng.standard_normal((6, 5)), rng.integers(0, 5, 6)
+    loss, _ = smoothed_cross_entropy(scores, y, eps)
+    assert isinstance(loss, float)
+    assert loss == pytest.approx(smoothed_by_the_formula(scores, y, eps), rel=1e-12)
+
+
+@pytest.mark.parametrize("n,k,eps,scale", [(1, 3, 0.1, 1.0), (5, 10, 0.2, 1.0), (4, 7, 0.6, 30.0)])
+def test_smoothed_cross_entropy_gradient_matches_finite_differences(n, k, eps, scale):
+    rng = np.random.default_rng(5)
+    scores, y = scale * rng.standard_normal((n, k)), rng.integers(0, k, n)
+    _, dscores = smoothed_cross_entropy(scores, y, eps)
+    numeric = numerical_loss_gradient(smoothed_cross_entropy, scores, y, eps)
+    assert rel_error(dscores, numeric) < 1e-7
+    np.testing.assert_allclose(dscores.sum(axis=1), 0, atol=1e-15)  # the target sums to 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_no_smoothing_is_the_plain_cross_entropy_bit_for_bit(dtype):
+    scores = (4 * np.random.default_rng(6).standard_normal((8, 10))).astype(dtype)
+    y = np.arange(8) % 10
+    plain, smoothed = softmax_cross_entropy(scores, y), smoothed_cross_entropy(scores, y, 0.0)
+    assert plain[0] == smoothed[0] and plain[1].tobytes() == smoothed[1].tobytes()
+    assert training_loss("cross_entropy", 0.0) is softmax_cross_entropy  # a run without it
+
+
+def test_smoothed_cross_entropy_is_finite_at_huge_logits_and_keeps_float32():
+    scores = np.array([[1e4, -1e4, 0.0]], dtype=np.float32)
+    with warnings.catch_warnings(), np.errstate(over="raise", invalid="raise", divide="raise"):
+        warnings.simplefilter("error")
+        loss, dscores = smoothed_cross_entropy(scores, np.array([0]), 0.3)
+    assert loss == pytest.approx(0.3 * (0 + 2e4 + 1e4) / 3, rel=1e-6)
+    assert dscores.dtype == np.float32 and np.all(np.isfinite(dscores))
+    assert training_loss("cross_entropy", 0.3)(scores, np.array([0]))[0] == loss
 
 
 # ----------------------------------------------------------------------------- mse

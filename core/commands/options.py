@@ -19,6 +19,7 @@ from core.learn.config import (
     Number,
     OutOfRange,
 )
+from data.augment import TTA_VIEWS
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_PARAMS = ROOT / "best_params.npz"
@@ -89,6 +90,16 @@ def add_device(parser):
     parser.add_argument("--device", choices=DEVICES, default="cpu",
                         help="where to compute: cpu (NumPy) or gpu (CuPy on a CUDA GPU; "
                         'pip install -e ".[gpu]") (default: %(default)s)')  # fmt: skip
+
+
+def add_tta(parser):
+    """--tta flip|shift|flip+shift, test-time augmentation (data/augment.py TTA_VIEWS)."""
+    parser.add_argument("--tta", choices=tuple(TTA_VIEWS),
+                        help="test-time augmentation: the mean of the softmax probabilities of "
+                        "each picture and its copies: flip, its mirror image (2 views); shift, "
+                        "its four one-pixel shifts down, up, right and left, black filling the "
+                        "edge uncovered (5 views); flip+shift, both, and the shifts of the "
+                        "mirror image (10 views); flips never for digits (default: none)")  # fmt: skip
 
 
 def add_model_options(parser, command):

@@ -4,7 +4,7 @@ model or by the ensemble of several."""
 from pathlib import Path
 
 from core.commands.command import Command
-from core.commands.options import SHIPPED_PARAMS, add_device, add_params
+from core.commands.options import SHIPPED_PARAMS, add_device, add_params, add_tta
 
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -17,6 +17,7 @@ def add_arguments(parser):
     parser.add_argument(
         "--show", action="store_true", help="save each prepared 28x28 image beside its picture"
     )
+    add_tta(parser)
     add_device(parser)
 
 
@@ -57,18 +58,19 @@ def run(args):
     from core.learn.eval import predict_scores, softmax, top_k
     from core.learn.model_file import load_model
     from core.learn.ood import verdict
-    from core.report import check_digit_model, model_inputs
+    from core.report import check_digit_model, check_tta, model_inputs, model_proba
     from data.digit_image import load_digit_image, prepared_path, to_png
 
     model = load_model(args.params)
     check_digit_model(model.meta, args.params, "predict")
+    if args.tta is not None:
+        check_tta(model.meta, args.tta, args.params)
     names = model.meta["class_names"]
     for path in args.images:
         image = load_digit_image(path)
-        logits = predict_scores(
-            model.params, model.blueprint, model_inputs(image[None, None], model.meta, args.params)
-        )
-        probs = softmax(logits)
+        inputs = model_inputs(image[None, None], model.meta, args.params)
+        logits = predict_scores(model.params, model.blueprint, inputs)  # the not-a-digit check's
+        probs = softmax(logits) if args.tta is None else model_proba(model, inputs, args.tta)
         classes, p = top_k(probs, 3)
         ranked = ", ".join(
             f"{names[c]} ({100 * q:.1f}%)" for c, q in zip(classes[0], p[0], strict=True)
@@ -85,16 +87,18 @@ def run_ensemble(args):
     """predict with several model files: the ensemble's top 3, and each member's class."""
     from core.experiments.ensemble import load_members, member_names, member_probs
     from core.learn.eval import top_k
-    from core.report import check_digit_model
+    from core.report import check_digit_model, check_tta
     from data.digit_image import load_digit_image, prepared_path, to_png
 
     models = load_members(args.params)
     for path, model in zip(args.params, models, strict=True):
         check_digit_model(model.meta, path, "predict")
+        if args.tta is not None:
+            check_tta(model.meta, args.tta, path)
     names = models[0].meta["class_names"]
     for path in args.images:
         image = load_digit_image(path)
-        probs = member_probs(models, image[None, None])  # (M, 1, K)
+        probs = member_probs(models, image[None, None], tta=args.tta)  # (M, 1, K)
         classes, p = top_k(probs.mean(axis=0), 3)
         ranked = ", ".join(
             f"{names[c]} ({100 * q:.1f}%)" for c, q in zip(classes[0], p[0], strict=True)

@@ -74,7 +74,9 @@ def finetune_config(meta, epochs, lr, data_dir):
     """The model's own TrainConfig, changed for fine-tuning: ``epochs``, ``lr``, cosine, no warm-up."""
     config = TrainConfig(**meta["config"])  # checked when the file was loaded
     lr = FINETUNE_LR_FACTOR * config.lr if lr is None else lr
-    changes = {"epochs": epochs, "lr": lr, "schedule": "cosine", "warmup_epochs": 0.0}
+    # No --ema: fine-tuning validates and keeps its raw weights, the pruned ones exactly zero.
+    changes = {"epochs": epochs, "lr": lr, "schedule": "cosine", "warmup_epochs": 0.0,
+               "ema": None}  # fmt: skip
     if data_dir is not None:
         changes["data_dir"] = data_dir
     return dataclasses.replace(config, **changes)

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.learn.eval import accuracy, predict_proba
+from core.learn.eval import accuracy
 from core.learn.model_file import load_model
-from core.report import is_regression, model_inputs
+from core.report import is_regression, model_inputs, model_proba
 from data.errors import UserError
 
 SHARED = ("dataset", "class_names", "input_shape")  # what every member must agree on
@@ -46,10 +46,11 @@ def _plain(value):
     return list(value) if isinstance(value, list | tuple) else value
 
 
-def member_probs(models, images, source="the model file"):
-    """Each member's class probabilities of the raw ``images`` (N, ...): (M, N, K) float."""
+def member_probs(models, images, source="the model file", tta=None):
+    """Each member's class probabilities of the raw ``images`` (N, ...): (M, N, K) float;
+    with ``tta`` ("flip", "shift", "flip+shift") each member's mean over those views."""
     return np.stack(
-        [predict_proba(m.params, m.blueprint, model_inputs(images, m.meta, source)) for m in models]
+        [model_proba(m, model_inputs(images, m.meta, source), tta, source) for m in models]
     )
 
 

@@ -39,6 +39,7 @@ class Number(NamedTuple):
     low: float = -math.inf
     high: float = math.inf
     low_open: bool = False  # (low, high] rather than [low, high]
+    high_open: bool = False  # [low, high) rather than [low, high]
 
     def wanted(self):
         """What a number must be, for messages: 'a whole number >= 1', 'a positive number'."""
@@ -47,7 +48,8 @@ class Number(NamedTuple):
             most = "" if self.high == math.inf else f" <= {self.high}"
             return f"a whole number{least}{' and' if least and most else ''}{most}"
         if math.isfinite(self.high):
-            return f"a number in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+            return (f"a number in {'(' if self.low_open else '['}{self.low:g}, "
+                    f"{self.high:g}{')' if self.high_open else ']'}")  # fmt: skip
         if self.low_open and self.low == 0:
             return "a positive number"
         if self.low == -math.inf:
@@ -62,7 +64,8 @@ class Number(NamedTuple):
         """
         value = self.kind(text)
         above = value > self.low if self.low_open else value >= self.low
-        if not (math.isfinite(value) and above and value <= self.high):
+        below = value < self.high if self.high_open else value <= self.high
+        if not (math.isfinite(value) and above and below):
             raise OutOfRange(f"must be {self.wanted()}, got {text}")
         return value
 
@@ -77,6 +80,8 @@ NON_NEGATIVE_INT = Number("non_negative_int", int, low=0)  # a seed, a padding
 POSITIVE_FLOAT = Number("positive_float", float, low=0.0, low_open=True)  # a learning rate
 NON_NEGATIVE_FLOAT = Number("non_negative_float", float, low=0.0)  # weight decay
 PROBABILITY = Number("probability", float, low=0.0, high=1.0)
+SMOOTHING = Number("smoothing", float, low=0.0, high=1.0, high_open=True)  # [0, 1)
+DECAY = Number("decay", float, low=0.0, high=1.0, low_open=True, high_open=True)  # (0, 1)
 
 
 def option(default, help, number=None, *, choices=None, metavar=None):
@@ -102,6 +107,11 @@ class TrainConfig:
                        "blueprint .json file")  # fmt: skip
     loss: str = option("cross_entropy", "the loss: mse for a regression dataset",
                        choices=tuple(LOSSES))  # fmt: skip
+    label_smoothing: float = option(0.0, "cross-entropy against targets smoothed by EPS, "
+                                    "(1 - EPS) on the label and EPS spread evenly over all "
+                                    "classes, as PyTorch's label_smoothing; the training loss "
+                                    "only (the validation loss stays plain cross-entropy)",
+                                    SMOOTHING, metavar="EPS")  # fmt: skip
     epochs: int = option(5, "passes over the training set", POSITIVE_INT)
     # small batches: many updates, so even a short run learns a lot
     batch_size: int = option(16, "examples per update", POSITIVE_INT)
@@ -130,6 +140,10 @@ class TrainConfig:
                                POSITIVE_INT)  # fmt: skip
     clip_norm: float | None = option(None, "clip the gradients' global norm to this value",
                                      POSITIVE_FLOAT)  # fmt: skip
+    ema: float | None = option(None, "validate, select and save an exponential moving average "
+                               "of the weights (batch-norm statistics averaged too), updated "
+                               "after every step: ema = DECAY * ema + (1 - DECAY) * weights",
+                               DECAY, metavar="DECAY")  # fmt: skip
     patience: int | None = option(None, "stop after N epochs without a better validation "
                                   "accuracy", POSITIVE_INT)  # fmt: skip
     data_dir: str | None = option(None, "folder holding the dataset's files, if not the default")

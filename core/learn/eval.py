@@ -11,6 +11,7 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from core.learn.loss import LOSSES
+from data.augment import tta_views
 from data.errors import UserError
 from layers.arraylib import array_module, to_numpy
 from model.blueprints import validate_blueprint
@@ -37,9 +38,19 @@ def predict_scores(params, blueprint, x, batch_size=500):
     return array_module(*batches).concatenate(batches)
 
 
-def predict_proba(params, blueprint, x, batch_size=500):
-    """Class probabilities (N, K) of ``x`` (N, ...) in inference mode."""
-    return softmax(predict_scores(params, blueprint, x, batch_size))
+def predict_proba(params, blueprint, x, batch_size=500, tta=None, fill=0.0):
+    """Class probabilities (N, K) of ``x`` (N, ...) in inference mode.
+
+    tta: None, or a test-time augmentation of data/augment.py ``TTA_VIEWS`` ("flip",
+         "shift", "flip+shift"): the mean of the probabilities of each of its views of ``x``
+         (N, C, H, W), the batch itself among them. fill: (C,) what a shifted view's
+         uncovered edge holds (the normalized value of a black pixel).
+    """
+    if tta is None:
+        return softmax(predict_scores(params, blueprint, x, batch_size))
+    views = tta_views(x, tta, fill, array_module(x))
+    total = sum(softmax(predict_scores(params, blueprint, view, batch_size)) for view in views)
+    return total / len(views)
 
 
 # The score a run with each loss is judged by, as its log names it; higher is better for both.

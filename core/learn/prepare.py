@@ -17,7 +17,7 @@ from data import fit_normalization, load_dataset, normalize, stratified_split
 from data.checks import check_real, check_whole
 from data.errors import UserError
 from data.normalization import Normalization
-from data.registry import MIRRORABLE
+from data.registry import check_mirrorable
 from model.shapes import trace_shapes
 from model.walk import quantized_layers
 
@@ -88,6 +88,11 @@ def check_loss(config, ds):
             f"--loss mse fits float targets, but {ds.name} is a classification dataset "
             "(class labels); use --loss cross_entropy, or a regression dataset such as polynomial"
         )
+    if config.label_smoothing and config.loss != "cross_entropy":
+        raise UserError(
+            f"--label-smoothing {config.label_smoothing:g} smooths the class labels of "
+            f"--loss cross_entropy; --loss {config.loss} has no classes to smooth"
+        )
 
 
 def check_adversarial(config, ds):
@@ -110,11 +115,8 @@ def check_augmentation(config):
     """UserError unless the augmentation settings are valid for the dataset."""
     check_whole("--crop", config.crop, 0)
     check_real("--erase", config.erase, 0, 1)
-    if config.flip and config.dataset not in MIRRORABLE:
-        raise UserError(
-            f"--flip mirrors the pictures, but a mirrored {config.dataset} picture means "
-            f"something else; flip only {', '.join(MIRRORABLE)}"
-        )
+    if config.flip:
+        check_mirrorable(config.dataset, "--flip")
 
 
 def check_limit(limit, n):

@@ -1,9 +1,10 @@
 """A run: the record of what stays fixed while it trains, its folder, its checkpoint and resume.
 
 A run folder holds ``best_params.npz`` (the parameters with the best validation accuracy so
-far; for a regression run, the lowest validation MSE), ``checkpoint.npz`` (what resume reads:
-the parameters, the optimizer state, the config and the RunState) and ``log.csv`` (one row
-per epoch), all written atomically.
+far; for a regression run, the lowest validation MSE; with --ema, the averaged parameters),
+``checkpoint.npz`` (what resume reads: the parameters, the optimizer state with the --ema
+average in it, the config and the RunState) and ``log.csv`` (one row per epoch), all written
+atomically.
 """
 
 import contextlib
@@ -129,10 +130,12 @@ def save_run(run, params, opt_state, state):
     save_checkpoint(run.paths["ckpt"], params, opt_state, run.blueprint, meta)
 
 
-def save_epoch(run, params, opt_state, state, improved):
+def save_epoch(run, params, opt_state, state, improved, model=None):
     """The files of a finished epoch: the log, the best model if ``improved``, the checkpoint.
 
     state: the RunState after the epoch (its last log row is the epoch's).
+    model: the weights the best model file holds (with --ema, the averaged ones; default
+           ``params``); the checkpoint holds ``params`` and ``opt_state`` whatever it is.
     """
     # The files first, then the state: a Ctrl-C while they are written checkpoints the epoch as
     # not yet finished, and the resumed run validates it and writes them again.
@@ -140,7 +143,7 @@ def save_epoch(run, params, opt_state, state, improved):
     if improved:
         score = f"val_{SCORE_OF_LOSS[run.config.loss]}"
         meta = run_meta(run, epoch=state.epoch, **{score: state.log_rows[-1][score]})
-        save_model(run.paths["best"], params, run.blueprint, meta)
+        save_model(run.paths["best"], params if model is None else model, run.blueprint, meta)
     save_run(run, params, opt_state, state)
 
 

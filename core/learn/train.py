@@ -10,7 +10,8 @@ On the GPU (``device="gpu"``, core/learn/device.py) the parameters, the optimize
 the data are placed there once, when the run starts, and the loop is the same: every array it
 makes is made where its inputs are, and the random numbers are drawn on the CPU from the same
 generators, then moved. ``--precision mixed`` (core/learn/precision.py) computes each step in
-float16 with dynamic loss scaling (``mixed_step``).
+float16 with dynamic loss scaling (``mixed_step``). ``--ema`` (core/learn/ema.py) keeps an
+average of the weights beside them, and the run validates and saves that (``model_params``).
 
 The run's folder, checkpoint and resume are core/learn/runs.py's; what the run prints is the
 caller's: it passes a Report (core/progress.py prints one for the train command).
@@ -24,13 +25,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.learn import ood, precision, runs
+from core.learn import ema, ood, precision, runs
 from core.learn.adversarial import fast_fgsm_inputs
 from core.learn.config import check_warmup
 from core.learn.device import array_library, check_on_device, placed
 from core.learn.eval import SCORE_OF_LOSS, loss_and_score, r_squared
 from core.learn.interrupts import BetweenBatches
-from core.learn.loss import LOSSES
+from core.learn.loss import training_loss
 from core.learn.optim import clip_by_global_norm
 from core.learn.prepare import (
     check_freeze,
@@ -150,10 +151,11 @@ def gradients(params, xb, yb, run, step, lr, rng, loss_scale=None):
     if config.adversarial:
         xb = fast_fgsm_inputs(params, blueprint, run.data.norm, xb, yb, config.adv_eps, rng)
     scores, caches = forward(params, xb, blueprint, train=True, rng=rng)
+    loss_of = training_loss(config.loss, config.label_smoothing)
     if loss_scale is None:
-        loss, dscores = LOSSES[config.loss](scores, yb)
+        loss, dscores = loss_of(scores, yb)
     else:
-        loss, dscores = LOSSES[config.loss](scores.astype(np.float32), yb)
+        loss, dscores = loss_of(scores.astype(np.float32), yb)
         dscores = precision.scaled(dscores, loss_scale)
     if not math.isfinite(loss):
         raise Diverged(
@@ -213,6 +215,8 @@ def epoch_batches(run, params, opt_state, state):
             params, opt_state, loss, correct = train_step(
                 params, opt_state, xb, yb, run, step, lr, rng
             )
+        if config.ema:
+            opt_state = ema.updated_average(opt_state, params, config.ema)
         state = state._replace(
             batch=b + 1,
             loss_sum=state.loss_sum + loss * len(yb),
@@ -244,10 +248,17 @@ def train_score(run, state):
     return state.correct / state.seen
 
 
+def model_params(run, params, opt_state):
+    """The weights a run validates and saves: the raw ``params``, or with --ema their
+    average, from ``opt_state`` (core/learn/ema.py)."""
+    return ema.averaged_params(params, opt_state) if run.config.ema else params
+
+
 def end_epoch(run, params, opt_state, state, report):
     """Validate the finished epoch, log it, save the files; returns the next epoch's state."""
     epoch, score = state.epoch, SCORE_OF_LOSS[run.config.loss]
-    val_loss, val_score = validate(run, params, epoch)
+    model = model_params(run, params, opt_state)
+    val_loss, val_score = validate(run, model, epoch)
     row = {
         "epoch": epoch + 1,
         "lr": lr_of(run, (epoch + 1) * run.per_epoch - 1),  # the epoch's last update's
@@ -271,7 +282,7 @@ def end_epoch(run, params, opt_state, state, report):
         loss_scale=state.loss_scale,  # the loss scaling goes on; its count of skips is the epoch's
         scale_streak=state.scale_streak,
     )
-    runs.save_epoch(run, params, opt_state, done, improved)
+    runs.save_epoch(run, params, opt_state, done, improved, model)
     return done
 
 
@@ -335,8 +346,10 @@ def start(config, out_dir, resume, changes, overwrite, say, writes=(), device="c
     runs.prepare_folder(out_dir, [] if resume else found, say)
     params = placed(params, xp)
     if not resume:
-        return run, params, run.optimizer.init(params), runs.RunState()
+        return run, params, initial_state(run, params), runs.RunState()
     opt_state = placed(opt_state, xp)
+    if config.ema:
+        ema.check_average(opt_state, params, run.frozen, out_dir / runs.RUN_FILES["ckpt"])
     if config.epochs != saved.epochs:
         step = state.epoch * run.per_epoch + state.batch
         replanned = "" if config.schedule == "constant" else (
@@ -345,6 +358,14 @@ def start(config, out_dir, resume, changes, overwrite, say, writes=(), device="c
         )  # fmt: skip
         say(f"extending the run from {saved.epochs} to {config.epochs} epochs{replanned}")
     return run, params, opt_state, state
+
+
+def initial_state(run, params):
+    """A new run's optimizer state: the optimizer's slots, and with --ema the average's."""
+    opt_state = run.optimizer.init(params)
+    if run.config.ema:
+        opt_state = {**opt_state, **ema.initial_average(params, run.frozen)}
+    return opt_state
 
 
 def nothing_to_train(run, state, out_dir):
