@@ -63,17 +63,22 @@ def window_view(x, size, writeable=False):
 
     Element [n, c, r, s, i, j] is x[n, c, r + i, s + j]. writeable only for arrays we own
     and write each pixel of once per window offset (a pooling backward's dx): the windows
-    overlap. NumPy: sliding_window_view; CuPy: as_strided on x itself (x must then be
-    C-contiguous when writeable, else the writes would land in a copy).
+    overlap. NumPy: sliding_window_view (read-only unless writeable); CuPy: strided_windows.
     """
-    xp = array_module(x)
-    if xp is np:
+    if array_module(x) is np:
         return np.lib.stride_tricks.sliding_window_view(
             x, (size, size), axis=(2, 3), writeable=writeable
         )
+    return strided_windows(x, size, writeable)
+
+
+def strided_windows(x, size, writeable=False):
+    """window_view as CuPy takes it: as_strided on x itself, which must then be C-contiguous
+    when writeable, else the writes would land in a copy. It works on NumPy arrays too, where
+    the tests compare it with sliding_window_view."""
     if writeable and not x.flags.c_contiguous:
         raise ValueError("window_view: a writeable view needs a C-contiguous array")
     n, c, h, w = x.shape
-    s = xp.ascontiguousarray(x).strides
+    s = array_module(x).ascontiguousarray(x).strides
     shape = (n, c, h - size + 1, w - size + 1, size, size)
     return strided_view(x, shape, (*s, s[2], s[3]))
